@@ -1,0 +1,1 @@
+"""Turning a trained generator into a self-describing ONNX file."""

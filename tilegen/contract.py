@@ -1,0 +1,119 @@
+"""The ONNX contract: what a tilegen .onnx file says about itself in metadata_props.
+
+export/ writes these keys, tilegen/ reads them and nothing else (format version 1). Every value is
+a string; structured values are JSON. A consumer in another runtime needs only this table:
+
+    tilegen.format_version   "1"
+    tilegen.version          tilegen version that wrote the file
+    tilegen.form             "windowed": inputs z0..z{K-1} (1, C_noise, H_k, W_k) float32 noise
+                             windows, output "image" (1, C_out, H, W);
+                             "self-contained": inputs seed, y0, x0 (int64 scalars), output the tile
+    tilegen.arch             {"levels", "t0", "tb", "tj", "noise_channels", "out_channels"}
+                             (window arithmetic: tilegen/windows.py, docs/FORMAT.md)
+    tilegen.noise            {"spec": "tilegen-hash32", "version": 1, "range": [0, 1]}
+    tilegen.value_range      [0, 1]: output values; clip, then quantise
+    tilegen.channels         channel order, e.g. "RGB"
+    tilegen.exemplar_sha256  hash of the exemplar's pixels the model was trained on
+    tilegen.training         training settings (JSON object)
+    tilegen.tile             self-contained form only: [height, width] of the tile it returns
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+from tilegen import __version__
+from tilegen.errors import UserError
+from tilegen.noise import NOISE_SPEC, NOISE_SPEC_VERSION
+from tilegen.windows import Arch
+
+FORMAT_VERSION = 1
+PREFIX = "tilegen."
+
+
+@dataclass
+class ModelInfo:
+    arch: Arch
+    noise_channels: int = 3
+    out_channels: int = 3
+    channels: str = "RGB"
+    form: str = "windowed"
+    exemplar_sha256: str = ""
+    training: dict = field(default_factory=dict)
+    value_range: tuple[float, float] = (0.0, 1.0)
+    tile: tuple[int, int] | None = None
+    version: str = __version__
+
+    def input_names(self) -> list[str]:
+        return [f"z{k}" for k in range(self.arch.levels)]
+
+
+def to_metadata(info: ModelInfo) -> dict[str, str]:
+    """The metadata_props of a tilegen ONNX file, format version 1."""
+    a = info.arch
+    meta = {
+        "format_version": str(FORMAT_VERSION),
+        "version": info.version,
+        "form": info.form,
+        "arch": json.dumps(
+            {
+                "levels": a.levels,
+                "t0": a.t0,
+                "tb": a.tb,
+                "tj": a.tj,
+                "noise_channels": info.noise_channels,
+                "out_channels": info.out_channels,
+            }
+        ),
+        "noise": json.dumps({"spec": NOISE_SPEC, "version": NOISE_SPEC_VERSION, "range": [0, 1]}),
+        "value_range": json.dumps(list(info.value_range)),
+        "channels": info.channels,
+        "exemplar_sha256": info.exemplar_sha256,
+        "training": json.dumps(info.training, sort_keys=True),
+    }
+    if info.tile is not None:
+        meta["tile"] = json.dumps(list(info.tile))
+    return {PREFIX + k: v for k, v in meta.items()}
+
+
+def from_metadata(props: dict[str, str], source: str = "model") -> ModelInfo:
+    """Parse and validate metadata_props; a one-line UserError for foreign or newer files."""
+    meta = {k[len(PREFIX) :]: v for k, v in props.items() if k.startswith(PREFIX)}
+    if "format_version" not in meta:
+        raise UserError(
+            f"{source} is not a tilegen model (no tilegen metadata): export one with "
+            "'tilegen export MODEL.pt -o MODEL.onnx'"
+        )
+    try:
+        version = int(meta["format_version"])
+    except ValueError:
+        raise UserError(f"{source}: unreadable tilegen format_version {meta['format_version']!r}")
+    if version > FORMAT_VERSION:
+        raise UserError(
+            f"{source} uses tilegen model format {version}, newer than this tilegen reads "
+            f"({FORMAT_VERSION}): upgrade tilegen"
+        )
+    try:
+        arch = json.loads(meta["arch"])
+        noise = json.loads(meta["noise"])
+        info = ModelInfo(
+            arch=Arch(arch["levels"], arch["t0"], arch["tb"], arch["tj"]),
+            noise_channels=arch["noise_channels"],
+            out_channels=arch["out_channels"],
+            channels=meta.get("channels", ""),
+            form=meta.get("form", "windowed"),
+            exemplar_sha256=meta.get("exemplar_sha256", ""),
+            training=json.loads(meta.get("training", "{}")),
+            value_range=tuple(json.loads(meta.get("value_range", "[0, 1]"))),
+            tile=tuple(json.loads(meta["tile"])) if "tile" in meta else None,
+            version=meta.get("version", "?"),
+        )
+    except (KeyError, ValueError, TypeError) as e:
+        raise UserError(f"{source}: damaged tilegen metadata ({e}): re-export the model")
+    if noise.get("spec") != NOISE_SPEC or int(noise.get("version", 0)) > NOISE_SPEC_VERSION:
+        raise UserError(
+            f"{source} needs noise {noise.get('spec')} v{noise.get('version')}, which this "
+            f"tilegen does not implement ({NOISE_SPEC} v{NOISE_SPEC_VERSION}): upgrade tilegen"
+        )
+    return info

@@ -1,0 +1,137 @@
+"""Reading exemplars and writing images: any common mode in, float32 (H, W, C) in [0, 1] out.
+
+Grayscale stays one channel and alpha is kept only when it carries information, so the engine
+(which is channel-agnostic) learns exactly what the user gave it. 16-bit PNGs are read and written
+at full depth through pypng, because Pillow truncates 16-bit RGB to 8 bits.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import numpy as np
+import png  # pypng
+from PIL import Image, UnidentifiedImageError
+
+from tilegen.errors import UserError
+
+Image.MAX_IMAGE_PIXELS = None  # our own outputs can be large; exemplars are checked by size
+
+
+def _png_bitdepth(path: Path) -> int:
+    with open(path, "rb") as f:
+        head = f.read(25)
+    if head[:8] == b"\x89PNG\r\n\x1a\n" and head[12:16] == b"IHDR":
+        return head[24]
+    return 8
+
+
+def _read_png16(path: Path) -> np.ndarray:
+    w, h, rows, info = png.Reader(filename=str(path)).asDirect()
+    c = info["planes"]
+    arr = np.vstack([np.asarray(r, dtype=np.uint16) for r in rows]).reshape(h, w, c)
+    return arr.astype(np.float32) / 65535.0
+
+
+def _from_pil(im: Image.Image) -> np.ndarray:
+    if im.mode == "P":
+        im = im.convert("RGBA" if "transparency" in im.info else "RGB")
+    elif im.mode in ("CMYK", "YCbCr", "HSV", "LAB"):
+        im = im.convert("RGB")
+    elif im.mode == "1":
+        im = im.convert("L")
+    arr = np.asarray(im)
+    if arr.dtype == np.uint8:
+        out = arr.astype(np.float32) / 255.0
+    elif arr.dtype in (np.uint16, np.int32) or im.mode.startswith("I"):
+        # 16-bit grayscale arrives as I;16 or I (int32 holding 0..65535).
+        out = arr.astype(np.float32) / 65535.0
+    elif arr.dtype == np.float32:
+        out = arr
+    else:
+        out = arr.astype(np.float32)
+    return out if out.ndim == 3 else out[:, :, None]
+
+
+def read_image(path: str | os.PathLike) -> np.ndarray:
+    """An image as float32 (H, W, C) in [0, 1], C in {1, 2, 3, 4}; UserError if unreadable."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"cannot read image {path}: no such file")
+    try:
+        if path.suffix.lower() in (".tif", ".tiff"):
+            import tifffile
+
+            arr = tifffile.imread(path)
+            arr = arr if arr.ndim == 3 else arr[:, :, None]
+            scale = np.iinfo(arr.dtype).max if arr.dtype.kind in "ui" else 1.0
+            out = arr.astype(np.float32) / scale
+        elif _png_bitdepth(path) == 16:
+            out = _read_png16(path)
+        else:
+            with Image.open(path) as im:
+                im.load()
+                out = _from_pil(im)
+    except (UnidentifiedImageError, OSError, ValueError, png.Error) as e:
+        raise UserError(f"cannot read image {path}: {e}. Use a PNG, JPEG or TIFF file")
+    # Drop alpha that is fully opaque: it would only cost a channel.
+    if out.shape[2] in (2, 4) and np.all(out[:, :, -1] >= 1.0):
+        out = out[:, :, :-1]
+    if out.shape[2] > 4:
+        raise UserError(f"{path} has {out.shape[2]} channels; use an image with 1 to 4")
+    return np.ascontiguousarray(np.clip(out, 0.0, 1.0), dtype=np.float32)
+
+
+def quantize(img: np.ndarray, bits: int = 8) -> np.ndarray:
+    """float [0, 1] -> uint8/uint16 with round-to-nearest (the one rule every output uses)."""
+    top = 255 if bits == 8 else 65535
+    q = np.rint(np.clip(img, 0.0, 1.0) * top)
+    return q.astype(np.uint8 if bits == 8 else np.uint16)
+
+
+def write_image(path: str | os.PathLike, img: np.ndarray, bits: int = 8) -> None:
+    """Write float (H, W, C) in [0, 1] (or already quantised uint8/uint16) as PNG, TIFF or JPEG."""
+    path = Path(path)
+    if img.ndim == 2:
+        img = img[:, :, None]
+    q = img if img.dtype in (np.uint8, np.uint16) else quantize(img, bits)
+    bits = 16 if q.dtype == np.uint16 else 8
+    suffix = path.suffix.lower()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".partial")
+    try:
+        if suffix in (".tif", ".tiff"):
+            import tifffile
+
+            tifffile.imwrite(tmp, q if q.shape[2] > 1 else q[:, :, 0], photometric=None)
+        elif suffix == ".png" and bits == 16:
+            h, w, c = q.shape
+            writer = png.Writer(w, h, greyscale=c < 3, alpha=c in (2, 4), bitdepth=16)
+            with open(tmp, "wb") as f:
+                writer.write(f, q.reshape(h, w * c))
+        elif suffix in (".png", ".jpg", ".jpeg"):
+            if bits == 16:
+                raise UserError(f"{path}: JPEG is 8-bit only; write a .png or .tif for 16 bits")
+            mode = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}[q.shape[2]]
+            im = Image.fromarray(q[:, :, 0] if q.shape[2] == 1 else q, mode)
+            fmt = "PNG" if suffix == ".png" else "JPEG"
+            im.save(tmp, format=fmt, **({"quality": 95} if fmt == "JPEG" else {}))
+        else:
+            raise UserError(f"{path}: unknown image type {suffix!r}; use .png, .tif or .jpg")
+        os.replace(tmp, path)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        raise UserError(f"cannot write {path}: {e.strerror or e}")
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def pixels_sha256(img: np.ndarray) -> str:
+    """A stable hash of an exemplar's pixels (16-bit quantised, shape included)."""
+    q = quantize(img, 16)
+    h = hashlib.sha256(str(q.shape).encode())
+    h.update(np.ascontiguousarray(q).tobytes())
+    return h.hexdigest()

@@ -1,0 +1,91 @@
+"""Window arithmetic: which noise each level needs for a requested output tile.
+
+The generator (train/generator.py) is a pure function of a finite noise neighbourhood: valid
+convolutions and nearest x2 upsampling, levels k = 0 (coarsest) .. K-1 (finest, full resolution):
+
+    h_0 = block0(z_0)                                  block0 trims t0 pixels per side
+    h_k = join_k(concat(up2(h_{k-1}), block_k(z_k)))   block_k trims tb, join_k trims tj
+
+Every map of level k lives in one global frame, and up2 reads h_{k-1}[floor(Y / 2)]. A graph
+evaluation whose level-k output covers [Y_k, Y_k + O_k) needs, with no cropping inside the graph,
+
+    Y_k = 2 Y_{k-1} + tj        O_k = 2 O_{k-1} - 2 tj          (k >= 1)
+
+so the full-resolution window starts on Y_{K-1} = 2^(K-1) Y_0 + tj (2^(K-1) - 1): windows follow
+the upsampling grid. A tile [a, a+n) is served by the smallest such window containing it, then
+cropped. An aligned tile (a multiple of 2^(K-1), and n too) costs only tj extra pixels per side.
+
+Periodic output with period P (a multiple of 2^(K-1)) wraps level k's noise modulo P / 2^(K-1-k).
+This module is shared by training (sampling), export (metadata, parity checks) and the tiler.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Arch:
+    """What the window arithmetic needs to know of a generator."""
+
+    levels: int  # K, number of noise inputs; K-1 upsamplings
+    t0: int = 2  # trim per side of level 0's block
+    tb: int = 2  # trim per side of each finer level's noise block
+    tj: int = 2  # trim per side of each join block
+
+    @property
+    def stride(self) -> int:
+        """2^(K-1): output pixels per coarsest-level pixel; the alignment of windows."""
+        return 2 ** (self.levels - 1)
+
+
+@dataclass(frozen=True)
+class AxisWindow:
+    """One axis of a graph evaluation: the output window and each level's noise window."""
+
+    out_start: int  # Y_{K-1}
+    out_size: int  # O_{K-1}
+    crop: int  # offset of the requested tile inside the output window
+    noise: tuple[tuple[int, int], ...]  # per level k: (start, size) of z_k
+
+
+def axis_window(arch: Arch, start: int, size: int) -> AxisWindow:
+    """The smallest aligned graph window covering output pixels [start, start+size)."""
+    if size < 1:
+        raise ValueError(f"tile size must be positive, got {size}")
+    s, tj = arch.stride, arch.tj
+    offset = tj * (s - 1)  # Y_{K-1} = s * Y_0 + offset
+    shrink = 2 * tj * (s - 1)  # O_{K-1} = s * O_0 - shrink
+    y0 = (start - offset) // s
+    out_start = s * y0 + offset
+    need = start + size - out_start
+    o0 = max(-(-(need + shrink) // s), 2 * tj)  # ceil; 2*tj keeps every level's size >= 1
+    ys, os_ = [y0], [o0]
+    for _ in range(1, arch.levels):
+        ys.append(2 * ys[-1] + tj)
+        os_.append(2 * os_[-1] - 2 * tj)
+    assert ys[-1] == out_start and os_[-1] >= need and os_[-1] > 0
+    noise = [(ys[0] - arch.t0, os_[0] + 2 * arch.t0)]
+    pad = tj + arch.tb
+    noise += [(ys[k] - pad, os_[k] + 2 * pad) for k in range(1, arch.levels)]
+    return AxisWindow(out_start, os_[-1], start - out_start, tuple(noise))
+
+
+def level_periods(arch: Arch, period: int) -> tuple[int, ...]:
+    """Noise period of each level for an output period `period` (full-resolution pixels)."""
+    if period <= 0 or period % arch.stride:
+        raise ValueError(
+            f"a periodic size must be a positive multiple of {arch.stride} for this model, "
+            f"got {period}"
+        )
+    return tuple(period // 2 ** (arch.levels - 1 - k) for k in range(arch.levels))
+
+
+def output_size(arch: Arch, noise_sizes: list[int]) -> int:
+    """Output size of a graph fed noise of these sizes (one axis); checks they are consistent."""
+    o = noise_sizes[0] - 2 * arch.t0
+    for k in range(1, arch.levels):
+        o = 2 * o - 2 * arch.tj
+        if noise_sizes[k] - 2 * (arch.tb + arch.tj) != o:
+            raise ValueError(f"noise sizes {noise_sizes} do not follow the upsampling grid")
+    return o

@@ -1,0 +1,1 @@
+"""Learning textures: the patch-OT loss, the generator, synthesis (Alg. 1) and training (Alg. 2)."""
