@@ -98,7 +98,7 @@ class SemiDiscreteOT:
 
     @torch.no_grad()
     def assign(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """sigma(i) = argmin_j c(x_i, y_j) - psi_j, and that minimum (the c-transform psi^c(x_i))."""
+        """sigma(i) = argmin_j c(x_i, y_j) - psi_j and that minimum (the c-transform psi^c(x_i))."""
         bias = self._y2 - self.psi  # the augmented row ||y_j||^2 - psi_j
         n = x.shape[0]
         idx = torch.empty(n, dtype=torch.long, device=x.device)
@@ -213,5 +213,5 @@ class PatchOTLoss:
 
     def loss(self, image: torch.Tensor) -> torch.Tensor:
         losses = [ot.loss(x) for ot, x in zip(self.scales, self.source_patches(image))]
-        self.last_values = [float(v) for v in losses]
+        self.last_values = [float(v.detach()) for v in losses]
         return torch.stack(losses).sum()
