@@ -16,6 +16,8 @@ a string; structured values are JSON. A consumer in another runtime needs only t
     tilegen.exemplar_sha256  hash of the exemplar's pixels the model was trained on
     tilegen.training         training settings (JSON object)
     tilegen.tile             self-contained form only: [height, width] of the tile it returns
+    tilegen.period           self-contained form only, when periodic: [py, px], the output period
+                             in full-resolution pixels chosen at export (absent: not periodic)
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ class ModelInfo:
     training: dict = field(default_factory=dict)
     value_range: tuple[float, float] = (0.0, 1.0)
     tile: tuple[int, int] | None = None
+    period: tuple[int, int] | None = None
     version: str = __version__
 
     def input_names(self) -> list[str]:
@@ -53,7 +56,6 @@ def to_metadata(info: ModelInfo) -> dict[str, str]:
     """The metadata_props of a tilegen ONNX file, format version 1."""
     a = info.arch
     meta = {
-        "format_version": str(FORMAT_VERSION),
         "version": info.version,
         "form": info.form,
         "arch": json.dumps(
@@ -74,12 +76,22 @@ def to_metadata(info: ModelInfo) -> dict[str, str]:
     }
     if info.tile is not None:
         meta["tile"] = json.dumps(list(info.tile))
+    if info.period is not None:
+        meta["period"] = json.dumps(list(info.period))
+    # Last on purpose: metadata_props is the last field of the file, so a truncated file always
+    # loses format_version (or fails to parse) and is refused as incomplete.
+    meta["format_version"] = str(FORMAT_VERSION)
     return {PREFIX + k: v for k, v in meta.items()}
 
 
 def from_metadata(props: dict[str, str], source: str = "model") -> ModelInfo:
     """Parse and validate metadata_props; a one-line UserError for foreign or newer files."""
     meta = {k[len(PREFIX) :]: v for k, v in props.items() if k.startswith(PREFIX)}
+    if meta and "format_version" not in meta:
+        raise UserError(
+            f"{source}: tilegen metadata is incomplete (no format_version: a truncated or edited "
+            "file): re-export the model"
+        )
     if "format_version" not in meta:
         raise UserError(
             f"{source} is not a tilegen model (no tilegen metadata): export one with "
@@ -107,6 +119,7 @@ def from_metadata(props: dict[str, str], source: str = "model") -> ModelInfo:
             training=json.loads(meta.get("training", "{}")),
             value_range=tuple(json.loads(meta.get("value_range", "[0, 1]"))),
             tile=tuple(json.loads(meta["tile"])) if "tile" in meta else None,
+            period=tuple(json.loads(meta["period"])) if "period" in meta else None,
             version=meta.get("version", "?"),
         )
     except (KeyError, ValueError, TypeError) as e:

@@ -155,3 +155,27 @@ def fold_batchnorm(model: TextureGenerator) -> TextureGenerator:
             folded.bias.copy_(bn.bias - bn.running_mean * a)
             seq[i], seq[i + 1] = folded.to(conv.weight.device), nn.Identity()
     return model.eval()
+
+
+# --- BatchNorm population statistics ----------------------------------------------------------
+
+
+@torch.no_grad()
+def recalibrate_batchnorm(model: TextureGenerator, noises) -> TextureGenerator:
+    """Re-estimate every BatchNorm's population mean and variance (in place, then eval mode).
+
+    `noises` yields noise lists for `model(*z)` drawn from the training distribution. The
+    running statistics are reset and accumulated as plain cumulative averages (momentum=None)
+    over all of them, so the result does not depend on the order or on the last batches seen.
+    """
+    bns = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
+    momenta = [bn.momentum for bn in bns]
+    for bn in bns:
+        bn.reset_running_stats()
+        bn.momentum = None
+    model.train()
+    for z in noises:
+        model(*z)
+    for bn, m in zip(bns, momenta):
+        bn.momentum = m
+    return model.eval()

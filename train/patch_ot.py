@@ -31,7 +31,7 @@ class OTConfig:
     n_target: int = 2000  # J: exemplar patches kept per scale
     psi_steps: int = 10  # dual ascent steps per outer iteration
     psi_lr: float = 1.0  # step on psi (the gradient is O(1/J))
-    psi_batch: int = 8192  # source patches drawn per psi step and scale
+    psi_batch: int = 4096  # source patches drawn per psi step and scale
     chunk: int = 2048  # source rows per matmul: memory chunk x J
 
 
@@ -128,34 +128,51 @@ class SemiDiscreteOT:
         lr: float,
         batch: int,
         generator: torch.Generator | None = None,
+        weights: torch.Tensor | None = None,
     ) -> None:
         """Averaged stochastic gradient ascent on F, warm-started from the current psi.
 
         Each step draws `batch` source rows, moves psi along dF/dpsi_j = 1/J - n_j / n, and psi
         ends at the average of the iterates (Polyak averaging tames the noise of the subsample).
+
+        `weights` (N,), optional and >= 0, makes the source the weighted measure
+        sum_i w_i delta(x_i) / sum_i w_i: n_j / n becomes the weight share of the rows sent to
+        y_j. None (or all weights equal) is the plain uniform source.
         """
         n, j = x.shape[0], self.n_target
         avg = torch.zeros_like(self.psi)
         for _ in range(steps):
             if batch < n:
                 rows = torch.randint(n, (batch,), generator=generator, device="cpu")
-                xs = x[rows.to(x.device)]
+                rows = rows.to(x.device)
+                xs, ws = x[rows], None if weights is None else weights[rows]
             else:
-                xs = x
+                xs, ws = x, weights
             sigma, _ = self.assign(xs)
-            counts = torch.bincount(sigma, minlength=j).to(self.psi.dtype)
-            self.psi += lr * (1.0 / j - counts / xs.shape[0])  # ascent along dF/dpsi
+            if ws is None:
+                share = torch.bincount(sigma, minlength=j).to(self.psi.dtype) / xs.shape[0]
+            else:
+                ws = ws.to(self.psi.dtype)
+                share = torch.bincount(sigma, weights=ws, minlength=j) / ws.sum().clamp_min(1e-12)
+            self.psi += lr * (1.0 / j - share)  # ascent along dF/dpsi
             avg += self.psi
         self.psi = avg / steps
 
-    def loss(self, x: torch.Tensor) -> torch.Tensor:
+    def loss(self, x: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
         """mean_i c(x_i, y_sigma(i)) - psi_sigma(i), differentiable in x (sigma held fixed).
 
         By the envelope theorem this is the exact gradient of the OT cost for the current psi;
         the psi term has no gradient and is kept so the value reads as the dual estimate.
+
+        With `weights` (N,): mean_i w_i [c(x_i, y_sigma(i)) - psi_sigma(i)] + mean(w) mean(psi),
+        the OT cost of the measure sum_i w_i delta(x_i) / N (mass mean(w)) against the target
+        scaled to that mass, so row i's gradient is scaled by w_i. Fit psi with the same weights.
         """
         sigma, _ = self.assign(x.detach())
-        return ((x - self.y[sigma]) ** 2).sum(1).mean() - self.psi[sigma].mean() + self.psi.mean()
+        cost = ((x - self.y[sigma]) ** 2).sum(1)
+        if weights is None:
+            return cost.mean() - self.psi[sigma].mean() + self.psi.mean()
+        return (weights * (cost - self.psi[sigma])).mean() + weights.mean() * self.psi.mean()
 
 
 # --- all scales -------------------------------------------------------------------------------
@@ -194,12 +211,38 @@ class PatchOTLoss:
                 f"exemplar {tuple(exemplar.shape[-2:])} is smaller than {min_size(cfg)} px, "
                 f"which {cfg.scales} scales of {cfg.patch}x{cfg.patch} patches need"
             )
+        self._setup(sample_target_patches(exemplar, cfg, generator), cfg, periodic, generator)
+
+    @classmethod
+    def from_targets(
+        cls,
+        targets: list[torch.Tensor],
+        cfg: OTConfig,
+        periodic: bool,
+        generator: torch.Generator,
+    ) -> PatchOTLoss:
+        """The loss against given target patches, one (J_l, C*p*p) tensor per pyramid level.
+
+        For targets that are not all the patches of one exemplar (inpainting: the patches of the
+        known region only). Each level's J_l may differ; none may be empty.
+        """
+        if len(targets) != cfg.scales or any(t.shape[0] == 0 for t in targets):
+            raise ValueError(f"need {cfg.scales} non-empty sets of target patches, one per scale")
+        self = cls.__new__(cls)
+        self._setup([t.contiguous() for t in targets], cfg, periodic, generator)
+        return self
+
+    def _setup(
+        self,
+        targets: list[torch.Tensor],
+        cfg: OTConfig,
+        periodic: bool,
+        generator: torch.Generator,
+    ) -> None:
         self.cfg = cfg
         self.periodic = periodic
         self.generator = generator
-        self.scales = [
-            SemiDiscreteOT(t, cfg.chunk) for t in sample_target_patches(exemplar, cfg, generator)
-        ]
+        self.scales = [SemiDiscreteOT(t, cfg.chunk) for t in targets]
         self.last_values: list[float] = [0.0] * cfg.scales  # per-scale dual estimates
 
     def source_patches(self, image: torch.Tensor) -> list[torch.Tensor]:
@@ -208,10 +251,27 @@ class PatchOTLoss:
 
     @torch.no_grad()
     def fit_potentials(self, image: torch.Tensor) -> None:
-        for ot, x in zip(self.scales, self.source_patches(image)):
-            ot.ascend(x, self.cfg.psi_steps, self.cfg.psi_lr, self.cfg.psi_batch, self.generator)
+        self.fit_patches(self.source_patches(image))
 
     def loss(self, image: torch.Tensor) -> torch.Tensor:
-        losses = [ot.loss(x) for ot, x in zip(self.scales, self.source_patches(image))]
+        return self.patch_loss(self.source_patches(image))
+
+    # The same two steps on source patches the caller built (a subset of an image's patches, or
+    # patches shared by several losses), optionally weighted per patch: `weights` is None or one
+    # (N_l,) tensor (or None) per level, see SemiDiscreteOT.ascend / loss.
+
+    @torch.no_grad()
+    def fit_patches(
+        self, patches: list[torch.Tensor], weights: list[torch.Tensor | None] | None = None
+    ) -> None:
+        weights = weights if weights is not None else [None] * len(self.scales)
+        for ot, x, w in zip(self.scales, patches, weights):
+            ot.ascend(x, self.cfg.psi_steps, self.cfg.psi_lr, self.cfg.psi_batch, self.generator, w)
+
+    def patch_loss(
+        self, patches: list[torch.Tensor], weights: list[torch.Tensor | None] | None = None
+    ) -> torch.Tensor:
+        weights = weights if weights is not None else [None] * len(self.scales)
+        losses = [ot.loss(x, w) for ot, x, w in zip(self.scales, patches, weights)]
         self.last_values = [float(v.detach()) for v in losses]
         return torch.stack(losses).sum()

@@ -1,0 +1,137 @@
+"""Training speed: our Alg. 2 iteration against a reference-style one, in one run.
+
+Both train the same generator (GeneratorConfig defaults: 6 levels, width 16) on 256x256 outputs
+with the 5-scale patch-OT loss, J = 2000 exemplar patches per scale, batch 1, 10 psi steps and one
+Adam step per iteration. They differ only in how the loss is computed:
+
+- reference-style (DESIGN.md section 2, as wgenpatex does it): every psi step and the generator
+  loss build the full N x J cost matrix ||x||^2 + ||y||^2 - 2 x.y of ALL source patches (N = 64009
+  at the finest scale: 512 MB) and take gradients with autograd through it (psi by ASGD on the
+  semi-dual, the generator through min_j of the matrix);
+- ours (train/patch_ot.py, the code `tilegen train` runs): one augmented matmul per chunk of rows
+  (chunk x J memory), psi steps on a random subsample of 4096 source patches with the closed-form
+  gradient, and a gather-based loss whose gradient never touches the matrix.
+
+    python bench/train_speed.py [--exemplar PATH] [--ours N] [--ref N] [--threads T]
+
+Prints ms/iteration for both and the ratio. Timings include the generator forward/backward.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tilegen.imageio import read_image  # noqa: E402
+from train.generator import GeneratorConfig, training_noise  # noqa: E402
+from train.patch_ot import OTConfig, PatchOTLoss  # noqa: E402
+from train.synth import to_tensor  # noqa: E402
+from train.train_generator import crop_training, new_generator  # noqa: E402
+
+SIZE, SCALES, J = 256, 5, 2000
+# 512x512, so that every scale has at least J patches (a 128x128 crop has fewer at coarse scales).
+DEFAULT_EXEMPLAR = ROOT.parent / "shared" / "textures" / "bark.png"
+if not DEFAULT_EXEMPLAR.is_file():
+    DEFAULT_EXEMPLAR = ROOT / "tests" / "data" / "bark_128.png"
+
+
+class ReferenceLoss:
+    """Reference-style multiscale semi-dual: full N x J matrices, autograd everywhere."""
+
+    def __init__(self, ours: PatchOTLoss):
+        self.ours = ours  # same pyramid, patches and targets as ours
+        self.y = [s.y for s in ours.scales]
+        self.psi = [torch.zeros(t.shape[0], requires_grad=True) for t in self.y]
+        self.opt = [torch.optim.ASGD([p], lr=1.0, alpha=0.5, t0=1) for p in self.psi]
+
+    @staticmethod
+    def cost(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """The whole N x J matrix of squared distances."""
+        return (x * x).sum(1, keepdim=True) + (y * y).sum(1)[None] - 2.0 * x @ y.t()
+
+    def fit_potentials(self, image: torch.Tensor, steps: int = 10) -> None:
+        patches = self.ours.source_patches(image.detach())
+        for x, y, psi, opt in zip(patches, self.y, self.psi, self.opt):
+            for _ in range(steps):
+                opt.zero_grad()
+                semi_dual = (self.cost(x, y) - psi[None]).min(1)[0].mean() + psi.mean()
+                (-semi_dual).backward()  # ascent on psi
+                opt.step()
+
+    def loss(self, image: torch.Tensor) -> torch.Tensor:
+        total = 0.0
+        for x, y, psi in zip(self.ours.source_patches(image), self.y, self.psi):
+            total = total + (self.cost(x, y) - psi.detach()[None]).min(1)[0].mean()
+        return total
+
+
+def iteration(model, cfg, loss_fn, opt, rng) -> float:
+    """One Alg. 2 iteration: noise, forward (train mode), psi steps, one Adam step."""
+    image = crop_training(cfg, model(*training_noise(cfg, 1, SIZE, rng)), SIZE)
+    loss_fn.fit_potentials(image.detach())
+    loss = loss_fn.loss(image)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    return float(loss)
+
+
+def time_it(name: str, loss_fn, model, cfg, rng, n: int) -> float:
+    opt = torch.optim.Adam(model.parameters(), lr=0.01)
+    iteration(model, cfg, loss_fn, opt, rng)  # warm-up: allocations, first-call overheads
+    times = []
+    for _ in range(n):
+        t = time.perf_counter()
+        iteration(model, cfg, loss_fn, opt, rng)
+        times.append(time.perf_counter() - t)
+        print(f"  {name}: {1000 * times[-1]:.0f} ms", flush=True)
+    return 1000 * sorted(times)[len(times) // 2]  # median
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--exemplar", default=str(DEFAULT_EXEMPLAR), help="512x512 gives J=2000")
+    ap.add_argument("--ours", type=int, default=7, help="timed iterations of ours")
+    ap.add_argument("--ref", type=int, default=3, help="timed iterations of the reference")
+    ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+    exemplar = to_tensor(read_image(args.exemplar))
+    cfg = GeneratorConfig(out_channels=exemplar.shape[1])
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    print(
+        f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch "
+        f"{torch.__version__} with {torch.get_num_threads()} threads, load average {load:.1f}"
+    )
+    js = [s.y.shape[0] for s in PatchOTLoss(exemplar, OTConfig(scales=SCALES), False,
+                                            torch.Generator().manual_seed(0)).scales]  # fmt: skip
+    print(f"exemplar {args.exemplar} {tuple(exemplar.shape[2:])}: J per scale {js}")
+    print(f"{SIZE}x{SIZE} output, {SCALES} scales, batch 1, generator {cfg}")
+
+    results = {}
+    for name, n in (("ours", args.ours), ("reference", args.ref)):
+        rng = torch.Generator().manual_seed(0)
+        ours = PatchOTLoss(exemplar, OTConfig(scales=SCALES, n_target=J), False, rng)
+        loss_fn = ours if name == "ours" else ReferenceLoss(ours)
+        model = new_generator(cfg, 0, torch.device("cpu")).train()
+        results[name] = time_it(name, loss_fn, model, cfg, rng, n)
+
+    ratio = results["reference"] / results["ours"]
+    print(f"ours:      {results['ours']:8.0f} ms/iter (median of {args.ours})")
+    print(f"reference: {results['reference']:8.0f} ms/iter (median of {args.ref})")
+    print(f"speed-up:  {ratio:.1f}x")
+
+
+if __name__ == "__main__":
+    main()

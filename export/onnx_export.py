@@ -1,0 +1,362 @@
+"""Exporting a trained generator to ONE self-describing .onnx file, and checking it.
+
+The windowed form (the default; what the tiler reads) is the generator graph alone:
+
+    inputs   z0 .. z{K-1}  float32 [1, C_noise, H_k, W_k], dynamic H_k, W_k (the noise windows of
+                           tilegen.windows.axis_window, filled by tilegen.noise.noise_window)
+    output   image         float32 [1, C_out, H, W], H = 2^(K-1) (H_0 - 2 t0) - 2 tj (2^(K-1) - 1)
+
+It is exported with torch's dynamo exporter (torch.export + onnxscript) with every spatial size
+`Dim.AUTO`, BatchNorm folded into the convolutions first (a file with a BatchNormalization node is
+refused), at opset DEFAULT_OPSET with the lowest IR version of that opset (IR 8 for opset 18: any
+onnxruntime >= 1.14 reads it), and written as one file (no external data). Node metadata (stack
+traces with local paths) and intermediate shape annotations are dropped; metadata_props hold the
+tilegen contract (tilegen/contract.py, docs/FORMAT.md). `export/self_contained.py` wraps the same
+graph into the `--self-contained` form.
+
+`verify_parity` runs onnxruntime against torch on noise windows of given output tile sizes and
+raises a one-line UserError above PARITY_TOL; `export_verified` (the CLI's `tilegen export`) writes
+to a temporary file, verifies, and only then moves the file into place.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import io
+import logging
+import os
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+import onnx
+import torch
+import torch.nn as nn
+
+from tilegen import __version__
+from tilegen.contract import ModelInfo, from_metadata, to_metadata
+from tilegen.errors import UserError
+from tilegen.noise import noise_window
+from tilegen.windows import axis_window, level_periods
+from train.generator import TextureGenerator, fold_batchnorm, sample_tile
+
+DEFAULT_OPSET = 18  # the oldest opset the self-contained form can use (BitwiseXor)
+PARITY_TOL = 1e-4  # max |onnxruntime - torch| an export accepts
+TILE_TOL = 1e-6  # max |self-contained - windowed path| an export accepts (bit-identical in ORT)
+# Output tiles checked by `tilegen export`: square/aligned, odd/non-square at a negative origin.
+PARITY_CASES = (((0, 0), (64, 64)), ((-13, 29), (37, 53)))
+SELF_CONTAINED_ORIGINS = ((0, 0), (-37, 101), (1000003, -(2**31) - 5))
+
+
+def ir_version_for(opset: int) -> int:
+    """The IR version of the first onnx release with this opset: the oldest readers accept it."""
+    for _release, ir, op, *_ in onnx.helper.VERSION_TABLE:
+        if op >= opset:
+            return ir
+    raise UserError(f"opset {opset} is newer than this onnx ({onnx.__version__}) knows")
+
+
+def prepared(model: TextureGenerator) -> TextureGenerator:
+    """A CPU float32 eval-mode copy with every BatchNorm folded into its convolution."""
+    m = copy.deepcopy(model).to("cpu", torch.float32)
+    if any(isinstance(x, nn.modules.batchnorm._BatchNorm) for x in m.modules()):
+        fold_batchnorm(m)
+    return m.eval()
+
+
+def bn_nodes(proto: onnx.ModelProto) -> list[str]:
+    """Names of BatchNormalization nodes (must be none), functions included."""
+    nodes = list(proto.graph.node) + [n for f in proto.functions for n in f.node]
+    return [n.name or n.output[0] for n in nodes if n.op_type == "BatchNormalization"]
+
+
+def _one_line(e: BaseException) -> str:
+    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+    line = lines[0] if lines else type(e).__name__
+    return line if len(line) <= 200 else line[:197] + "..."
+
+
+def _clean(proto: onnx.ModelProto, info: ModelInfo, opset: int) -> onnx.ModelProto:
+    """Make the dynamo output small and honest: no stack traces, readable dims, our metadata."""
+    if proto.functions:  # keep metadata_props the last field of the file (see tilegen/inspect.py)
+        proto = onnx.inliner.inline_local_functions(proto)
+        del proto.functions[:]
+    g = proto.graph
+    g.name = "tilegen_windowed"
+    for node in list(g.node) + [n for f in proto.functions for n in f.node]:
+        del node.metadata_props[:]
+        node.doc_string = ""
+    del g.value_info[:]  # intermediate shapes in torch's symbols; runtimes infer their own
+    names = [i.name for i in g.input]
+    if names != info.input_names() or [o.name for o in g.output] != ["image"]:
+        raise UserError(f"exported graph has inputs {names}, expected {info.input_names()}")
+    for k, inp in enumerate(g.input):
+        dims = inp.type.tensor_type.shape.dim
+        if any(d.HasField("dim_value") for d in dims[2:]):
+            raise UserError("the exporter fixed the spatial sizes: the graph would not be dynamic")
+        dims[2].dim_param, dims[3].dim_param = f"z{k}_height", f"z{k}_width"
+    out = g.output[0].type.tensor_type.shape.dim
+    out[2].dim_param, out[3].dim_param = "height", "width"
+    del proto.metadata_props[:]
+    for k, v in to_metadata(info).items():
+        proto.metadata_props.append(onnx.StringStringEntryProto(key=k, value=v))
+    proto.producer_name, proto.producer_version = "tilegen", __version__
+    proto.doc_string = (
+        f"tilegen texture generator ({info.form}); exported from torch {torch.__version__} "
+        f"(dynamo), opset {opset}. Contract: metadata_props tilegen.*, docs/FORMAT.md."
+    )
+    proto.ir_version = ir_version_for(opset)
+    return proto
+
+
+def torch_to_onnx(model: TextureGenerator, info: ModelInfo, opset: int = DEFAULT_OPSET):
+    """The windowed ModelProto of a (folded) generator, with metadata; not written anywhere."""
+    m = prepared(model)
+    arch = info.arch
+    if arch.levels != m.cfg.levels or info.noise_channels != m.cfg.noise_channels:
+        raise ValueError("ModelInfo does not describe this generator")
+    feeds, _ = noise_feeds(info, 0, 0, 0, 2 * arch.stride, 2 * arch.stride)
+    args = tuple(torch.from_numpy(z) for z in feeds.values())
+    dims = {2: torch.export.Dim.AUTO, 3: torch.export.Dim.AUTO}
+    quiet = logging.getLogger("torch.onnx")
+    level = quiet.level
+    try:
+        quiet.setLevel(logging.ERROR)
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+            warnings.simplefilter("ignore")
+            program = torch.onnx.export(
+                m,
+                args,
+                dynamo=True,
+                dynamic_shapes=(tuple(dict(dims) for _ in args),),  # forward(*noises)
+                input_names=info.input_names(),
+                output_names=["image"],
+                opset_version=opset,
+                external_data=False,
+                optimize=True,
+                verbose=False,
+            )
+    except Exception as e:  # torch.export / onnxscript raise many types
+        raise UserError(f"torch could not export the generator to ONNX: {_one_line(e)}")
+    finally:
+        quiet.setLevel(level)
+    proto = _clean(program.model_proto, info, opset)
+    if bn_nodes(proto):
+        raise UserError(f"exported graph still has BatchNormalization nodes: {bn_nodes(proto)}")
+    onnx.checker.check_model(proto)
+    return proto
+
+
+def export_protos(
+    model: TextureGenerator, info: ModelInfo, opset: int = DEFAULT_OPSET
+) -> tuple[onnx.ModelProto, onnx.ModelProto]:
+    """(the model of `info.form`, the windowed model it is built on)."""
+    windowed = torch_to_onnx(model, replace(info, form="windowed", tile=None, period=None), opset)
+    if info.form == "windowed":
+        return windowed, windowed
+    if info.form != "self-contained":
+        raise ValueError(f"unknown tilegen form {info.form!r}")
+    if info.tile is None:
+        raise UserError("the self-contained form needs a tile size: --tile H W")
+    from export.self_contained import build_self_contained
+
+    return build_self_contained(windowed, info, info.tile, info.period), windowed
+
+
+def save(proto: onnx.ModelProto, path: str | os.PathLike) -> None:
+    """One file, no external data."""
+    data = proto.SerializeToString()
+    Path(path).write_bytes(data)
+
+
+def export_onnx(
+    model: TextureGenerator, info: ModelInfo, path: str | os.PathLike, opset: int = DEFAULT_OPSET
+) -> onnx.ModelProto:
+    """Write `model` as ONE .onnx file of form `info.form` (unverified: see export_verified)."""
+    proto, _ = export_protos(model, info, opset)
+    save(proto, path)
+    return proto
+
+
+# --- checking ---------------------------------------------------------------------------------
+
+
+def session(model: str | os.PathLike | onnx.ModelProto, threads: int = 2):
+    """A CPU onnxruntime session for a path or an in-memory model."""
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = threads
+    so.inter_op_num_threads = 1
+    so.log_severity_level = 3
+    src = model.SerializeToString() if isinstance(model, onnx.ModelProto) else str(model)
+    return ort.InferenceSession(src, so, providers=["CPUExecutionProvider"])
+
+
+def noise_feeds(
+    info: ModelInfo,
+    seed: int,
+    y0: int,
+    x0: int,
+    h: int,
+    w: int,
+    period: tuple[int, int] | None = None,
+) -> tuple[dict[str, np.ndarray], tuple[int, int]]:
+    """Windowed-form inputs for output tile [y0, y0+h) x [x0, x0+w), and the crop offset."""
+    arch = info.arch
+    ay, ax = axis_window(arch, y0, h), axis_window(arch, x0, w)
+    periods = (
+        list(zip(level_periods(arch, period[0]), level_periods(arch, period[1])))
+        if period
+        else [None] * arch.levels
+    )
+    feeds = {
+        f"z{k}": noise_window(seed, k, info.noise_channels, ys, xs, hs, ws, periods[k])[None]
+        for k, ((ys, hs), (xs, ws)) in enumerate(zip(ay.noise, ax.noise))
+    }
+    return feeds, (ay.crop, ax.crop)
+
+
+def tiler_tile(sess, info: ModelInfo, seed, y0, x0, h, w, period=None) -> np.ndarray:
+    """The tiler's tile: windowed session on tilegen.noise windows, cropped; (1, C, h, w)."""
+    feeds, (cy, cx) = noise_feeds(info, seed, y0, x0, h, w, period)
+    return sess.run(["image"], feeds)[0][:, :, cy : cy + h, cx : cx + w]
+
+
+def self_contained_tile(sess, seed: int, y0: int, x0: int) -> np.ndarray:
+    """Run a self-contained session: (1, C, H, W)."""
+    feed = {k: np.array(v, dtype=np.int64) for k, v in (("seed", seed), ("y0", y0), ("x0", x0))}
+    return sess.run(["image"], feed)[0]
+
+
+def _info_of(path: str | os.PathLike) -> ModelInfo:
+    proto = onnx.load(str(path), load_external_data=False)
+    return from_metadata({p.key: p.value for p in proto.metadata_props}, str(path))
+
+
+@dataclass
+class ParityReport:
+    cases: list[tuple[str, float]] = field(default_factory=list)  # (description, max |diff|)
+
+    @property
+    def max_diff(self) -> float:
+        return max((d for _, d in self.cases), default=0.0)
+
+    def lines(self) -> list[str]:
+        return [f"  {what}: max |diff| {d:.3g}" for what, d in self.cases]
+
+
+def _fail(what: str, d: float, tol: float, against: str) -> None:
+    if not np.isfinite(d) or d > tol:
+        raise UserError(
+            f"parity check failed: onnxruntime differs from {against} by {d:.3g} (> {tol:g}) "
+            f"on {what}"
+        )
+
+
+def verify_parity(
+    model: TextureGenerator,
+    path: str | os.PathLike,
+    sizes: Sequence[tuple[int, int]],
+    *,
+    seed: int = 0,
+    origin: tuple[int, int] = (0, 0),
+    period: tuple[int, int] | None = None,
+    tol: float = PARITY_TOL,
+    report: ParityReport | None = None,
+) -> ParityReport:
+    """onnxruntime (windowed file at `path`) vs torch on the noise windows of output tiles of
+    these sizes at `origin`: the whole network output is compared. One-line UserError above tol."""
+    report = report or ParityReport()
+    m = prepared(model)
+    info = _info_of(path)
+    sess = session(path)
+    for h, w in sizes:
+        feeds, _ = noise_feeds(info, seed, origin[0], origin[1], h, w, period)
+        got = sess.run(["image"], feeds)[0]
+        with torch.no_grad():
+            ref = m(*[torch.from_numpy(z) for z in feeds.values()]).numpy()
+        if got.shape != ref.shape:
+            raise UserError(f"parity check failed: onnxruntime gave {got.shape}, torch {ref.shape}")
+        d = float(np.abs(got - ref).max())
+        what = f"tile {h}x{w} at {origin} (window {ref.shape[2]}x{ref.shape[3]})"
+        what += f", period {period[0]}x{period[1]}" if period else ""
+        report.cases.append((what, d))
+        _fail(what, d, tol, "torch")
+    return report
+
+
+def verify_self_contained(
+    model: TextureGenerator,
+    path: str | os.PathLike,
+    windowed: str | os.PathLike | onnx.ModelProto,
+    origins: Sequence[tuple[int, int]] = SELF_CONTAINED_ORIGINS,
+    *,
+    seed: int = 0,
+    tol: float = PARITY_TOL,
+    tile_tol: float = TILE_TOL,
+    report: ParityReport | None = None,
+) -> ParityReport:
+    """The self-contained file's tiles vs the tiler's (windowed graph + tilegen.noise, within
+    tile_tol) and vs torch's sample_tile (within tol), at each origin."""
+    report = report or ParityReport()
+    m = prepared(model)
+    info = _info_of(path)
+    sc, win = session(path), session(windowed)
+    h, w = info.tile
+    for y0, x0 in origins:
+        got = self_contained_tile(sc, seed, y0, x0)
+        tiler = tiler_tile(win, info, seed, y0, x0, h, w, info.period)
+        ref = sample_tile(m, seed, y0, x0, h, w, info.period).numpy()
+        what = f"self-contained tile {h}x{w} at ({y0}, {x0})"
+        if got.shape != tiler.shape:
+            raise UserError(f"self-contained check failed: shape {got.shape} != {tiler.shape}")
+        d_tiler, d_torch = float(np.abs(got - tiler).max()), float(np.abs(got - ref).max())
+        report.cases.append((what + " vs the tiler", d_tiler))
+        report.cases.append((what + " vs torch", d_torch))
+        _fail(what, d_tiler, tile_tol, "the tiler's windowed path")
+        _fail(what, d_torch, tol, "torch")
+    return report
+
+
+def export_verified(
+    model: TextureGenerator,
+    info: ModelInfo,
+    path: str | os.PathLike,
+    *,
+    opset: int = DEFAULT_OPSET,
+    overwrite: bool = False,
+) -> tuple[onnx.ModelProto, ParityReport]:
+    """Export, verify, then move into place: a file that fails a check is never left at `path`.
+    Windowed: parity on PARITY_CASES (+ a periodic case); self-contained: the windowed graph's
+    parity, then its tiles against the tiler and torch."""
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise UserError(f"{path} already exists: pass --overwrite or choose another -o")
+    proto, windowed = export_protos(model, info, opset)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UserError(f"cannot write {path}: {e.strerror or e}")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    wtmp = path.with_name(f".{path.name}.{os.getpid()}.windowed.tmp")
+    try:
+        save(proto, tmp)
+        save(windowed, wtmp)
+        report = ParityReport()
+        for origin, size in PARITY_CASES:
+            verify_parity(model, wtmp, [size], origin=origin, report=report)
+        p = 2 * info.arch.stride
+        verify_parity(model, wtmp, [(p, p)], origin=(-p // 2, 3), period=(p, p), report=report)
+        if info.form == "self-contained":
+            verify_self_contained(model, tmp, windowed, report=report)
+        os.replace(tmp, path)
+    except OSError as e:
+        raise UserError(f"cannot write {path}: {e.strerror or e}")
+    finally:
+        tmp.unlink(missing_ok=True)
+        wtmp.unlink(missing_ok=True)
+    return proto, report

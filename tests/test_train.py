@@ -1,0 +1,392 @@
+"""Training the generator (Alg. 2), its checkpoints, `tilegen train` and `tilegen sample`.
+
+A tiny configuration (3 levels, width 8, 32-px crops, 2 scales) trains in a few CPU seconds; one
+module-scoped run serves the tests that need a trained model.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from tilegen.errors import UserError  # noqa: E402
+from tilegen.evaluate import patch_ot_distance  # noqa: E402
+from tilegen.imageio import read_image, write_image  # noqa: E402
+from tilegen.noise import noise_window  # noqa: E402
+from train.checkpoint import (  # noqa: E402
+    load_checkpoint,
+    load_generator,
+    save_generator,
+)
+from train.generator import (  # noqa: E402
+    GeneratorConfig,
+    fold_batchnorm,
+    recalibrate_batchnorm,
+    sample_tile,
+)
+from train.patch_ot import OTConfig  # noqa: E402
+from train.train_generator import (  # noqa: E402
+    TrainConfig,
+    check_modes,
+    eval_noise,
+    new_generator,
+    sample,
+    train,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT / "tests" / "data"
+EXEMPLAR = DATA / "bark_128.png"
+
+TINY = TrainConfig(
+    iters=60,
+    size=32,
+    lr=0.02,
+    seed=0,
+    device="cpu",
+    bn_samples=16,
+    gen=GeneratorConfig(levels=3, width=8),
+    ot=OTConfig(scales=2, n_target=256, psi_steps=5, psi_batch=512),
+)
+TINY_CLI = [
+    "--size", "32", "--levels", "3", "--width", "8", "--scales", "2", "--lr", "0.02",
+    "--device", "cpu", "--no-check",
+]  # fmt: skip
+
+
+def cli(*args, timeout=300):
+    """The real console entry point in a subprocess: (returncode, stdout, stderr)."""
+    p = subprocess.run(
+        [sys.executable, "-c", "import cli; cli.main()", *map(str, args)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    return p.returncode, p.stdout, p.stderr
+
+
+def one_line_error(rc: int, err: str) -> str:
+    lines = [ln for ln in err.strip().splitlines() if ln.strip()]
+    assert rc == 2, err
+    assert len(lines) == 1 and lines[0].startswith("tilegen: error: "), err
+    return lines[0]
+
+
+@pytest.fixture(scope="module")
+def exemplar() -> np.ndarray:
+    return read_image(EXEMPLAR)
+
+
+@pytest.fixture(scope="module")
+def trained(exemplar):
+    return train(exemplar, TINY)  # a few CPU seconds
+
+
+# --- the noise field's reference values -------------------------------------------------------
+
+# (seed, level, channel, y, x, h >> 8): the spec "tilegen-hash32" v1 (tilegen/noise.py),
+# value = (h >> 8) * 2**-24. Computed once from the written specification; never regenerate
+# these from the code: a change here means every trained model's textures change.
+NOISE_REFERENCE = [
+    (0, 0, 0, 0, 0, 0),
+    (0, 0, 0, 0, 1, 6850960),
+    (0, 0, 0, 1, 0, 5829961),
+    (0, 1, 0, 0, 0, 5089560),
+    (0, 0, 1, 0, 0, 2359452),
+    (1, 0, 0, 0, 0, 6697106),
+    (42, 3, 2, -5, 7, 13982367),
+    (42, 5, 1, 1000, -1000, 12272817),
+    (4294967295, 2, 0, 123456, -654321, 11017499),
+    (7, 0, 2, -2147483648, 2147483647, 7634836),
+]
+
+
+def _spec_value(seed: int, level: int, channel: int, y: int, x: int) -> int:
+    """The specification in plain Python integers (independent of the numpy code)."""
+    m = 0xFFFFFFFF
+
+    def mix(h: int) -> int:
+        h &= m
+        h ^= h >> 16
+        h = (h * 0x7FEB352D) & m
+        h ^= h >> 15
+        h = (h * 0x846CA68B) & m
+        return h ^ (h >> 16)
+
+    return mix(mix(mix(mix(mix(seed) ^ level) ^ channel) ^ (y & m)) ^ (x & m)) >> 8
+
+
+@pytest.mark.parametrize("seed,level,channel,y,x,expected", NOISE_REFERENCE)
+def test_noise_reference_values(seed, level, channel, y, x, expected):
+    assert _spec_value(seed, level, channel, y, x) == expected
+    got = noise_window(seed, level, channel + 1, y, x, 1, 1)[channel, 0, 0]
+    assert got.dtype == np.float32 and got == np.float32(expected * 2.0**-24)
+
+
+def test_noise_window_is_a_crop_of_a_larger_window():
+    big = noise_window(9, 2, 3, -7, 5, 20, 30)
+    assert np.array_equal(noise_window(9, 2, 3, -3, 12, 6, 8), big[:, 4:10, 7:15])
+    vals = np.array([[_spec_value(9, 2, 1, -7 + i, 5 + j) for j in range(30)] for i in range(4)])
+    assert np.array_equal(big[1, :4], (vals * 2.0**-24).astype(np.float32))
+
+
+# --- training ---------------------------------------------------------------------------------
+
+
+def test_tiny_training_lowers_the_distance(exemplar, trained):
+    result = trained
+    assert len(result.history) == TINY.iters
+    assert np.mean(result.history[-10:]) < 0.5 * np.mean(result.history[:10])
+
+    untrained = new_generator(result.model.cfg, TINY.seed, torch.device("cpu"))
+    recalibrate_batchnorm(untrained, eval_noise(TINY, TINY.bn_samples, 1))
+    fold_batchnorm(untrained)
+    kw = {"scales": 2, "n": 300, "seeds": 2}
+    before = patch_ot_distance(exemplar, sample(untrained, 64, 64, 5), **kw)["debiased"]
+    after = patch_ot_distance(exemplar, sample(result.model, 64, 64, 5), **kw)["debiased"]
+    assert after < 0.5 * before, (before, after)
+
+
+def test_inference_samples_as_good_as_training_mode(exemplar, trained):
+    result = trained
+    c = check_modes(exemplar, result)
+    assert c["eval_mode"] <= 1.5 * c["train_mode"] + 2e-4, c
+
+
+def test_folded_model_is_window_independent(trained):
+    model = trained.model
+    big = sample_tile(model, 3, -10, -6, 70, 90)
+    for y0, x0, h, w in [(0, 0, 16, 16), (-10, -6, 5, 7), (13, 29, 31, 17), (3, 1, 57, 83)]:
+        tile = sample_tile(model, 3, y0, x0, h, w)
+        ref = big[:, :, y0 + 10 : y0 + 10 + h, x0 + 6 : x0 + 6 + w]
+        assert tile.shape == ref.shape == (1, 3, h, w)
+        assert float((tile - ref).abs().max()) <= 1e-5
+
+
+def test_periodic_sample_is_exactly_periodic(trained):
+    model = trained.model
+    p = 3 * model.arch.stride
+    two = sample_tile(model, 11, 0, 0, 2 * p, 2 * p, period=(p, p))
+    assert torch.equal(two[:, :, :p], two[:, :, p:])
+    assert torch.equal(two[:, :, :, :p], two[:, :, :, p:])
+    img = sample(model, p, 2 * p, 11, periodic=True)  # period = size
+    # Other windows of the same periodic texture: equal up to float rounding (convolutions of
+    # other sizes sum in another order); inside one evaluation the period is exact (above).
+    assert np.allclose(img, sample(model, p, 2 * p, 11, periodic=True, tile=8), atol=1e-5)
+    big = sample_tile(model, 11, -p, 0, 3 * p, 4 * p, period=(p, 2 * p))
+    big = big[0].permute(1, 2, 0).clamp(0, 1).numpy()
+    assert np.allclose(np.tile(img, (3, 2, 1)), big, atol=1e-5)
+    with pytest.raises(UserError, match="multiples of"):
+        sample(model, p + 1, p, 0, periodic=True)
+
+
+def test_sample_exact_size_and_tiled_equals_whole(trained):
+    model = trained.model
+    whole = sample(model, 37, 53, 2)
+    assert whole.shape == (37, 53, 3)
+    assert np.allclose(whole, sample(model, 37, 53, 2, tile=16), atol=1e-5)
+
+
+def test_model_file_roundtrip(tmp_path, trained):
+    result = trained
+    path = tmp_path / "m.pt"
+    save_generator(path, result.model, result.meta)
+    model, meta = load_generator(path)
+    assert not model.training and meta["exemplar_sha256"] == result.meta["exemplar_sha256"]
+    assert meta["training"]["gen"]["levels"] == 3 and "version" in meta
+    a, b = sample(result.model, 24, 24, 1), sample(model, 24, 24, 1)
+    assert np.array_equal(a, b)
+    with pytest.raises(ValueError, match="folded"):
+        save_generator(tmp_path / "x.pt", new_generator(model.cfg, 0, "cpu"), {})
+
+
+def test_resume_reproduces_the_uninterrupted_run(tmp_path, exemplar):
+    cfg = replace(TINY, iters=12)
+    full = train(exemplar, cfg, checkpoint=tmp_path / "a.ckpt", checkpoint_every=6)
+    killed = train(exemplar, cfg, checkpoint=tmp_path / "b.ckpt", checkpoint_every=6, stop_after=8)
+    assert killed is None
+    ckpt = load_checkpoint(tmp_path / "b.ckpt")
+    assert ckpt["iteration"] == 6  # iterations 7-8 were lost with the "killed" process
+    resumed = train(exemplar, cfg, checkpoint=tmp_path / "b.ckpt", checkpoint_every=6, resume=ckpt)
+    assert resumed.history == full.history
+    for (k, a), b in zip(full.model.state_dict().items(), resumed.model.state_dict().values()):
+        assert torch.equal(a, b), k
+    a, b = load_checkpoint(tmp_path / "a.ckpt"), load_checkpoint(tmp_path / "b.ckpt")
+    assert a["iteration"] == b["iteration"] == 12
+    for k, v in a["model"].items():
+        assert torch.equal(v, b["model"][k]), k
+    assert torch.equal(a["rng_state"], b["rng_state"])
+    with pytest.raises(UserError, match="other settings"):
+        train(exemplar, replace(cfg, seed=1), resume=load_checkpoint(tmp_path / "a.ckpt"))
+    with pytest.raises(UserError, match="another exemplar"):
+        train(exemplar[::-1].copy(), cfg, resume=load_checkpoint(tmp_path / "a.ckpt"))
+
+
+def test_divergence_is_reported_and_keeps_the_last_checkpoint(tmp_path, exemplar):
+    def poison(it, loss, image):
+        if it == 5:
+            model_params[0].data.fill_(float("nan"))
+
+    model_params = []
+    import train.train_generator as tg
+
+    original = tg.new_generator
+
+    def spy(*a, **kw):
+        m = original(*a, **kw)
+        model_params.extend(m.parameters())
+        return m
+
+    tg.new_generator = spy
+    try:
+        with pytest.raises(FloatingPointError, match=r"iteration 6.*lower --lr.*iteration 4"):
+            train(
+                exemplar,
+                replace(TINY, iters=10),
+                checkpoint=tmp_path / "c.ckpt",
+                checkpoint_every=2,
+                on_step=poison,
+            )
+    finally:
+        tg.new_generator = original
+    ckpt = load_checkpoint(tmp_path / "c.ckpt")
+    assert ckpt["iteration"] == 4
+    assert all(
+        bool(torch.isfinite(v).all()) for v in ckpt["model"].values() if v.is_floating_point()
+    )
+
+
+# --- files that must be refused ---------------------------------------------------------------
+
+
+class _Evil:
+    """Unpickling this would run a shell command."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_crafted_pickle_is_refused(tmp_path):
+    marker = tmp_path / "pwned"
+    for name, payload in [
+        ("evil_model.pt", {"format": "tilegen", "kind": "model", "x": _Evil(marker)}),
+        ("evil_ckpt.pt", {"format": "tilegen", "kind": "checkpoint", "x": _Evil(marker)}),
+    ]:
+        torch.save(payload, tmp_path / name)
+    with pytest.raises(UserError, match="refusing"):
+        load_generator(tmp_path / "evil_model.pt")
+    with pytest.raises(UserError, match="refusing"):
+        load_checkpoint(tmp_path / "evil_ckpt.pt")
+    rc, _, err = cli("sample", tmp_path / "evil_model.pt", "-o", tmp_path / "x.png")
+    assert "refusing" in one_line_error(rc, err)
+    assert not marker.exists()
+
+
+def test_damaged_files_are_one_line_errors(tmp_path, trained):
+    good = tmp_path / "good.pt"
+    save_generator(good, trained.model, trained.meta)
+    data = good.read_bytes()
+    (tmp_path / "trunc.pt").write_bytes(data[: len(data) // 2])
+    (tmp_path / "junk.pt").write_bytes(b"not a model at all")
+    torch.save({"some": torch.zeros(3)}, tmp_path / "foreign.pt")
+    for name in ("trunc.pt", "junk.pt", "foreign.pt", "missing.pt"):
+        with pytest.raises(UserError):
+            load_generator(tmp_path / name)
+        with pytest.raises(UserError):
+            load_checkpoint(tmp_path / name)
+    rc, _, err = cli("sample", tmp_path / "trunc.pt", "-o", tmp_path / "x.png")
+    one_line_error(rc, err)
+
+
+# --- the command line -------------------------------------------------------------------------
+
+
+def test_cli_train_and_sample(tmp_path):
+    out = tmp_path / "m.pt"
+    rc, stdout, err = cli(
+        "train", EXEMPLAR, "-o", out, "--iters", "6", "--checkpoint-every", "3",
+        "--preview-every", "3", *TINY_CLI,
+    )  # fmt: skip
+    assert rc == 0, err
+    assert out.is_file() and (tmp_path / "m.pt.ckpt").is_file()
+    assert (tmp_path / "m.preview.png").is_file() and (tmp_path / "m.preview.0003.png").is_file()
+    assert "it/s" in err or "s/it" in err  # the progress bar
+    model, meta = load_generator(out)
+    assert meta["training"]["iters"] == 6 and meta["channels"] == "RGB"
+
+    rc, _, err = cli("train", EXEMPLAR, "-o", out, "--iters", "6", *TINY_CLI)
+    assert "exists" in one_line_error(rc, err)
+
+    png = tmp_path / "s.png"
+    rc, _, err = cli("sample", out, "-o", png, "--size", "40", "28", "--seed", "4")
+    assert rc == 0, err
+    img = read_image(png)
+    assert img.shape == (40, 28, 3)
+    assert np.abs(img - sample(model, 40, 28, 4)).max() <= 0.5 / 255 + 1e-6
+    rc, _, err = cli("sample", out, "-o", tmp_path / "p.png", "--size", "16", "24", "--periodic")
+    assert rc == 0, err
+    rc, _, err = cli("sample", out, "-o", tmp_path / "q.png", "--size", "10", "24", "--periodic")
+    assert "multiples of 4" in one_line_error(rc, err)
+
+
+def test_cli_resume_after_sigkill(tmp_path):
+    """Kill a real run right after its first checkpoint, resume it, compare with a clean run."""
+    args = ["--iters", "24", "--checkpoint-every", "4", *TINY_CLI]
+    rc, _, err = cli("train", EXEMPLAR, "-o", tmp_path / "full.pt", *args)
+    assert rc == 0, err
+
+    killed = tmp_path / "killed.pt"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "import cli; cli.main()", "train", str(EXEMPLAR), "-o",
+         str(killed), *args],
+        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    ckpt = tmp_path / "killed.pt.ckpt"
+    deadline = time.monotonic() + 240
+    while not ckpt.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    at = load_checkpoint(ckpt)["iteration"]
+    if at >= 24:
+        pytest.skip("the run finished before it could be killed")
+    assert not killed.exists()
+
+    rc, _, err = cli("train", EXEMPLAR, "-o", killed, "--resume", *args)
+    assert rc == 0, err
+    a, meta_a = load_generator(tmp_path / "full.pt")
+    b, meta_b = load_generator(killed)
+    for (k, x), y in zip(a.state_dict().items(), b.state_dict().values()):
+        assert torch.equal(x, y), k
+    assert meta_a["final_loss"] == meta_b["final_loss"]
+
+
+def test_cli_bad_inputs_are_one_line_errors(tmp_path):
+    out = tmp_path / "m.pt"
+    rc, _, err = cli("train", tmp_path / "nope.png", "-o", out, *TINY_CLI)
+    assert "no such file" in one_line_error(rc, err)
+    (tmp_path / "text.png").write_text("hello")
+    rc, _, err = cli("train", tmp_path / "text.png", "-o", out, *TINY_CLI)
+    one_line_error(rc, err)
+    write_image(tmp_path / "tiny.png", np.full((6, 6, 3), 0.5, np.float32))
+    rc, _, err = cli("train", tmp_path / "tiny.png", "-o", out, *TINY_CLI)
+    assert "at least" in one_line_error(rc, err)
+    rc, _, err = cli("train", EXEMPLAR, "-o", out, "--resume", *TINY_CLI)
+    assert "no checkpoint" in one_line_error(rc, err)
+    (tmp_path / "m.pt.ckpt").write_bytes(b"\x00" * 100)
+    rc, _, err = cli("train", EXEMPLAR, "-o", out, "--resume", *TINY_CLI)
+    assert "damaged" in one_line_error(rc, err)

@@ -1,0 +1,638 @@
+"""The Dask tiler: one task per whole shard, on threads, processes or a dask.distributed cluster.
+
+    generate(GenerateConfig) -> Summary
+
+Level 0: each task renders one shard (in evaluations of at most the model's tile size, quantised
+piece by piece) and writes it with one zarr write, so no two tasks ever touch one shard. Pyramid
+level l: one task per level-l shard, 2x2-mean downsampled from level l-1 once that level is done.
+Tasks carry only paths and numbers; every worker process opens (and caches) its own onnxruntime
+session. Jobs are submitted in bounded batches (local schedulers) or a bounded sliding window
+(distributed), so memory does not grow with the output size. Progress (megapixels/s, ETA) comes
+from Dask's task callbacks locally and from `distributed.as_completed` on a cluster.
+
+Threads: parallel tasks x onnxruntime intra-op threads <= cores (see `plan_threads`).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from itertools import islice
+from pathlib import Path
+
+import numpy as np
+
+from tilegen import zarr_store
+from tilegen.errors import UserError
+from tilegen.model import file_sha256, open_model, render_region
+
+LOCAL_SCHEDULERS = ("threads", "processes", "local", "sync")
+# Set when a run in this process is interrupted: shard tasks on its threads stop between tiles
+# instead of finishing their shard (other processes get their own SIGINT).
+CANCEL = threading.Event()
+BATCH = 256  # jobs per local Dask graph
+
+
+def cores() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - macOS / Windows
+        return max(1, os.cpu_count() or 1)
+
+
+@dataclass(frozen=True)
+class Job:
+    """One task: a whole shard of one level."""
+
+    level: int
+    y0: int
+    x0: int
+    h: int
+    w: int
+
+    @property
+    def pixels(self) -> int:
+        return self.h * self.w
+
+    @property
+    def key(self) -> str:
+        return f"tilegen-L{self.level}-y{self.y0}-x{self.x0}"
+
+
+@dataclass(frozen=True)
+class TaskConfig:
+    """What a task needs (picklable: paths and numbers only)."""
+
+    model_path: str
+    store_path: str
+    seed: int
+    period: tuple[int, int] | None
+    dtype: str
+    device: str
+    ort_threads: int | tuple[tuple[str, int], ...]  # per-worker-address on a cluster
+    tile: int | None = None
+    model_sha256: str | None = None  # workers check they read the same model file
+    store_uid: str = ""  # tells cached zarr arrays of a replaced store apart
+
+
+def _threads_here(cfg: TaskConfig) -> int:
+    if isinstance(cfg.ort_threads, int):
+        return cfg.ort_threads
+    try:
+        from distributed import get_worker
+
+        return dict(cfg.ort_threads).get(get_worker().address, 1)
+    except (ImportError, ValueError):
+        return 1
+
+
+def render_shard(cfg: TaskConfig, job: Job) -> tuple[int, str]:
+    """Task: render one level-0 shard and write it. Returns (pixels, provider used)."""
+    model = open_model(cfg.model_path, _threads_here(cfg), cfg.device, cfg.model_sha256)
+    data = render_region(
+        model, cfg.seed, job.y0, job.x0, job.h, job.w, cfg.period, cfg.tile, cfg.dtype, CANCEL
+    )
+    zarr_store.write_region(cfg.store_path, 0, job.y0, job.x0, data, cfg.store_uid)
+    return job.pixels, model.providers[0]
+
+
+def pyramid_shard(cfg: TaskConfig, job: Job) -> tuple[int, str]:
+    """Task: one shard of a pyramid level from the finished level above it."""
+    path, uid = cfg.store_path, cfg.store_uid
+    data = zarr_store.downsample_region(path, job.level, job.y0, job.x0, job.h, job.w, uid)
+    zarr_store.write_region(path, job.level, job.y0, job.x0, data, uid)
+    return job.pixels, ""
+
+
+# --- progress ---------------------------------------------------------------------------------
+
+
+class Progress:
+    """A tqdm bar counting pixels, shown in megapixels with MP/s and ETA, fed from the main
+    thread (dask callbacks locally, as_completed on a cluster)."""
+
+    def __init__(self, total: int, done: int, desc: str, enabled: bool = True):
+        self.bar = None
+        if enabled and total > 0:
+            from tqdm import tqdm
+
+            self.bar = tqdm(
+                total=int(total),
+                initial=int(done),
+                desc=desc,
+                unit="MP",
+                unit_scale=1e-6,
+                dynamic_ncols=True,
+                file=sys.stderr,
+                bar_format="{desc}: {percentage:3.0f}%|{bar}| {n:.1f}/{total:.1f} MP "
+                "[{elapsed}<{remaining}, {rate_noinv_fmt}]",
+                smoothing=0.1,
+            )
+
+    def advance(self, pixels: int) -> None:
+        if self.bar is not None:
+            self.bar.update(int(pixels))
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+# --- executors --------------------------------------------------------------------------------
+
+OnDone = Callable[[Job, tuple[int, str]], None]
+
+
+class LocalRunner:
+    """Dask's local schedulers ("threads", "processes", "sync"), graphs of at most BATCH jobs.
+
+    The pool is created once and reused by every batch, so worker processes keep their sessions.
+    """
+
+    def __init__(self, scheduler: str, workers: int):
+        self.scheduler, self.workers = scheduler, max(1, workers)
+        self.pool = None
+        if scheduler == "threads":
+            from concurrent.futures import ThreadPoolExecutor
+
+            self.pool = ThreadPoolExecutor(self.workers, thread_name_prefix="tilegen")
+        elif scheduler == "processes":
+            import multiprocessing as mp
+            from concurrent.futures import ProcessPoolExecutor
+
+            self.pool = ProcessPoolExecutor(self.workers, mp_context=mp.get_context("spawn"))
+
+    def describe(self) -> str:
+        if self.scheduler == "sync":
+            return "dask synchronous scheduler"
+        return f"dask {self.scheduler} scheduler, {self.workers} workers"
+
+    def run(self, fn, cfg: TaskConfig, jobs: Iterable[Job], on_done: OnDone) -> None:
+        import dask
+        from dask.callbacks import Callback
+
+        it = iter(jobs)
+        while batch := list(islice(it, BATCH)):
+            by_key = {job.key: job for job in batch}
+
+            def posttask(key, result, dsk, state, worker_id, by_key=by_key):
+                if key in by_key:
+                    on_done(by_key[key], result)
+
+            tasks = [dask.delayed(fn, pure=False)(cfg, j, dask_key_name=j.key) for j in batch]
+            kwargs = {"scheduler": self.scheduler}
+            if self.pool is not None:
+                kwargs.update(pool=self.pool, num_workers=self.workers)
+            with Callback(posttask=posttask):
+                dask.compute(*tasks, **kwargs)
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(wait=True, cancel_futures=True)
+
+
+class DistributedRunner:
+    """A dask.distributed Client: a LocalCluster we start, or an existing scheduler's address.
+    At most `window` jobs are in flight; results are handled with `as_completed`."""
+
+    def __init__(self, address: str | None, workers: int, threads: int):
+        try:
+            from distributed import Client, LocalCluster
+        except ImportError:  # pragma: no cover
+            raise UserError("dask.distributed is not installed: pip install distributed")
+        self.cluster = None
+        if address is None:
+            self.cluster = LocalCluster(
+                n_workers=workers,
+                threads_per_worker=threads,
+                processes=True,
+                dashboard_address=None,
+                silence_logs=40,
+            )
+            self.client = Client(self.cluster)
+        else:
+            try:
+                self.client = Client(address, timeout="20s")
+            except OSError as e:
+                raise UserError(f"cannot reach the Dask scheduler at {address}: {e}")
+        info = self.client.scheduler_info()["workers"]
+        if not info:
+            raise UserError(f"the Dask cluster at {address or 'localhost'} has no workers")
+        self.workers = info
+        self.slots = sum(w.get("nthreads", 1) for w in info.values())
+
+    def describe(self) -> str:
+        where = "local cluster" if self.cluster else f"cluster {self.client.scheduler.address}"
+        return f"dask.distributed {where}, {len(self.workers)} workers, {self.slots} threads"
+
+    def ort_threads(self) -> tuple[tuple[str, int], ...]:
+        """onnxruntime threads per worker: the host's cores over the Dask threads it runs."""
+        cpus = self.client.run(os.cpu_count)
+        per_host: dict[str, int] = {}
+        for w in self.workers.values():
+            per_host[w["host"]] = per_host.get(w["host"], 0) + w.get("nthreads", 1)
+        return tuple(
+            (addr, max(1, (cpus.get(addr) or 1) // per_host[w["host"]]))
+            for addr, w in self.workers.items()
+        )
+
+    def run(self, fn, cfg: TaskConfig, jobs: Iterable[Job], on_done: OnDone) -> None:
+        from distributed import as_completed
+
+        it = iter(jobs)
+        window = 2 * self.slots + 2
+        futures = {}
+
+        def submit(job: Job):
+            fut = self.client.submit(fn, cfg, job, key=job.key, pure=False, retries=0)
+            futures[fut.key] = job
+            return fut
+
+        ac = as_completed([submit(j) for j in islice(it, window)])
+        try:
+            for fut in ac:
+                result = fut.result()  # re-raises a task's exception here
+                on_done(futures.pop(fut.key), result)
+                nxt = next(it, None)
+                if nxt is not None:
+                    ac.add(submit(nxt))
+        except BaseException:
+            self.client.cancel(list(ac.futures))
+            raise
+
+    def close(self) -> None:
+        self.client.close()
+        if self.cluster is not None:
+            self.cluster.close()
+
+
+# --- planning ---------------------------------------------------------------------------------
+
+
+def default_shard(height: int, width: int, chunk: int, parallel: int | None = None) -> int:
+    """4096, or smaller (never below 2 chunks or 1024) so that small images still give every
+    core at least two shards to work on."""
+    parallel = parallel or cores()
+    shard = 4096
+    floor = max(1024, 2 * chunk)
+    while shard > floor and math.ceil(height / shard) * math.ceil(width / shard) < 2 * parallel:
+        shard //= 2
+    return max(chunk, shard - shard % chunk)
+
+
+def plan_threads(n_jobs: int, parallel: int, total: int | None = None) -> tuple[int, int]:
+    """(Dask tasks at once, onnxruntime threads each) so that their product <= cores: fewer
+    tasks than slots give each task more onnxruntime threads."""
+    total = total or cores()
+    tasks = max(1, min(parallel, n_jobs))
+    return tasks, max(1, total // tasks)
+
+
+@dataclass
+class GenerateConfig:
+    model: str
+    output: str
+    size: tuple[int, int]
+    seed: int = 0
+    period: tuple[int, int] | None = None
+    dtype: str = "uint8"
+    chunk: int = 512
+    shard: int | None = None  # None: default_shard
+    codec: str = "zstd"
+    pyramid: bool = True
+    scheduler: str = "threads"  # threads | processes | local | sync | ADDRESS
+    workers: int | None = None
+    threads: int | None = None
+    device: str = "cpu"
+    overwrite: bool = False
+    progress: bool = True
+    tile: int | None = None  # evaluation size (default: the model's)
+    log: Callable[[str], None] = field(default=lambda msg: print(msg, file=sys.stderr))
+
+
+@dataclass
+class Summary:
+    state: str  # new | resume | complete
+    shards_total: int
+    shards_done_before: int
+    shards_written: int
+    megapixels: float
+    seconds: float
+    providers: set[str]
+    scheduler: str
+    ort_threads: object
+    levels: int
+
+    @property
+    def mp_per_s(self) -> float:
+        return self.megapixels / self.seconds if self.seconds > 0 else float("nan")
+
+
+def _make_runner(cfg: GenerateConfig, n_jobs: int):
+    """The executor and the onnxruntime threads per task."""
+    sched = cfg.scheduler
+    if sched == "threads":
+        tasks, ort = plan_threads(n_jobs, cfg.threads or cores())
+        return LocalRunner("threads", tasks), ort
+    if sched == "processes":
+        tasks, ort = plan_threads(n_jobs, cfg.workers or cores())
+        return LocalRunner("processes", tasks), ort
+    if sched == "sync":
+        return LocalRunner("sync", 1), cores()
+    if sched == "local":
+        threads = cfg.threads or 1
+        workers = cfg.workers or max(1, cores() // threads)
+        workers = max(1, min(workers, math.ceil(n_jobs / threads)))
+        runner = DistributedRunner(None, workers, threads)
+        return runner, max(1, cores() // (workers * threads))
+    runner = DistributedRunner(sched, 0, 0)
+    return runner, runner.ort_threads()
+
+
+def effective_period(model, period: tuple[int, int] | None) -> tuple[int, int] | None:
+    """The output period: the one asked for (checked against the model's stride), or the one a
+    self-contained model has baked in."""
+    model.check_period(period)
+    if period is None:
+        baked = model.info.period if model.self_contained else None
+        return tuple(int(v) for v in baked) if baked else None
+    from tilegen.windows import level_periods
+
+    for p in period:
+        try:
+            level_periods(model.info.arch, p)
+        except ValueError as e:
+            raise UserError(f"--periodic: {e}")
+    return (int(period[0]), int(period[1]))
+
+
+def check_scheduler(name: str) -> str:
+    if name in LOCAL_SCHEDULERS or "://" in name or ":" in name:
+        return name
+    raise UserError(
+        f"--scheduler {name!r}: use threads, processes, local or a dask.distributed address "
+        "such as tcp://host:8786"
+    )
+
+
+def generate(cfg: GenerateConfig) -> Summary:
+    """Render the whole store (or finish an interrupted one)."""
+    check_scheduler(cfg.scheduler)
+    t_start = time.perf_counter()
+    model_path = str(Path(cfg.model).resolve())
+    store_path = str(Path(cfg.output).resolve())
+    model = open_model(model_path, 1, cfg.device)  # validates; reports the provider
+    info = model.info
+    h, w = cfg.size
+    if h < 1 or w < 1:
+        raise UserError(f"--size {h} {w}: both sides must be positive")
+    period = effective_period(model, cfg.period)
+    if not 0 <= cfg.seed < 2**32:
+        raise UserError(f"--seed {cfg.seed}: use 0 .. 2**32-1")
+    shard = cfg.shard or default_shard(h, w, cfg.chunk)
+    model_sha256 = file_sha256(model_path)
+    spec = zarr_store.StoreSpec(
+        height=h,
+        width=w,
+        channels=info.out_channels,
+        seed=cfg.seed,
+        model_sha256=model_sha256,
+        period=period,
+        dtype=cfg.dtype,
+        chunk=cfg.chunk,
+        shard=shard,
+        codec=cfg.codec,
+        pyramid=cfg.pyramid,
+        channel_names=info.channels,
+    )
+    name = Path(model_path).stem
+    state = zarr_store.prepare(store_path, spec, name, cfg.overwrite)
+    uid = zarr_store.read_attrs(store_path).get("uid", "")
+    levels = len(spec.level_shapes())
+    todo = []
+    done_before = total = 0
+    for level in range(levels):
+        done = zarr_store.done_regions(store_path, spec, level) if state != "new" else set()
+        regions = spec.shard_regions(level)
+        total += len(regions)
+        done_before += sum((y, x) in done for y, x, _, _ in regions)
+        todo.append([Job(level, *r) for r in regions if (r[0], r[1]) not in done])
+    n_todo = sum(len(t) for t in todo)
+    providers: set[str] = set()
+    summary = Summary(state, total, done_before, 0, 0.0, 0.0, providers, "", None, levels)
+    if n_todo == 0:
+        zarr_store.mark_complete(store_path, spec, name)
+        summary.state = "complete"
+        summary.seconds = time.perf_counter() - t_start
+        return summary
+
+    runner, ort = _make_runner(cfg, max(len(todo[0]), 1))
+    summary.scheduler, summary.ort_threads = runner.describe(), ort
+    if state == "resume":
+        cfg.log(f"resuming {cfg.output}: {done_before} of {total} shards already written")
+    threads_note = ort if isinstance(ort, int) else "per worker"
+    cfg.log(
+        f"{h}x{w} {cfg.dtype}, seed {cfg.seed}{', periodic' if period else ''}; "
+        f"{runner.describe()}; onnxruntime {model.providers[0]}, "
+        f"{threads_note} intra-op threads per task"
+    )
+    task_cfg = TaskConfig(
+        model_path,
+        store_path,
+        cfg.seed,
+        spec.period,
+        cfg.dtype,
+        cfg.device,
+        ort,
+        cfg.tile,
+        model_sha256,
+        uid,
+    )
+    written = [0]
+
+    def done_cb(bar: Progress):
+        def on_done(job: Job, result: tuple[int, str]) -> None:
+            pixels, provider = result
+            if provider:
+                providers.add(provider)
+            written[0] += 1
+            bar.advance(pixels)
+
+        return on_done
+
+    try:
+        level0 = spec.shard_regions(0)
+        px_total = sum(r[2] * r[3] for r in level0)
+        px_left = sum(j.pixels for j in todo[0])
+        t0 = time.perf_counter()
+        bar = Progress(px_total, px_total - px_left, "render", cfg.progress)
+        try:
+            runner.run(render_shard, task_cfg, todo[0], done_cb(bar))
+        finally:
+            bar.close()
+        summary.megapixels, summary.seconds = px_left / 1e6, time.perf_counter() - t0
+        pyr_jobs = [j for level in todo[1:] for j in level]
+        if pyr_jobs:
+            bar = Progress(sum(j.pixels for j in pyr_jobs), 0, "pyramid", cfg.progress)
+            try:
+                for level_jobs in todo[1:]:  # each level needs the one above it finished
+                    runner.run(pyramid_shard, task_cfg, level_jobs, done_cb(bar))
+            finally:
+                bar.close()
+    except OSError as e:
+        CANCEL.set()
+        raise UserError(
+            f"cannot write {cfg.output}: {e.strerror or e}. {done_before + written[0]} of "
+            f"{total} shards are written; fix this and rerun the same command to finish"
+        )
+    except BaseException:  # KeyboardInterrupt: stop our threads' shards between tiles
+        CANCEL.set()
+        raise
+    finally:
+        summary.shards_written = written[0]
+        runner.close()  # waits for running tasks (stopped between tiles when cancelled)
+        CANCEL.clear()
+    zarr_store.mark_complete(store_path, spec, name)
+    return summary
+
+
+# --- single-file outputs (PNG, TIFF) -----------------------------------------------------------
+
+PNG_MAX_MP = 256  # beyond this, a single PNG is impractical: write .zarr or a tiled .tif
+TIFF_STRIPE_MP = 64  # above this a .tif is written tiled from an iterator (BigTIFF)
+TIFF_TILE = 1024
+
+
+def ordered_map(fn, items: Iterable, workers: int, ahead: int) -> Iterator:
+    """fn over items on a thread pool, results in order, at most `ahead` pending (bounded)."""
+    from collections import deque
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(workers, thread_name_prefix="tilegen") as pool:
+        pending: deque = deque()
+        it = iter(items)
+        for item in islice(it, ahead):
+            pending.append(pool.submit(fn, item))
+        while pending:
+            yield pending.popleft().result()
+            nxt = next(it, None)
+            if nxt is not None:
+                pending.append(pool.submit(fn, nxt))
+
+
+def generate_image(cfg: GenerateConfig) -> Summary:
+    """Write a PNG or TIFF (small images whole, large TIFFs tiled BigTIFF from an iterator)."""
+    out = Path(cfg.output)
+    suffix = out.suffix.lower()
+    h, w = cfg.size
+    if h < 1 or w < 1:
+        raise UserError(f"--size {h} {w}: both sides must be positive")
+    if not 0 <= cfg.seed < 2**32:
+        raise UserError(f"--seed {cfg.seed}: use 0 .. 2**32-1")
+    mp = h * w / 1e6
+    if suffix == ".png" and mp > PNG_MAX_MP:
+        raise UserError(
+            f"{h}x{w} is too large for one PNG ({mp:.0f} MP > {PNG_MAX_MP}): write a .zarr "
+            "store or a tiled .tif, then 'tilegen tiles' for PNG tiles"
+        )
+    if cfg.scheduler not in ("threads", "sync"):
+        raise UserError(f"-o {out.name}: PNG/TIFF outputs are rendered locally (threads)")
+    model_path = str(Path(cfg.model).resolve())
+    parallel = 1 if cfg.scheduler == "sync" else (cfg.threads or cores())
+    tile = cfg.tile or TIFF_TILE
+    regions = list(_grid(h, w, tile))
+    tasks, ort = plan_threads(len(regions), parallel)
+    model = open_model(model_path, ort, cfg.device)
+    period = effective_period(model, cfg.period)
+    bits = 8 if cfg.dtype == "uint8" else 16
+    cfg.log(
+        f"{h}x{w} {cfg.dtype}, seed {cfg.seed}{', periodic' if period else ''}; "
+        f"{tasks} threads, onnxruntime {model.providers[0]}, {ort} intra-op threads each"
+    )
+
+    def render(r):
+        y, x, th, tw = r
+        return render_region(model, cfg.seed, y, x, th, tw, period, None, cfg.dtype)
+
+    t0 = time.perf_counter()
+    bar = Progress(h * w, 0, "render", cfg.progress)
+    from tilegen.imageio import write_image
+
+    try:
+        if suffix in (".tif", ".tiff") and mp > TIFF_STRIPE_MP:
+            _write_tiled_tiff(
+                out,
+                h,
+                w,
+                model.info.out_channels,
+                cfg.dtype,
+                tile,
+                bar,
+                ordered_map(render, regions, tasks, 2 * tasks),
+            )
+        else:
+            img = np.empty((h, w, model.info.out_channels), cfg.dtype)
+            pieces = ordered_map(render, regions, tasks, 2 * tasks)
+            for (y, x, th, tw), piece in zip(regions, pieces):
+                img[y : y + th, x : x + tw] = piece.transpose(1, 2, 0)
+                bar.advance(th * tw)
+            write_image(out, img, bits)
+    except OSError as e:
+        raise UserError(f"cannot write {out}: {e.strerror or e}")
+    finally:
+        bar.close()
+    dt = time.perf_counter() - t0
+    return Summary(
+        "new",
+        len(regions),
+        0,
+        len(regions),
+        mp,
+        dt,
+        {model.providers[0]},
+        f"{tasks} threads",
+        ort,
+        1,
+    )
+
+
+def _grid(h: int, w: int, tile: int):
+    for y in range(0, h, tile):
+        for x in range(0, w, tile):
+            yield y, x, min(tile, h - y), min(tile, w - x)
+
+
+def _write_tiled_tiff(path: Path, h, w, c, dtype, tile, bar: Progress, pieces) -> None:
+    import tifffile
+
+    def tiles():
+        for piece in pieces:
+            _, th, tw = piece.shape
+            bar.advance(th * tw)
+            full = np.zeros((tile, tile, c), dtype)
+            full[:th, :tw] = piece.transpose(1, 2, 0)
+            yield full
+
+    tmp = path.with_name(path.name + ".partial")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        tifffile.imwrite(
+            tmp,
+            data=tiles(),
+            shape=(h, w, c),
+            dtype=dtype,
+            tile=(tile, tile),
+            bigtiff=True,
+            photometric="rgb" if c == 3 else "minisblack",
+            planarconfig="contig",
+            compression="zlib",
+        )
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()

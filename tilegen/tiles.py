@@ -1,0 +1,118 @@
+"""Cutting a tilegen Zarr store into numbered image tiles for game engines and map tools.
+
+    DIR/tile_r{row}_c{col}.png      row, col from 0 at the region's top-left, zero-padded to
+                                    the same width (tile_r00_c07.png), row-major
+    DIR/tiles.json                  the index: store, level, region, tile size, bits, and for
+                                    every file its (y, x, h, w) in the level's pixels
+
+Tiles are `tile` x `tile` pixels; the last row and column are smaller when the region is not a
+multiple of the tile (never padded), so the tiles put side by side are exactly the region.
+8-bit tiles from a 16-bit store are rounded to nearest (v * 255 / 65535); 16-bit tiles from an
+8-bit store are exact (v * 257).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+from tilegen import zarr_store
+from tilegen.errors import UserError
+
+FORMATS = {"png": ".png", "tif": ".tif", "jpg": ".jpg"}
+
+
+def convert_bits(tile: np.ndarray, bits: int) -> np.ndarray:
+    if bits == 8 and tile.dtype == np.uint16:
+        return ((tile.astype(np.uint32) * 255 + 32767) // 65535).astype(np.uint8)
+    if bits == 16 and tile.dtype == np.uint8:
+        return tile.astype(np.uint16) * np.uint16(257)
+    return tile
+
+
+def tile_name(row: int, col: int, rows: int, cols: int, ext: str) -> str:
+    dr, dc = len(str(max(rows - 1, 0))), len(str(max(cols - 1, 0)))
+    return f"tile_r{row:0{dr}d}_c{col:0{dc}d}{ext}"
+
+
+def cut_tiles(
+    store: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    tile: int = 2048,
+    fmt: str = "png",
+    bits: int | None = None,
+    region: tuple[int, int, int, int] | None = None,
+    level: int = 0,
+    overwrite: bool = False,
+    threads: int | None = None,
+    progress: bool = True,
+) -> dict:
+    """Write the tiles and tiles.json; returns the index."""
+    from tilegen.imageio import write_image
+    from tilegen.tiler import Progress, cores, ordered_map
+
+    store = Path(store)
+    zarr_store.read_attrs(store)  # a one-line error for anything that is not a tilegen store
+    if fmt not in FORMATS:
+        raise UserError(f"--format {fmt}: use png, tif or jpg")
+    if tile < 1:
+        raise UserError(f"--tile {tile}: must be positive")
+    arr = zarr_store.open_level(store, level, "r")
+    c, height, width = arr.shape
+    bits = bits or (8 if arr.dtype == np.uint8 else 16)
+    if bits not in (8, 16) or (fmt == "jpg" and bits != 8):
+        raise UserError(f"--bits {bits}: use 8 or 16 (JPEG: 8)")
+    y0, x0, h, w = region or (0, 0, height, width)
+    if h < 1 or w < 1 or y0 < 0 or x0 < 0 or y0 + h > height or x0 + w > width:
+        raise UserError(
+            f"--region {y0} {x0} {h} {w} is not inside level {level} ({height}x{width})"
+        )
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UserError(f"-o {out_dir}: exists and is not a folder")
+    if out_dir.is_dir() and not overwrite and any(out_dir.glob("tile_r*_c*.*")):
+        raise UserError(f"{out_dir} already holds tiles: pass --overwrite or choose another -o")
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UserError(f"cannot write {out_dir}: {e.strerror or e}")
+    rows, cols = -(-h // tile), -(-w // tile)
+    ext = FORMATS[fmt]
+    jobs = [
+        (r, q, y0 + r * tile, x0 + q * tile, min(tile, h - r * tile), min(tile, w - q * tile))
+        for r in range(rows)
+        for q in range(cols)
+    ]
+
+    def cut(job):
+        r, q, y, x, th, tw = job
+        data = zarr_store.read_region(str(store), level, y, x, th, tw)
+        name = tile_name(r, q, rows, cols, ext)
+        write_image(out_dir / name, convert_bits(data, bits).transpose(1, 2, 0), bits)
+        return {"file": name, "row": r, "col": q, "y": y, "x": x, "h": th, "w": tw}
+
+    bar = Progress(h * w, 0, "tiles", progress)
+    files = []
+    try:
+        for entry in ordered_map(cut, jobs, threads or cores(), 2 * (threads or cores())):
+            files.append(entry)
+            bar.advance(entry["h"] * entry["w"])
+    finally:
+        bar.close()
+    index = {
+        "store": str(store),
+        "level": level,
+        "region": [y0, x0, h, w],
+        "tile": tile,
+        "rows": rows,
+        "cols": cols,
+        "bits": bits,
+        "channels": c,
+        "format": fmt,
+        "files": files,
+    }
+    (out_dir / "tiles.json").write_text(json.dumps(index, indent=1) + "\n")
+    return index

@@ -1,0 +1,364 @@
+"""The output store: a Zarr v3 OME-NGFF 0.5 image, written shard by shard, resumable.
+
+Layout (OUT.zarr/):
+
+    zarr.json            group; attributes "ome" (OME-NGFF 0.5 multiscales + omero) and
+                         "tilegen" (model hash, seed, size, settings: what a rerun must match)
+    0/                   full resolution, planar (c, y, x), uint8 or uint16
+    1/, 2/, ...          pyramid levels, each 2x2-mean downsampled from the one above
+                         (ceil sizes; edge pixels average what exists)
+
+Every array is sharded; a shard is one file, written whole by one task (zarr's LocalStore writes
+through a temporary `*.partial` file and a rename), with `write_empty_chunks=True` so that a
+shard's file existing means the shard is done: resume = render the shards whose file is missing.
+A path that is not a tilegen store is never deleted, even with --overwrite.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import uuid
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from tilegen import __version__
+from tilegen.errors import UserError
+
+OME_NGFF_VERSION = "0.5"
+STORE_FORMAT = 1  # version of the "tilegen" attribute block
+CODECS = ("zstd", "blosc")
+DTYPES = ("uint8", "uint16")
+_COLORS = {"R": "FF0000", "G": "00FF00", "B": "0000FF", "A": "FFFFFF", "L": "FFFFFF"}
+
+
+@dataclass(frozen=True)
+class StoreSpec:
+    """Everything that decides a store's bytes (a rerun must match all of it)."""
+
+    height: int
+    width: int
+    channels: int
+    seed: int
+    model_sha256: str
+    period: tuple[int, int] | None = None
+    dtype: str = "uint8"
+    chunk: int = 512
+    shard: int = 4096
+    codec: str = "zstd"
+    pyramid: bool = True
+    channel_names: str = "RGB"
+
+    def __post_init__(self) -> None:
+        if self.height < 1 or self.width < 1:
+            raise UserError(f"--size {self.height} {self.width}: both sides must be positive")
+        if self.dtype not in DTYPES:
+            raise UserError(f"--dtype {self.dtype}: use uint8 or uint16")
+        if self.codec not in CODECS:
+            raise UserError(f"--codec {self.codec}: use zstd or blosc")
+        if self.chunk < 16 or self.shard < self.chunk or self.shard % self.chunk:
+            raise UserError(
+                f"--chunk {self.chunk} --shard {self.shard}: the chunk must be at least 16 "
+                "and the shard a multiple of the chunk"
+            )
+
+    def level_shapes(self) -> list[tuple[int, int]]:
+        """(height, width) of level 0 and of each pyramid level, halving (ceil) until the image
+        fits in one chunk."""
+        shapes = [(self.height, self.width)]
+        while self.pyramid and max(shapes[-1]) > self.chunk:
+            h, w = shapes[-1]
+            shapes.append(((h + 1) // 2, (w + 1) // 2))
+        return shapes
+
+    def level_shard(self, level: int) -> tuple[int, int]:
+        """Shard (height, width) of a level: the shard size, shrunk to the level (in chunks)."""
+        h, w = self.level_shapes()[level]
+        c = self.chunk
+        return min(self.shard, math.ceil(h / c) * c), min(self.shard, math.ceil(w / c) * c)
+
+    def shard_regions(self, level: int) -> list[tuple[int, int, int, int]]:
+        """Every shard of a level as (y0, x0, h, w), clipped to the level, row-major."""
+        h, w = self.level_shapes()[level]
+        sh, sw = self.level_shard(level)
+        return [
+            (y, x, min(sh, h - y), min(sw, w - x)) for y in range(0, h, sh) for x in range(0, w, sw)
+        ]
+
+    def settings(self) -> dict:
+        """The attribute block that identifies the store's content."""
+        d = asdict(self)
+        d["period"] = list(self.period) if self.period else None
+        d["size"] = [d.pop("height"), d.pop("width")]
+        d["levels"] = len(self.level_shapes())
+        return d
+
+
+def is_tilegen_store(path: str | os.PathLike) -> bool:
+    meta = Path(path) / "zarr.json"
+    try:
+        return "tilegen" in json.loads(meta.read_text()).get("attributes", {})
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def read_attrs(path: str | os.PathLike) -> dict:
+    """The store's "tilegen" attribute block (UserError if it is not a tilegen store)."""
+    meta = Path(path) / "zarr.json"
+    try:
+        attrs = json.loads(meta.read_text()).get("attributes", {})
+    except (OSError, ValueError) as e:
+        raise UserError(f"{path} is not a tilegen Zarr store ({e})")
+    if "tilegen" not in attrs:
+        raise UserError(f"{path} is not a tilegen Zarr store (no tilegen attributes)")
+    return attrs["tilegen"]
+
+
+def multiscales_metadata(spec: StoreSpec, name: str = "tilegen") -> dict:
+    """The "ome" attribute block, OME-NGFF 0.5: axes c (channel), y, x (space); one dataset per
+    level with its scale (2^level in y and x); omero channel names, colours and display range."""
+    axes = [
+        {"name": "c", "type": "channel"},
+        {"name": "y", "type": "space"},
+        {"name": "x", "type": "space"},
+    ]
+    datasets = [
+        {
+            "path": str(level),
+            "coordinateTransformations": [
+                {"type": "scale", "scale": [1.0, float(2**level), float(2**level)]}
+            ],
+        }
+        for level in range(len(spec.level_shapes()))
+    ]
+    top = 255 if spec.dtype == "uint8" else 65535
+    names = spec.channel_names if len(spec.channel_names) == spec.channels else ""
+    omero_channels = [
+        {
+            "label": names[c] if names else f"c{c}",
+            "color": _COLORS.get(names[c], "FFFFFF") if names else "FFFFFF",
+            "active": True,
+            "window": {"min": 0, "max": top, "start": 0, "end": top},
+        }
+        for c in range(spec.channels)
+    ]
+    multiscale = {
+        "name": name,
+        "axes": axes,
+        "datasets": datasets,
+        "type": "2x2 mean",
+        "metadata": {"method": "tilegen.zarr_store.downsample2x", "version": __version__},
+    }
+    return {
+        "version": OME_NGFF_VERSION,
+        "multiscales": [multiscale],
+        "omero": {"channels": omero_channels, "rdefs": {"model": "color"}},
+    }
+
+
+def write_metadata(
+    group, spec: StoreSpec, name: str, complete: bool = False, uid: str | None = None
+) -> str:
+    """Write the group's attributes (OME-NGFF + tilegen block); returns the OME-NGFF version
+    followed ("0.5"). `uid` is new for every store created (kept when rewritten)."""
+    uid = uid or group.attrs.get("tilegen", {}).get("uid") or uuid.uuid4().hex
+    tilegen = {
+        "format": STORE_FORMAT,
+        "version": __version__,
+        "model": name,
+        **spec.settings(),
+        "complete": complete,
+        "uid": uid,
+    }
+    group.attrs.update({"ome": multiscales_metadata(spec, name), "tilegen": tilegen})
+    return OME_NGFF_VERSION
+
+
+def _compressors(codec: str, dtype: str):
+    from zarr.codecs import BloscCodec, ZstdCodec
+
+    # Level 1: textures are noise-like, higher levels cost twice the time for ~0.1% smaller.
+    if codec == "blosc":
+        size = 1 if dtype == "uint8" else 2
+        return [BloscCodec(cname="zstd", clevel=1, shuffle="bitshuffle", typesize=size)]
+    return [ZstdCodec(level=1)]
+
+
+def _ensure_arrays(group, spec: StoreSpec) -> None:
+    """Create the level arrays that do not exist yet (creation is idempotent, for resume)."""
+    for level, (h, w) in enumerate(spec.level_shapes()):
+        if str(level) in group:
+            continue
+        sh, sw = spec.level_shard(level)
+        group.create_array(
+            str(level),
+            shape=(spec.channels, h, w),
+            chunks=(spec.channels, spec.chunk, spec.chunk),
+            shards=(spec.channels, sh, sw),
+            dtype=spec.dtype,
+            compressors=_compressors(spec.codec, spec.dtype),
+            fill_value=0,
+            dimension_names=["c", "y", "x"],
+            config={"write_empty_chunks": True},
+        )
+
+
+def _mismatch(old: dict, new: dict) -> str | None:
+    for key, value in new.items():
+        if old.get(key) != value:
+            return f"{key} {json.dumps(old.get(key))}, this run {json.dumps(value)}"
+    return None
+
+
+def remove_partials(path: str | os.PathLike) -> int:
+    """Delete stray `*.partial` files a killed run left inside the store; returns how many."""
+    n = 0
+    for root, _dirs, files in os.walk(path):
+        for f in files:
+            if f.endswith(".partial"):
+                os.unlink(os.path.join(root, f))
+                n += 1
+    return n
+
+
+def prepare(path: str | os.PathLike, spec: StoreSpec, name: str, overwrite: bool) -> str:
+    """Create the store, or reopen a matching one to resume. Returns "new", "resume" or
+    "complete". A mismatching tilegen store is refused unless `overwrite`; a path that is not a
+    tilegen store (a file, a non-empty folder of something else) is never deleted."""
+    import zarr
+
+    path = Path(path)
+    state = "new"
+    try:
+        if path.exists() or path.is_symlink():
+            if is_tilegen_store(path):
+                old = read_attrs(path)
+                if int(old.get("format", 1)) > STORE_FORMAT and not overwrite:
+                    raise UserError(f"{path} was written by a newer tilegen: upgrade tilegen")
+                diff = _mismatch(old, spec.settings())
+                if overwrite:
+                    shutil.rmtree(path)
+                elif diff:
+                    raise UserError(
+                        f"{path} holds another texture ({diff}): pass --overwrite to replace "
+                        "it, or choose another -o"
+                    )
+                else:
+                    state = "complete" if old.get("complete") else "resume"
+            elif path.is_dir() and not any(path.iterdir()):
+                pass  # an empty folder: use it
+            else:
+                what = "folder" if path.is_dir() else "file"
+                raise UserError(
+                    f"{path} exists and is not a tilegen store (a {what}): tilegen never deletes "
+                    "it, even with --overwrite; remove it yourself or choose another -o"
+                )
+        if state == "new":
+            path.mkdir(parents=True, exist_ok=True)
+            group = zarr.open_group(str(path), mode="w", zarr_format=3)
+            write_metadata(group, spec, name, uid=uuid.uuid4().hex)  # the marker first
+        else:
+            remove_partials(path)
+            group = zarr.open_group(str(path), mode="r+", zarr_format=3)
+        _ensure_arrays(group, spec)
+    except OSError as e:
+        raise UserError(f"cannot write {path}: {e.strerror or e}")
+    return state
+
+
+def mark_complete(path: str | os.PathLike, spec: StoreSpec, name: str) -> None:
+    import zarr
+
+    write_metadata(zarr.open_group(str(path), mode="r+", zarr_format=3), spec, name, True)
+
+
+def shard_key_path(path: str | os.PathLike, level: int, y_index: int, x_index: int) -> Path:
+    """The file of shard (y_index, x_index) of a level (zarr v3 default keys, c = 0)."""
+    return Path(path) / str(level) / "c" / "0" / str(y_index) / str(x_index)
+
+
+def done_regions(path: str | os.PathLike, spec: StoreSpec, level: int) -> set[tuple[int, int]]:
+    """(y0, x0) of the shards of a level whose file exists: the finished ones."""
+    sh, sw = spec.level_shard(level)
+    return {
+        (y, x)
+        for y, x, _h, _w in spec.shard_regions(level)
+        if shard_key_path(path, level, y // sh, x // sw).is_file()
+    }
+
+
+# --- reading and writing pixels (inside tasks; arrays cached per process) ---------------------
+
+_ARRAYS: dict[tuple[str, int, str, str], object] = {}
+
+
+def open_level(path: str | os.PathLike, level: int = 0, mode: str = "r", uid: str | None = None):
+    """The zarr array of a level, cached per process by (path, level, mode, store uid): a store
+    deleted and recreated under the same path (--overwrite) has a new uid. Tasks pass the uid;
+    None reads it from the store."""
+    import zarr
+
+    if uid is None:
+        uid = read_attrs(path).get("uid", "")
+    key = (str(path), level, mode, uid)
+    arr = _ARRAYS.get(key)
+    if arr is None:
+        try:
+            arr = zarr.open_array(
+                str(Path(path) / str(level)),
+                mode=mode,
+                zarr_format=3,
+                config={"write_empty_chunks": True},
+            )
+        except (FileNotFoundError, ValueError, KeyError) as e:
+            raise UserError(f"{path} has no pyramid level {level} ({e})")
+        if len(_ARRAYS) > 64:
+            _ARRAYS.clear()
+        _ARRAYS[key] = arr
+    return arr
+
+
+def write_region(path: str, level: int, y0: int, x0: int, data: np.ndarray, uid: str = "") -> None:
+    """Write (C, h, w) at (y0, x0): callers pass whole shards only."""
+    arr = open_level(path, level, "r+", uid)
+    arr[:, y0 : y0 + data.shape[1], x0 : x0 + data.shape[2]] = data
+
+
+def read_region(
+    path: str, level: int, y0: int, x0: int, h: int, w: int, uid: str | None = None
+) -> np.ndarray:
+    return np.asarray(open_level(path, level, "r", uid)[:, y0 : y0 + h, x0 : x0 + w])
+
+
+def downsample2x(src: np.ndarray) -> np.ndarray:
+    """2x2 mean of (C, h, w) integers, rounding half up; odd edges average the pixels that exist
+    (the edge row/column is repeated). Output (C, ceil(h/2), ceil(w/2)), same dtype."""
+    c, h, w = src.shape
+    if h % 2 or w % 2:
+        src = np.pad(src, ((0, 0), (0, h % 2), (0, w % 2)), mode="edge")
+    s = src.astype(np.uint32)
+    total = s[:, 0::2, 0::2] + s[:, 1::2, 0::2] + s[:, 0::2, 1::2] + s[:, 1::2, 1::2]
+    return ((total + 2) >> 2).astype(src.dtype)
+
+
+def downsample_region(
+    path: str, level: int, y0: int, x0: int, h: int, w: int, uid: str | None = None
+) -> np.ndarray:
+    """Pixels [y0, y0+h) x [x0, x0+w) of `level` (>= 1), computed from level-1 in row strips
+    so that memory stays about one target shard."""
+    src = open_level(path, level - 1, "r", uid)
+    _, sh, sw = src.shape
+    out = None
+    strip = 512
+    for ty in range(y0, y0 + h, strip):
+        th = min(strip, y0 + h - ty)
+        block = np.asarray(src[:, 2 * ty : min(2 * (ty + th), sh), 2 * x0 : min(2 * (x0 + w), sw)])
+        piece = downsample2x(block)
+        if out is None:
+            out = np.empty((block.shape[0], h, w), block.dtype)
+        out[:, ty - y0 : ty - y0 + th] = piece[:, :th, :w]
+    return out

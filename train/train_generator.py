@@ -1,0 +1,360 @@
+"""Alg. 2: learn a texture generator from one exemplar with the multiscale patch-OT loss.
+
+One readable loop (nanoGPT style); every setting lives in TrainConfig. Each iteration:
+
+    z      = uniform [0, 1) noise for a size x size output window (torch RNG, batch B)
+    image  = generator(z)  in train mode (BatchNorm uses the batch's statistics), cropped to size
+    psi    = a few averaged ascent steps on the dual potentials (no gradient, warm-started)
+    weights += one Adam step along the gradient of the patch-OT cost for those potentials
+
+After the loop the BatchNorm population statistics are re-estimated over many fresh noise
+samples (cumulative averages, noise from the same distribution) and folded into the
+convolutions, so the generator becomes a fixed function of its noise: a tile computed alone
+equals the same region of a giant evaluation (DESIGN.md section 3). `check_modes` measures that
+inference-mode samples are as good as training-mode ones.
+
+Checkpoints (train/checkpoint.py) hold the weights, Adam's state, psi, the RNG state and the
+iteration, so a killed run resumed from its last checkpoint ends with bit-identical weights.
+
+Defaults, and why. The reference trains 5000 iterations at 256^2 (batch 1, Adam lr 0.01, 5
+scales): hours on a 2-core CPU (each iteration needs 5 pyramid levels of nearest-patch searches
+against 2000 exemplar patches). We keep lr 0.01, batch 1 and 5 scales but train on 128^2 crops,
+which cost about a third of a 256^2 iteration and still see every scale of the pyramid (the
+generator is fully convolutional, so the window size it is trained on only sets how many patches
+each step sees), and we decay the learning rate (cosine to 10%) over the second half, which
+lowers the final noise of the Adam iterate that the folded model is built from.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from tilegen.errors import UserError
+from tilegen.imageio import pixels_sha256
+from tilegen.windows import axis_window
+from train.checkpoint import save_checkpoint
+from train.device import pick_device
+from train.generator import (
+    GeneratorConfig,
+    TextureGenerator,
+    fold_batchnorm,
+    recalibrate_batchnorm,
+    sample_tile,
+    training_noise,
+)
+from train.patch_ot import OTConfig, PatchOTLoss, min_size
+from train.synth import to_image, to_tensor
+
+CHANNEL_NAMES = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}
+
+
+@dataclass
+class TrainConfig:
+    iters: int = 1500  # outer iterations: psi steps + one Adam step on the weights
+    size: int = 128  # side of the training crop (output window) in pixels
+    batch: int = 1  # noise samples per iteration; their patches are pooled in one OT problem
+    lr: float = 0.01  # Adam on the weights
+    decay_start: float = 0.5  # fraction of the run after which lr decays (1.0: constant lr)
+    lr_final: float = 0.1  # lr at the last iteration, as a fraction of lr (cosine decay)
+    seed: int = 0  # weights, exemplar patches, training noise and psi subsampling
+    device: str = "auto"
+    bn_samples: int = 200  # noise samples for re-estimating the BatchNorm statistics
+    gen: GeneratorConfig = field(default_factory=GeneratorConfig)
+    ot: OTConfig = field(default_factory=lambda: OTConfig(scales=5))
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> TrainConfig:
+        d = dict(d)
+        gen = GeneratorConfig(**d.pop("gen", {}))
+        ot = OTConfig(**d.pop("ot", {}))
+        return cls(**d, gen=gen, ot=ot)
+
+    def settings(self) -> dict:
+        """What a resumed run must share with the original (all but iters, lr and device)."""
+        d = self.to_dict()
+        for k in ("iters", "lr", "device"):
+            d.pop(k)
+        return d
+
+
+@dataclass
+class TrainResult:
+    model: TextureGenerator  # folded, eval mode, on the training device
+    meta: dict  # for save_generator: exemplar hash, settings, version, final loss
+    history: list[float]  # loss per iteration (from iteration 1, across resumes)
+    train_mode_sample: torch.Tensor  # (1, C, S, S) from the unfolded train-mode generator
+
+
+def check_config(exemplar_hw: tuple[int, int], cfg: TrainConfig) -> None:
+    """Raise UserError with the fix for settings that cannot train."""
+    if cfg.iters < 1 or cfg.batch < 1 or cfg.gen.levels < 1 or cfg.gen.width < 1:
+        raise UserError("--iters, --batch, --levels and --width must be positive")
+    if cfg.ot.scales < 1 or not (cfg.lr > 0 and math.isfinite(cfg.lr)):
+        raise UserError("--scales and --lr must be positive")
+    need = min_size(cfg.ot)
+    if min(exemplar_hw) < need:
+        raise UserError(
+            f"the exemplar is {exemplar_hw[0]}x{exemplar_hw[1]} but {cfg.ot.scales} scales of "
+            f"{cfg.ot.patch}x{cfg.ot.patch} patches need at least {need}x{need}: use a larger "
+            f"image or fewer --scales"
+        )
+    if cfg.size < need:
+        raise UserError(
+            f"--size {cfg.size} is too small for {cfg.ot.scales} scales of {cfg.ot.patch}x"
+            f"{cfg.ot.patch} patches: use at least {need} or fewer --scales"
+        )
+
+
+def learning_rate(cfg: TrainConfig, it: int) -> float:
+    """lr for iteration `it` (1-based): constant, then a cosine decay to lr * lr_final."""
+    start = cfg.decay_start * cfg.iters
+    if it <= start or cfg.iters <= start:
+        return cfg.lr
+    t = (it - start) / (cfg.iters - start)
+    return cfg.lr * (cfg.lr_final + (1 - cfg.lr_final) * 0.5 * (1 + math.cos(math.pi * t)))
+
+
+def crop_training(cfg: GeneratorConfig, out: torch.Tensor, size: int) -> torch.Tensor:
+    """The size x size output window [0, size)^2 inside the generator's output for
+    training_noise(..., size): the same placement sample_tile uses."""
+    c = axis_window(cfg.arch, 0, size).crop
+    return out[:, :, c : c + size, c : c + size]
+
+
+def new_generator(cfg: GeneratorConfig, seed: int, device: torch.device) -> TextureGenerator:
+    """A freshly initialised generator; the initial weights depend only on `seed`."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return TextureGenerator(cfg).to(device)
+
+
+def eval_noise(cfg: TrainConfig, count: int, seed: int) -> Iterator[list[torch.Tensor]]:
+    """`count` noise batches of the training distribution from their own RNG (deterministic,
+    independent of the training stream)."""
+    gen = torch.Generator().manual_seed(seed)
+    device = pick_device(cfg.device)
+    for _ in range(count):
+        yield [z.to(device) for z in training_noise(cfg.gen, 1, cfg.size, gen)]
+
+
+def train(
+    exemplar: np.ndarray,
+    cfg: TrainConfig,
+    *,
+    checkpoint: Path | None = None,
+    checkpoint_every: int = 0,
+    resume: dict | None = None,
+    on_step: Callable[[int, float, torch.Tensor], None] | None = None,
+    stop_after: int | None = None,
+) -> TrainResult | None:
+    """Train a generator on `exemplar` (float (H, W, C) in [0, 1]) and return it folded.
+
+    checkpoint / checkpoint_every: write a checkpoint every N iterations and at the end.
+    resume: a loaded checkpoint (train.checkpoint.load_checkpoint) to continue from; its
+    settings must match `cfg` except iters, lr and device.
+    on_step(iteration, loss, image): after every iteration (progress, previews).
+    stop_after: end after this iteration without finishing (returns None; for tests that
+    simulate a killed run).
+    """
+    check_config(exemplar.shape[:2], cfg)
+    device = pick_device(cfg.device)
+    ex_hash = pixels_sha256(exemplar)
+    gcfg = replace(cfg.gen, out_channels=exemplar.shape[2])
+    cfg = replace(cfg, gen=gcfg)
+
+    rng = torch.Generator().manual_seed(cfg.seed)  # the one training RNG stream
+    model = new_generator(gcfg, cfg.seed, device)
+    ot_loss = PatchOTLoss(to_tensor(exemplar, device), cfg.ot, periodic=False, generator=rng)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    start, history = 0, []
+
+    if resume is not None:
+        start, history = restore(resume, cfg, ex_hash, model, opt, ot_loss, rng)
+
+    model.train()
+    last_good = start
+    for it in range(start + 1, cfg.iters + 1):
+        for group in opt.param_groups:
+            group["lr"] = learning_rate(cfg, it)
+        noise = [z.to(device) for z in training_noise(gcfg, cfg.batch, cfg.size, rng)]
+        image = crop_training(gcfg, model(*noise), cfg.size)
+        ot_loss.fit_potentials(image.detach())
+        loss = ot_loss.loss(image)
+        value = float(loss.detach())
+        if not math.isfinite(value):
+            diverged(it, value, cfg, checkpoint, last_good)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if not all(bool(torch.isfinite(p).all()) for p in model.parameters()):
+            diverged(it, float("nan"), cfg, checkpoint, last_good, what="the weights")
+        history.append(value)
+        if on_step is not None:
+            on_step(it, value, image.detach())
+        if (
+            checkpoint is not None
+            and checkpoint_every
+            and (it % checkpoint_every == 0 or it == cfg.iters)
+        ):
+            save_checkpoint(
+                checkpoint,
+                iteration=it,
+                config=cfg.to_dict(),
+                exemplar_sha256=ex_hash,
+                model=model,
+                optimizer=opt,
+                potentials=[s.psi for s in ot_loss.scales],
+                rng_state=rng.get_state(),
+                history=history,
+            )
+            last_good = it
+        if stop_after is not None and it >= stop_after:
+            return None
+
+    # A train-mode sample (batch statistics) to compare the folded model with.
+    with torch.no_grad():
+        z = next(eval_noise(replace(cfg, size=2 * cfg.size), 1, cfg.seed + 2))
+        train_sample = crop_training(gcfg, model.train()(*z), 2 * cfg.size).clone()
+
+    recalibrate_batchnorm(model, eval_noise(cfg, cfg.bn_samples, cfg.seed + 1))
+    fold_batchnorm(model)
+    meta = {
+        "exemplar_sha256": ex_hash,
+        "exemplar_shape": list(exemplar.shape),
+        "channels": CHANNEL_NAMES[exemplar.shape[2]],
+        "training": cfg.to_dict(),
+        "iterations": len(history),
+        "final_loss": float(np.mean(history[-50:])) if history else None,
+    }
+    return TrainResult(model, meta, history, train_sample)
+
+
+def diverged(
+    it: int,
+    value: float,
+    cfg: TrainConfig,
+    checkpoint: Path | None,
+    last_good: int,
+    what: str = "the loss",
+) -> None:
+    """Stop with a clear error; the last checkpoint on disk (written before) stays good."""
+    lower = f"{cfg.lr / 3:.2g}"
+    msg = f"training diverged at iteration {it}: {what} became {value}; use a lower --lr "
+    msg += f"(now {cfg.lr:g}, e.g. --lr {lower})"
+    if checkpoint is not None and last_good > 0:
+        msg += (
+            f"; the last good checkpoint {checkpoint} (iteration {last_good}) is intact: "
+            f"continue it with --resume --lr {lower}"
+        )
+    raise FloatingPointError(msg)
+
+
+def restore(
+    ckpt: dict,
+    cfg: TrainConfig,
+    ex_hash: str,
+    model: TextureGenerator,
+    opt: torch.optim.Optimizer,
+    ot_loss: PatchOTLoss,
+    rng: torch.Generator,
+) -> tuple[int, list[float]]:
+    """Load a checkpoint's state into the fresh objects; (iteration, loss history)."""
+    if ckpt["exemplar_sha256"] != ex_hash:
+        raise UserError(
+            "the checkpoint was trained on another exemplar (its pixel hash differs): pass the "
+            "same image, or start over with --overwrite"
+        )
+    try:
+        saved = TrainConfig.from_dict(ckpt["config"])
+    except TypeError as e:
+        raise UserError(f"the checkpoint's settings are unreadable ({e})")
+    if saved.settings() != cfg.settings():
+        diff = [k for k in cfg.settings() if saved.settings().get(k) != cfg.settings()[k]]
+        raise UserError(
+            f"the checkpoint was made with other settings ({', '.join(diff)}): resume with the "
+            "same options (only --iters, --lr and --device may change)"
+        )
+    if ckpt["iteration"] > cfg.iters:
+        raise UserError(
+            f"the checkpoint is at iteration {ckpt['iteration']}, past --iters {cfg.iters}"
+        )
+    if len(ckpt["potentials"]) != len(ot_loss.scales):
+        raise UserError("the checkpoint's potentials do not match --scales")
+    device = next(model.parameters()).device
+    try:
+        model.load_state_dict(ckpt["model"], strict=True)
+        opt.load_state_dict(ckpt["optimizer"])
+        for s, psi in zip(ot_loss.scales, ckpt["potentials"]):
+            if psi.shape != s.psi.shape:
+                raise RuntimeError("psi has the wrong size")
+            s.psi = psi.to(device=device, dtype=s.psi.dtype).clone()
+        rng.set_state(ckpt["rng_state"])
+    except (RuntimeError, KeyError, ValueError, TypeError) as e:
+        raise UserError(f"the checkpoint does not fit this model ({str(e).splitlines()[0]})")
+    return int(ckpt["iteration"]), list(ckpt.get("history", []))
+
+
+# --- after training ---------------------------------------------------------------------------
+
+
+def sample(
+    model: TextureGenerator,
+    height: int,
+    width: int,
+    seed: int,
+    periodic: bool = False,
+    tile: int = 1024,
+) -> np.ndarray:
+    """(H, W, C) float32 image from the folded model: pixels [0, H) x [0, W) of the infinite
+    texture for `seed`, exact sizes. periodic: the image tiles seamlessly (period (H, W), each
+    a multiple of the model's stride). Computed in tiles of at most `tile` pixels a side to
+    bound memory; tiles are exact crops of one big evaluation, so the result is the same."""
+    stride = model.arch.stride
+    if periodic and (height % stride or width % stride):
+        up = lambda n: -(-n // stride) * stride  # noqa: E731
+        raise UserError(
+            f"a periodic sample needs sides that are multiples of {stride} (the model's stride); "
+            f"got {height}x{width}, try --size {up(height)} {up(width)}"
+        )
+    period = (height, width) if periodic else None
+    out = np.empty((height, width, model.cfg.out_channels), dtype=np.float32)
+    for y in range(0, height, tile):
+        for x in range(0, width, tile):
+            h, w = min(tile, height - y), min(tile, width - x)
+            out[y : y + h, x : x + w] = to_image(sample_tile(model, seed, y, x, h, w, period))
+    return out
+
+
+def preview_image(exemplar: np.ndarray, image: np.ndarray, gap: int = 8) -> np.ndarray:
+    """[image | gap | exemplar], both cut to a common height (at most 512 px), on white."""
+    h = min(512, exemplar.shape[0], image.shape[0])
+    a, b = image[:h, :512], exemplar[:h, :512]
+    out = np.ones((h, a.shape[1] + gap + b.shape[1], exemplar.shape[2]), dtype=np.float32)
+    out[:, : a.shape[1]] = a
+    out[:, a.shape[1] + gap :] = b
+    return out
+
+
+def check_modes(exemplar: np.ndarray, result: TrainResult, seed: int = 0) -> dict:
+    """Patch-OT distance (tilegen.evaluate, debiased) to the exemplar of a train-mode sample and
+    of a folded inference-mode sample of the same size: the second should not be worse."""
+    from tilegen.evaluate import patch_ot_distance
+
+    s = result.train_mode_sample.shape[-1]
+    train_img = to_image(result.train_mode_sample)
+    eval_img = sample(result.model, s, s, seed)
+    kw = {"scales": 4, "n": 1000, "seeds": 2}
+    return {
+        "size": s,
+        "train_mode": patch_ot_distance(exemplar, train_img, **kw)["debiased"],
+        "eval_mode": patch_ot_distance(exemplar, eval_img, **kw)["debiased"],
+    }
