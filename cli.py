@@ -190,7 +190,9 @@ def evaluate(
 
 
 def _default_model() -> Path:
-    return Path(__file__).resolve().parent / "tilegen" / "assets" / "default.onnx"
+    import tilegen
+
+    return Path(tilegen.__file__).resolve().parent / "assets" / "default.onnx"
 
 
 @app.command()
@@ -198,7 +200,7 @@ def generate(
     model: Annotated[
         Path | None,
         typer.Argument(
-            help="A tilegen .onnx model [default: the bundled tilegen/assets/default.onnx]."
+            help="A tilegen .onnx model (default: the bundled tilegen/assets/default.onnx)."
         ),
     ] = None,
     output: Annotated[
@@ -217,8 +219,8 @@ def generate(
     shard: Annotated[
         int | None,
         typer.Option(
-            help="Zarr shard side, a multiple of --chunk [default: 4096, smaller for "
-            "small images so every core gets work]."
+            help="Zarr shard side, a multiple of --chunk; one task writes one whole shard "
+            "(default: 2048, smaller for small images so every core gets work)."
         ),
     ] = None,
     dtype: Annotated[str, typer.Option(help="uint8 or uint16.")] = "uint8",
@@ -231,7 +233,7 @@ def generate(
         typer.Option(
             help="threads, processes, local (a dask.distributed LocalCluster of --workers x "
             "--threads) or the address of a running dask.distributed scheduler (tcp://host:8786; "
-            "workers must see the same file system) [default: threads, local with --workers]."
+            "workers must see the same file system); default: threads, local with --workers."
         ),
     ] = "",
     workers: Annotated[
@@ -313,11 +315,11 @@ def tiles(
     tile: Annotated[int, typer.Option(help="Tile side in pixels.")] = 2048,
     format: Annotated[str, typer.Option("--format", help="png, tif or jpg.")] = "png",
     bits: Annotated[
-        int | None, typer.Option(help="8 or 16 bits per channel [default: the store's].")
+        int | None, typer.Option(help="8 or 16 bits per channel (default: the store's).")
     ] = None,
     region: Annotated[
         tuple[int, int, int, int] | None,
-        typer.Option(help="Y X H W: cut only this region [default: everything]."),
+        typer.Option(help="Y X H W: cut only this region (default: everything)."),
     ] = None,
     level: Annotated[int, typer.Option(help="Pyramid level (0: full resolution).")] = 0,
     overwrite: Annotated[bool, typer.Option(help="Replace tiles already in the folder.")] = False,

@@ -12,11 +12,13 @@ default model, not its looks. The report says which one ran.
 
 Single window: one graph evaluation of a 2048^2 output window with every core as onnxruntime
 intra-op threads (median of 3 after a warm-up), both "run only" (onnxruntime alone) and "with
-noise" (plus filling its noise windows, i.e. tilegen.model.render_tile). Each size runs the real
-CLI (`tilegen generate ... -o OUT.zarr`, default scheduler, chunk and shard, pyramid on) in its own
-process; its peak RSS is the largest sum of RSS over the process tree, sampled every 50 ms. The
-tiled throughput is level-0 megapixels over the render phase (the CLI's own figure); the total
-wall time includes startup and the pyramid. Stores are deleted afterwards unless --keep.
+noise" (plus filling its noise windows, i.e. tilegen.model.render_tile); measured before and after
+every size, each size compared with the mean of the two around it (the machine may be shared).
+Each size runs the real CLI (`tilegen generate ... -o OUT.zarr`, default scheduler, chunk and
+shard, pyramid on) in its own process; its peak RSS is the largest sum of RSS over the process
+tree, sampled every 50 ms. The tiled throughput is level-0 megapixels over the render phase (the
+CLI's own figure); the wall time includes startup and the pyramid. Stores are deleted afterwards
+unless --keep.
 """
 
 from __future__ import annotations
@@ -153,19 +155,30 @@ def main() -> None:
 
     print(f"model: {what}\nmachine: {platform.processor() or platform.machine()}, "
           f"{cores()} cores, load average {os.getloadavg()[0]:.1f}", flush=True)  # fmt: skip
-    sw = single_window(model)
-    print(
-        f"single window {sw['window']}^2, {sw['threads']} threads: "
-        f"{sw['run_only_mp_s']:.3f} MP/s run only, {sw['with_noise_mp_s']:.3f} MP/s with noise",
-        flush=True,
-    )
+
+    def window() -> dict:
+        sw = single_window(model)
+        print(
+            f"single window {sw['window']}^2, {sw['threads']} threads: "
+            f"{sw['run_only_mp_s']:.3f} MP/s run only, {sw['with_noise_mp_s']:.3f} MP/s with "
+            f"noise (load {os.getloadavg()[0]:.1f})",
+            flush=True,
+        )
+        return sw
+
+    # The machine may be shared: measure the single window before and after every size and
+    # compare each size with the mean of the two measurements around it.
+    windows = [window()]
     rows = []
     for size in sorted(args.sizes):
         store = OUT / f"scaling_{size}.zarr"
         r = run_size(model, size, store, args.extra)
-        r["vs_run_only"] = r["tiled_mp_s"] / sw["run_only_mp_s"]
-        r["vs_with_noise"] = r["tiled_mp_s"] / sw["with_noise_mp_s"]
         r["load_after"] = os.getloadavg()[0]
+        windows.append(window())
+        for key in ("run_only", "with_noise"):
+            ref = (windows[-2][f"{key}_mp_s"] + windows[-1][f"{key}_mp_s"]) / 2
+            r[f"single_{key}_mp_s"] = ref
+            r[f"vs_{key}"] = r["tiled_mp_s"] / ref
         rows.append(r)
         print(json.dumps(r), flush=True)
         if args.crop and size == max(args.sizes):
@@ -174,13 +187,14 @@ def main() -> None:
         if not args.keep:
             shutil.rmtree(store, ignore_errors=True)
     print()
-    print("| output | MP | render s | wall s | tiled MP/s | vs single window (run only / with "
-          "noise) | peak RSS MB | store MB |")  # fmt: skip
-    print("|---|---|---|---|---|---|---|---|")
+    print("| output | MP | render s | wall s | tiled MP/s | single window MP/s (run only / with "
+          "noise) | tiled vs single | peak RSS MB | store MB |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         print(
             f"| {r['size']}² | {r['megapixels']:.0f} | {r['render_s']:.1f} | {r['wall_s']:.1f} | "
-            f"{r['tiled_mp_s']:.3f} | {100 * r['vs_run_only']:.0f}% / "
+            f"{r['tiled_mp_s']:.3f} | {r['single_run_only_mp_s']:.3f} / "
+            f"{r['single_with_noise_mp_s']:.3f} | {100 * r['vs_run_only']:.0f}% / "
             f"{100 * r['vs_with_noise']:.0f}% | {r['peak_rss_mb']:.0f} | {r['store_mb']:.0f} |"
         )
     if len(rows) > 1:
@@ -188,7 +202,7 @@ def main() -> None:
         print(f"\npeak RSS spread: {100 * (hi - lo) / lo:.0f}% ({lo:.0f}-{hi:.0f} MB)")
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(
-        json.dumps({"model": what, "single_window": sw, "runs": rows}, indent=1) + "\n"
+        json.dumps({"model": what, "single_window": windows, "runs": rows}, indent=1) + "\n"
     )
 
 

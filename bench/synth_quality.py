@@ -2,8 +2,9 @@
 
 For every texture in a folder (default ../shared/textures): synthesise 256x256 (500 iterations,
 4 scales, seed 0, periodic), then score the result and the exemplar's sigma=1 blur and x0.7
-contrast copies against the exemplar with `tilegen.evaluate`. Passing means a lower debiased
-patch distance than both baselines and a colour W1 below the contrast copy's.
+contrast copies against the exemplar with `tilegen.evaluate` (1000 patches per draw, 3 draws).
+Passing means a lower debiased patch distance than both baselines and a colour W1 below the
+contrast copy's.
 
     python bench/synth_quality.py [--textures DIR] [--iters 500] [--size 256]
 
@@ -19,7 +20,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -29,6 +29,8 @@ from tilegen.evaluate import Evaluator, baseline_images  # noqa: E402
 from tilegen.imageio import read_image, write_image  # noqa: E402
 from train.synth import SynthConfig, synthesize  # noqa: E402
 
+PATCHES = 1000  # patches per draw in evaluate (its default is 2000): 4x cheaper exact OT solves
+
 
 def score_texture(path: Path, size: int, iters: int, out_dir: Path) -> dict:
     exemplar = read_image(path)
@@ -37,7 +39,7 @@ def score_texture(path: Path, size: int, iters: int, out_dir: Path) -> dict:
     seconds = time.perf_counter() - t
     write_image(out_dir / f"{path.stem}_synth.png", result)
     result = read_image(out_dir / f"{path.stem}_synth.png")  # scored as the user gets it: 8-bit
-    evaluate = Evaluator(exemplar)
+    evaluate = Evaluator(exemplar, n=PATCHES)
     row = {"texture": path.stem, "seconds": seconds, "synth": evaluate(result)}
     for name, img in baseline_images(exemplar).items():
         row[name] = evaluate(img)
@@ -104,9 +106,12 @@ def main() -> None:
         done[path.stem] = row
         with open(log, "a") as f:
             f.write(json.dumps(row) + "\n")
-        print(f"{path.stem}: synth {row['synth']['debiased']:.5f} blur "
-              f"{row['blur_sigma1']['debiased']:.5f} contrast {row['contrast_0.7']['debiased']:.5f}"
-              f" pass={row['pass']} ({row['seconds']:.0f} s)", flush=True)
+        print(
+            f"{path.stem}: synth {row['synth']['debiased']:.5f} blur "
+            f"{row['blur_sigma1']['debiased']:.5f} contrast {row['contrast_0.7']['debiased']:.5f}"
+            f" pass={row['pass']} ({row['seconds']:.0f} s)",
+            flush=True,
+        )
     rows = [done[p.stem] for p in paths if p.stem in done]
     contact_sheet(rows, args.textures, out_dir, ROOT / "docs" / "images" / "synth_quality.png")
     print(markdown(rows))

@@ -16,6 +16,7 @@ import argparse
 import json
 import platform
 import resource
+import statistics
 import subprocess
 import sys
 import time
@@ -54,7 +55,7 @@ class ReferenceStyle:
 
     def step(self, image: torch.Tensor, opt: torch.optim.Optimizer) -> float:
         levels = gaussian_pyramid(image, self.cfg.scales, periodic=True)
-        total = 0.0
+        losses = []
         opt.zero_grad()
         for level, y, psi, psi_opt in zip(levels, self.targets, self.psis, self.psi_opts):
             x = extract_patches(level, self.cfg.patch, periodic=True)
@@ -63,22 +64,29 @@ class ReferenceStyle:
                 f = (self.cost(x.detach(), y) - psi).min(1).values.mean() + psi.mean()
                 (-f).backward()
                 psi_opt.step()
-            loss = (self.cost(x, y) - psi.detach()).min(1).values.mean()
-            loss.backward()  # autograd through the N x J matrix into the image
-            total += float(loss)
+            losses.append((self.cost(x, y) - psi.detach()).min(1).values.mean())
+        loss = torch.stack(losses).sum()
+        loss.backward()  # autograd through every N x J matrix into the image
         opt.step()
-        return total
+        return float(loss.detach())
 
 
-def time_iterations(step, image: torch.Tensor, iters: int) -> float:
-    step()  # warm-up: allocations, thread pools
-    t = time.perf_counter()
-    for _ in range(iters):
-        step()
-    return (time.perf_counter() - t) / iters
+def interleaved_times(steps: dict, rounds: int, repeats: dict) -> dict:
+    """Median seconds per iteration of each step, timed in alternation (a, b, a, b, ...) so that
+    every set-up sees the same machine load; `repeats[name]` iterations make one sample."""
+    for step in steps.values():
+        step()  # warm-up: allocations, thread pools
+    samples = {name: [] for name in steps}
+    for _ in range(rounds):
+        for name, step in steps.items():
+            t = time.perf_counter()
+            for _ in range(repeats[name]):
+                step()
+            samples[name].append((time.perf_counter() - t) / repeats[name])
+    return {name: statistics.median(v) for name, v in samples.items()}
 
 
-def speed(size: int, ours_iters: int, ref_iters: int) -> dict:
+def speed(size: int, rounds: int) -> dict:
     torch.manual_seed(0)
     ex = to_tensor(read_image(EXEMPLAR))
     cfg = OTConfig(scales=4, n_target=2000)
@@ -97,18 +105,40 @@ def speed(size: int, ours_iters: int, ref_iters: int) -> dict:
     ref = ReferenceStyle(ex, cfg, torch.Generator().manual_seed(0))
     ref_image = torch.rand(1, ex.shape[1], size, size, requires_grad=True)
     ref_opt = torch.optim.Adam([ref_image], lr=0.01)
-    t_ours = time_iterations(our_step, image, ours_iters)
-    t_ref = time_iterations(lambda: ref.step(ref_image, ref_opt), ref_image, ref_iters)
-    return {"size": size, "ours_s_per_iter": t_ours, "ref_s_per_iter": t_ref,
-            "ratio": t_ref / t_ours}
+    t = interleaved_times(
+        {"ours": our_step, "ref": lambda: ref.step(ref_image, ref_opt)},
+        rounds,
+        {"ours": 5, "ref": 1},
+    )
+    return {
+        "size": size,
+        "ours_s_per_iter": t["ours"],
+        "ref_s_per_iter": t["ref"],
+        "ratio": t["ref"] / t["ours"],
+    }
 
 
 def full_run(iters: int, size: int) -> dict:
     """A real `tilegen synth` in a child process: wall time and the child's peak RSS."""
     out = ROOT / "out" / "bench_synth_full.png"
     out.parent.mkdir(exist_ok=True)
-    cmd = [sys.executable, "-m", "cli", "synth", str(EXEMPLAR), "-o", str(out), "--overwrite",
-           "--size", str(size), str(size), "--iters", str(iters), "--device", "cpu"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "cli",
+        "synth",
+        str(EXEMPLAR),
+        "-o",
+        str(out),
+        "--overwrite",
+        "--size",
+        str(size),
+        str(size),
+        "--iters",
+        str(iters),
+        "--device",
+        "cpu",
+    ]
     t = time.perf_counter()
     subprocess.run(cmd, check=True, cwd=ROOT, stderr=subprocess.DEVNULL)
     wall = time.perf_counter() - t
@@ -151,28 +181,35 @@ def quality(iters: int, size: int = 128) -> dict:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--size", type=int, default=256)
-    p.add_argument("--ours-iters", type=int, default=10)
-    p.add_argument("--ref-iters", type=int, default=2)
+    p.add_argument("--rounds", type=int, default=3, help="alternations (median of them)")
     p.add_argument("--full", action="store_true", help="also run a 500-iteration synthesis")
     p.add_argument("--quality-iters", type=int, default=0)
     p.add_argument("--threads", type=int, default=2)
     args = p.parse_args()
     torch.set_num_threads(args.threads)
-    print(f"# {platform.processor() or platform.machine()}, {args.threads} threads, "
-          f"torch {torch.__version__}")
-    r = speed(args.size, args.ours_iters, args.ref_iters)
-    print(f"outer iteration at {r['size']}^2, 4 scales, J=2000: ours {r['ours_s_per_iter']:.3f} s,"
-          f" reference-style {r['ref_s_per_iter']:.2f} s, ratio {r['ratio']:.1f}x")
+    print(
+        f"# {platform.processor() or platform.machine()}, {args.threads} threads, "
+        f"torch {torch.__version__}"
+    )
+    r = speed(args.size, args.rounds)
+    print(
+        f"outer iteration at {r['size']}^2, 4 scales, J=2000: ours {r['ours_s_per_iter']:.3f} s,"
+        f" reference-style {r['ref_s_per_iter']:.2f} s, ratio {r['ratio']:.1f}x"
+    )
     report = {"speed": r}
     if args.full:
         f = full_run(500, args.size)
-        print(f"full synthesis {f['iters']} iterations at {f['size']}^2: {f['wall_s']:.0f} s, "
-              f"peak RSS {f['peak_rss_mb']:.0f} MB")
+        print(
+            f"full synthesis {f['iters']} iterations at {f['size']}^2: {f['wall_s']:.0f} s, "
+            f"peak RSS {f['peak_rss_mb']:.0f} MB"
+        )
         report["full"] = f
     if args.quality_iters:
         q = quality(args.quality_iters)
-        print(f"evaluate distance after {q['iters']} iterations at {q['size']}^2: ours "
-              f"{q['ours']:.5f}, reference-style {q['reference']:.5f}")
+        print(
+            f"evaluate distance after {q['iters']} iterations at {q['size']}^2: ours "
+            f"{q['ours']:.5f}, reference-style {q['reference']:.5f}"
+        )
         report["quality"] = q
     print(json.dumps(report))
 

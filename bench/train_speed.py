@@ -82,19 +82,30 @@ def iteration(model, cfg, loss_fn, opt, rng) -> float:
     opt.zero_grad(set_to_none=True)
     loss.backward()
     opt.step()
-    return float(loss)
+    return float(loss.detach())
 
 
-def time_it(name: str, loss_fn, model, cfg, rng, n: int) -> float:
-    opt = torch.optim.Adam(model.parameters(), lr=0.01)
-    iteration(model, cfg, loss_fn, opt, rng)  # warm-up: allocations, first-call overheads
-    times = []
-    for _ in range(n):
+class Runner:
+    """One training set-up (model, Adam, loss, RNG) that can be stepped and timed."""
+
+    def __init__(self, name: str, exemplar: torch.Tensor, cfg: GeneratorConfig):
+        self.name, self.cfg, self.times = name, cfg, []
+        self.rng = torch.Generator().manual_seed(0)
+        ours = PatchOTLoss(exemplar, OTConfig(scales=SCALES, n_target=J), False, self.rng)
+        self.loss_fn = ours if name == "ours" else ReferenceLoss(ours)
+        self.model = new_generator(cfg, 0, torch.device("cpu")).train()
+        self.opt = torch.optim.Adam(self.model.parameters(), lr=0.01)
+
+    def step(self, timed: bool = True) -> None:
         t = time.perf_counter()
-        iteration(model, cfg, loss_fn, opt, rng)
-        times.append(time.perf_counter() - t)
-        print(f"  {name}: {1000 * times[-1]:.0f} ms", flush=True)
-    return 1000 * sorted(times)[len(times) // 2]  # median
+        iteration(self.model, self.cfg, self.loss_fn, self.opt, self.rng)
+        if timed:
+            self.times.append(1000 * (time.perf_counter() - t))
+            print(f"  {self.name}: {self.times[-1]:.0f} ms", flush=True)
+
+    @property
+    def median(self) -> float:
+        return sorted(self.times)[len(self.times) // 2]
 
 
 def main() -> None:
@@ -119,17 +130,19 @@ def main() -> None:
     print(f"exemplar {args.exemplar} {tuple(exemplar.shape[2:])}: J per scale {js}")
     print(f"{SIZE}x{SIZE} output, {SCALES} scales, batch 1, generator {cfg}")
 
-    results = {}
-    for name, n in (("ours", args.ours), ("reference", args.ref)):
-        rng = torch.Generator().manual_seed(0)
-        ours = PatchOTLoss(exemplar, OTConfig(scales=SCALES, n_target=J), False, rng)
-        loss_fn = ours if name == "ours" else ReferenceLoss(ours)
-        model = new_generator(cfg, 0, torch.device("cpu")).train()
-        results[name] = time_it(name, loss_fn, model, cfg, rng, n)
+    # Interleaved (ours, reference, ours, ...) so that both see the same machine load.
+    ours, ref = Runner("ours", exemplar, cfg), Runner("reference", exemplar, cfg)
+    ours.step(timed=False)  # warm-up: allocations, first-call overheads
+    ref.step(timed=False)
+    for i in range(max(args.ours, args.ref)):
+        if i < args.ours:
+            ours.step()
+        if i < args.ref:
+            ref.step()
 
-    ratio = results["reference"] / results["ours"]
-    print(f"ours:      {results['ours']:8.0f} ms/iter (median of {args.ours})")
-    print(f"reference: {results['reference']:8.0f} ms/iter (median of {args.ref})")
+    ratio = ref.median / ours.median
+    print(f"ours:      {ours.median:8.0f} ms/iter (median of {args.ours})")
+    print(f"reference: {ref.median:8.0f} ms/iter (median of {args.ref})")
     print(f"speed-up:  {ratio:.1f}x")
 
 

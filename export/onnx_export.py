@@ -39,8 +39,7 @@ import torch.nn as nn
 from tilegen import __version__
 from tilegen.contract import ModelInfo, from_metadata, to_metadata
 from tilegen.errors import UserError
-from tilegen.noise import noise_window
-from tilegen.windows import axis_window, level_periods
+from tilegen.noise import tile_noise
 from train.generator import TextureGenerator, fold_batchnorm, sample_tile
 
 DEFAULT_OPSET = 18  # the oldest opset the self-contained form can use (BitwiseXor)
@@ -206,18 +205,8 @@ def noise_feeds(
     period: tuple[int, int] | None = None,
 ) -> tuple[dict[str, np.ndarray], tuple[int, int]]:
     """Windowed-form inputs for output tile [y0, y0+h) x [x0, x0+w), and the crop offset."""
-    arch = info.arch
-    ay, ax = axis_window(arch, y0, h), axis_window(arch, x0, w)
-    periods = (
-        list(zip(level_periods(arch, period[0]), level_periods(arch, period[1])))
-        if period
-        else [None] * arch.levels
-    )
-    feeds = {
-        f"z{k}": noise_window(seed, k, info.noise_channels, ys, xs, hs, ws, periods[k])[None]
-        for k, ((ys, hs), (xs, ws)) in enumerate(zip(ay.noise, ax.noise))
-    }
-    return feeds, (ay.crop, ax.crop)
+    noises, crop = tile_noise(info.arch, info.noise_channels, seed, y0, x0, h, w, period)
+    return {f"z{k}": z for k, z in enumerate(noises)}, crop
 
 
 def tiler_tile(sess, info: ModelInfo, seed, y0, x0, h, w, period=None) -> np.ndarray:

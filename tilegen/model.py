@@ -21,8 +21,7 @@ import numpy as np
 
 from tilegen.contract import ModelInfo, from_metadata
 from tilegen.errors import UserError
-from tilegen.noise import noise_window
-from tilegen.windows import axis_window, level_periods
+from tilegen.noise import tile_noise
 
 DEVICES = ("auto", "cpu", "cuda")
 SELF_CONTAINED_INPUTS = ["seed", "y0", "x0"]
@@ -195,17 +194,8 @@ def noise_feeds(
     period: tuple[int, int] | None = None,
 ) -> tuple[dict[str, np.ndarray], tuple[int, int]]:
     """The graph inputs for output region [y0, y0+h) x [x0, x0+w), and the crop offset."""
-    arch = info.arch
-    ay, ax = axis_window(arch, y0, h), axis_window(arch, x0, w)
-    if period is not None:
-        periods = list(zip(level_periods(arch, period[0]), level_periods(arch, period[1])))
-    else:
-        periods = [None] * arch.levels
-    feeds = {
-        f"z{k}": noise_window(seed, k, info.noise_channels, ys, xs, hs, ws, periods[k])[None]
-        for k, ((ys, hs), (xs, ws)) in enumerate(zip(ay.noise, ax.noise))
-    }
-    return feeds, (ay.crop, ax.crop)
+    noises, crop = tile_noise(info.arch, info.noise_channels, seed, y0, x0, h, w, period)
+    return {f"z{k}": z for k, z in enumerate(noises)}, crop
 
 
 def render_window(

@@ -274,11 +274,14 @@ class DistributedRunner:
 # --- planning ---------------------------------------------------------------------------------
 
 
+DEFAULT_SHARD = 2048  # 12 MB of uint8 RGB: a task holds about 4x that while it encodes
+
+
 def default_shard(height: int, width: int, chunk: int, parallel: int | None = None) -> int:
-    """4096, or smaller (never below 2 chunks or 1024) so that small images still give every
-    core at least two shards to work on."""
+    """DEFAULT_SHARD whatever the output size (so memory does not grow with it), or smaller (never
+    below 1024 or 2 chunks) so that small images still give every core two shards to work on."""
     parallel = parallel or cores()
-    shard = 4096
+    shard = DEFAULT_SHARD
     floor = max(1024, 2 * chunk)
     while shard > floor and math.ceil(height / shard) * math.ceil(width / shard) < 2 * parallel:
         shard //= 2

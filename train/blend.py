@@ -172,5 +172,5 @@ def blend(
         if not torch.isfinite(total):
             raise FloatingPointError(f"the loss became {float(total)} at iteration {it + 1}")
         if on_step is not None:
-            on_step(it + 1, image.detach(), float(total))
+            on_step(it + 1, image.detach(), float(total.detach()))
     return to_image(image)

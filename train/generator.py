@@ -23,8 +23,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from tilegen.noise import noise_window
-from tilegen.windows import Arch, axis_window, level_periods
+from tilegen.noise import tile_noise
+from tilegen.windows import Arch, axis_window
 
 
 @dataclass
@@ -97,18 +97,7 @@ def hashed_noise(
 ) -> tuple[list[np.ndarray], tuple[int, int]]:
     """The noise windows (1, C, H_k, W_k) for output tile [y0, y0+h) x [x0, x0+w), and the crop
     offset of the tile inside the network's output."""
-    arch = cfg.arch
-    ay, ax = axis_window(arch, y0, height), axis_window(arch, x0, width)
-    periods = (
-        list(zip(level_periods(arch, period[0]), level_periods(arch, period[1])))
-        if period
-        else [None] * arch.levels
-    )
-    noises = [
-        noise_window(seed, k, cfg.noise_channels, ys, xs, hs, ws, periods[k])[None]
-        for k, ((ys, hs), (xs, ws)) in enumerate(zip(ay.noise, ax.noise))
-    ]
-    return noises, (ay.crop, ax.crop)
+    return tile_noise(cfg.arch, cfg.noise_channels, seed, y0, x0, height, width, period)
 
 
 @torch.no_grad()

@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from train.device import pick_device
-from train.patch_ot import OTConfig, PatchOTLoss, extract_patches, gaussian_pyramid
+from train.patch_ot import OTConfig, PatchOTLoss, extract_patches, gaussian_pyramid, min_size
 from train.synth import to_tensor
 
 
@@ -88,8 +88,9 @@ def _plan(
                 f"use fewer --scales or a smaller hole"
             )
         if keep.numel() > cfg.n_target:
-            keep = keep[torch.randperm(keep.numel(), generator=generator)[: cfg.n_target]]
-        targets.append(extract_patches(level, p, periodic=False)[keep.to(level.device)])
+            pick = torch.randperm(keep.numel(), generator=generator)[: cfg.n_target]
+            keep = keep[pick.to(keep.device)]
+        targets.append(extract_patches(level, p, periodic=False)[keep])
 
         ys, xs = touched.nonzero(as_tuple=True)  # never empty: the mask has a hole pixel
         y0, y1, x0, x1 = int(ys.min()), int(ys.max()) + 1, int(xs.min()), int(xs.max()) + 1
@@ -113,10 +114,10 @@ def inpaint(
     check_mask(image.shape[:2], mask)
     ot = cfg.ot
     h, w, c = image.shape
-    if min(h, w) < ot.patch * 2 ** (ot.scales - 1):
+    if min(h, w) < min_size(ot):
         raise ValueError(
             f"the image is {h}x{w} but {ot.scales} scales of {ot.patch}x{ot.patch} patches need "
-            f"at least {ot.patch * 2 ** (ot.scales - 1)} px a side: use fewer --scales"
+            f"at least {min_size(ot)} px a side: use fewer --scales"
         )
     device = pick_device(cfg.device)
     gen = torch.Generator().manual_seed(cfg.seed)
@@ -162,7 +163,7 @@ def inpaint(
         if not torch.isfinite(loss):
             raise FloatingPointError(f"the loss became {float(loss)} at iteration {it + 1}")
         if on_step is not None:
-            on_step(it + 1, composite().detach(), float(loss))
+            on_step(it + 1, composite().detach(), float(loss.detach()))
 
     out = image.astype(np.float32, copy=True)
     out[mask] = hole.detach()[0].t().cpu().numpy()

@@ -17,12 +17,14 @@ Checkpoints (train/checkpoint.py) hold the weights, Adam's state, psi, the RNG s
 iteration, so a killed run resumed from its last checkpoint ends with bit-identical weights.
 
 Defaults, and why. The reference trains 5000 iterations at 256^2 (batch 1, Adam lr 0.01, 5
-scales): hours on a 2-core CPU (each iteration needs 5 pyramid levels of nearest-patch searches
-against 2000 exemplar patches). We keep lr 0.01, batch 1 and 5 scales but train on 128^2 crops,
-which cost about a third of a 256^2 iteration and still see every scale of the pyramid (the
-generator is fully convolutional, so the window size it is trained on only sets how many patches
-each step sees), and we decay the learning rate (cosine to 10%) over the second half, which
-lowers the final noise of the Adam iterate that the folded model is built from.
+scales): about 2.6 h even with our fast loss on the 2-core CPU (bench/RESULTS.md). We keep lr 0.01,
+batch 1, 5 scales and the generator, but train 1500 iterations on 128^2 crops: an iteration costs
+about half as much (0.65 s vs 1.4 s measured single-threaded on the shared machine), the whole run
+about a quarter of an hour. The generator is fully convolutional, so the crop only sets how many
+patches each step sees; at 5 scales the coarsest level of a 128^2 crop still holds 25 patches.
+The learning rate decays (cosine, to 10%) over the second half, a design choice: the folded model
+is the last Adam iterate, and smaller final steps make it less noisy. With a GPU, the reference
+schedule is `--size 256 --iters 5000`.
 """
 
 from __future__ import annotations

@@ -1,0 +1,47 @@
+"""The bundled default: the README's first command must work on a fresh install."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from tilegen.contract import from_metadata
+from tilegen.evaluate import patch_ot_distance
+from tilegen.imageio import read_image
+
+ASSETS = Path(__file__).resolve().parents[1] / "tilegen" / "assets"
+
+
+def test_default_model_is_a_small_tilegen_model():
+    import onnx
+
+    path = ASSETS / "default.onnx"
+    assert path.stat().st_size < 5 * 2**20
+    model = onnx.load(path)
+    info = from_metadata({p.key: p.value for p in model.metadata_props})
+    assert info.out_channels == 3 and info.form == "windowed"
+    assert (ASSETS / "exemplars" / "grass.png").is_file()
+
+
+def test_default_generate_paints_a_seamless_texture_of_its_exemplar(tmp_path):
+    out = tmp_path / "texture.png"
+    r = subprocess.run(
+        [sys.executable, "-m", "cli", "generate", "-o", str(out), "--size", "128", "128",
+         "--periodic", "--seed", "7", "--no-progress"],
+        capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1],
+    )
+    assert r.returncode == 0, r.stderr
+    img = read_image(out)
+    assert img.shape == (128, 128, 3)
+    # Periodic: the texture continues across its border as it does inside.
+    jump = ((img[0] - img[-1]) ** 2).mean() / (np.diff(img, axis=0) ** 2).mean()
+    assert jump < 1.5
+    # It is the exemplar's texture: far closer than uniform noise.
+    exemplar = read_image(ASSETS / "exemplars" / "grass.png")
+    noise = np.random.default_rng(0).random(img.shape, dtype=np.float32)
+    kw = dict(scales=3, n=500, seeds=1)
+    assert (
+        patch_ot_distance(exemplar, img, **kw)["debiased"] * 10
+        < patch_ot_distance(exemplar, noise, **kw)["debiased"]
+    )
