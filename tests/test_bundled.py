@@ -27,9 +27,24 @@ def test_default_model_is_a_small_tilegen_model():
 def test_default_generate_paints_a_seamless_texture_of_its_exemplar(tmp_path):
     out = tmp_path / "texture.png"
     r = subprocess.run(
-        [sys.executable, "-m", "cli", "generate", "-o", str(out), "--size", "128", "128",
-         "--periodic", "--seed", "7", "--no-progress"],
-        capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1],
+        [
+            sys.executable,
+            "-m",
+            "cli",
+            "generate",
+            "-o",
+            str(out),
+            "--size",
+            "128",
+            "128",
+            "--periodic",
+            "--seed",
+            "7",
+            "--no-progress",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).resolve().parents[1],
     )
     assert r.returncode == 0, r.stderr
     img = read_image(out)

@@ -111,8 +111,21 @@ def test_input_modes_and_odd_sizes(tmp_path, mode, bits, channels):
             im.putalpha(Image.fromarray((rgb[:, :, 0] * 255).astype(np.uint8)))
         im.convert(mode).save(src)
     out = tmp_path / "out.png"
-    r = tilegen("synth", str(src), "-o", str(out), "--iters", "3", "--scales", "3",
-                "--size", "33", "47", "--bits", str(bits))
+    r = tilegen(
+        "synth",
+        str(src),
+        "-o",
+        str(out),
+        "--iters",
+        "3",
+        "--scales",
+        "3",
+        "--size",
+        "33",
+        "47",
+        "--bits",
+        str(bits),
+    )
     assert r.returncode == 0, r.stderr
     result = read_image(out)
     assert result.shape == (33, 47, channels)
@@ -122,8 +135,9 @@ def test_snapshots_are_written(tmp_path):
     ex = tmp_path / "ex.png"
     write_image(ex, crop64("grass"))
     out = tmp_path / "out.png"
-    r = tilegen("synth", str(ex), "-o", str(out), "--iters", "4", "--scales", "2",
-                "--snapshot-every", "2")
+    r = tilegen(
+        "synth", str(ex), "-o", str(out), "--iters", "4", "--scales", "2", "--snapshot-every", "2"
+    )
     assert r.returncode == 0, r.stderr
     assert (tmp_path / "out.0002.png").is_file() and out.is_file()
 
