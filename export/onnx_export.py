@@ -39,7 +39,7 @@ import torch.nn as nn
 from tilegen import __version__
 from tilegen.contract import ModelInfo, from_metadata, to_metadata
 from tilegen.errors import UserError
-from tilegen.noise import tile_noise
+from tilegen.model import noise_feeds
 from train.generator import TextureGenerator, fold_batchnorm, sample_tile
 
 DEFAULT_OPSET = 18  # the oldest opset the self-contained form can use (BitwiseXor)
@@ -193,20 +193,6 @@ def session(model: str | os.PathLike | onnx.ModelProto, threads: int = 2):
     so.log_severity_level = 3
     src = model.SerializeToString() if isinstance(model, onnx.ModelProto) else str(model)
     return ort.InferenceSession(src, so, providers=["CPUExecutionProvider"])
-
-
-def noise_feeds(
-    info: ModelInfo,
-    seed: int,
-    y0: int,
-    x0: int,
-    h: int,
-    w: int,
-    period: tuple[int, int] | None = None,
-) -> tuple[dict[str, np.ndarray], tuple[int, int]]:
-    """Windowed-form inputs for output tile [y0, y0+h) x [x0, x0+w), and the crop offset."""
-    noises, crop = tile_noise(info.arch, info.noise_channels, seed, y0, x0, h, w, period)
-    return {f"z{k}": z for k, z in enumerate(noises)}, crop
 
 
 def tiler_tile(sess, info: ModelInfo, seed, y0, x0, h, w, period=None) -> np.ndarray:
