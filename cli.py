@@ -37,6 +37,8 @@ Seed = Annotated[
 ]
 Device = Annotated[str, typer.Option(help="auto (GPU when there is one), cpu or cuda.")]
 Overwrite = Annotated[bool, typer.Option(help="Replace an existing output file.")]
+Iters = Annotated[int, typer.Option(help="Outer iterations (psi steps + one pixel step).")]
+Scales = Annotated[int, typer.Option(help="Pyramid levels of the multiscale loss.")]
 
 
 def check_output(path: Path, overwrite: bool) -> None:
@@ -67,10 +69,8 @@ def synth(
         tuple[int, int] | None,
         typer.Option(help="Output height and width [default: the exemplar's size]."),
     ] = None,
-    iters: Annotated[
-        int, typer.Option(help="Outer iterations (psi steps + one pixel step).")
-    ] = 500,
-    scales: Annotated[int, typer.Option(help="Pyramid levels of the multiscale loss.")] = 4,
+    iters: Iters = 500,
+    scales: Scales = 4,
     patch: Annotated[int, typer.Option(help="Patch side in pixels.")] = 4,
     lr: Annotated[float, typer.Option(help="Adam step on the pixels.")] = 0.01,
     seed: Seed = 0,
@@ -692,10 +692,8 @@ def inpaint(
         tuple[int, int, int, int] | None,
         typer.Option(help="The hole as a rectangle instead of a mask: top, left, height, width."),
     ] = None,
-    iters: Annotated[
-        int, typer.Option(help="Outer iterations (psi steps + one pixel step).")
-    ] = 500,
-    scales: Annotated[int, typer.Option(help="Pyramid levels of the multiscale loss.")] = 4,
+    iters: Iters = 500,
+    scales: Scales = 4,
     seed: Seed = 0,
     device: Device = "auto",
     bits: Annotated[
@@ -773,10 +771,8 @@ def blend(
             "across the image, left to right or top to bottom. Not tileable."
         ),
     ] = None,
-    iters: Annotated[
-        int, typer.Option(help="Outer iterations (psi steps + one pixel step).")
-    ] = 500,
-    scales: Annotated[int, typer.Option(help="Pyramid levels of the multiscale loss.")] = 4,
+    iters: Iters = 500,
+    scales: Scales = 4,
     seed: Seed = 0,
     device: Device = "auto",
     periodic: Annotated[

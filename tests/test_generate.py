@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import cli
 
 from tilegen import zarr_store
 from tilegen.errors import UserError
@@ -44,18 +45,6 @@ def run(model, out, size, **kw):
     kw.setdefault("log", lambda msg: None)
     cfg = GenerateConfig(model=str(model), output=str(out), size=size, **kw)
     return generate_image(cfg) if Path(out).suffix in (".png", ".tif") else generate(cfg)
-
-
-def cli(*args, timeout=300):
-    """Run the real console entry point in a subprocess: (returncode, stdout, stderr)."""
-    p = subprocess.run(
-        [sys.executable, "-c", "import cli; cli.main()", *map(str, args)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-    return p.returncode, p.stdout, p.stderr
 
 
 def cli_inproc(monkeypatch, capsys, *args):

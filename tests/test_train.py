@@ -19,6 +19,8 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from helpers import cli  # noqa: E402
+
 from tilegen.errors import UserError  # noqa: E402
 from tilegen.evaluate import patch_ot_distance  # noqa: E402
 from tilegen.imageio import read_image, write_image  # noqa: E402
@@ -62,18 +64,6 @@ TINY_CLI = [
     "--size", "32", "--levels", "3", "--width", "8", "--scales", "2", "--lr", "0.02",
     "--device", "cpu", "--no-check",
 ]  # fmt: skip
-
-
-def cli(*args, timeout=300):
-    """The real console entry point in a subprocess: (returncode, stdout, stderr)."""
-    p = subprocess.run(
-        [sys.executable, "-c", "import cli; cli.main()", *map(str, args)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-    return p.returncode, p.stdout, p.stderr
 
 
 def one_line_error(rc: int, err: str) -> str:
