@@ -1,0 +1,19 @@
+"""Helpers shared by the test modules."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def cli(*args, timeout=300):
+    """The real console entry point in a subprocess: (returncode, stdout, stderr)."""
+    p = subprocess.run(
+        [sys.executable, "-c", "import cli; cli.main()", *map(str, args)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    return p.returncode, p.stdout, p.stderr
