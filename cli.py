@@ -8,13 +8,14 @@ code 2.
 
 from __future__ import annotations
 
+import math
 import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from tilegen.errors import UserError
+from tilegen.errors import Interrupted, UserError
 
 app = typer.Typer(
     help="Learn a texture from one example image with patch optimal transport, then paint "
@@ -39,6 +40,16 @@ Device = Annotated[str, typer.Option(help="auto (GPU when there is one), cpu or 
 Overwrite = Annotated[bool, typer.Option(help="Replace an existing output file.")]
 Iters = Annotated[int, typer.Option(help="Outer iterations (psi steps + one pixel step).")]
 Scales = Annotated[int, typer.Option(help="Pyramid levels of the multiscale loss.")]
+Patch = Annotated[int, typer.Option(help="Patch side in pixels.")]
+PixelLr = Annotated[float, typer.Option(help="Adam step on the pixels (in [0, 1]).")]
+
+
+def check_optimiser(iters: int, scales: int, patch: int, lr: float) -> None:
+    """The settings every pixel-optimising command shares."""
+    if iters < 1 or scales < 1 or patch < 1:
+        raise UserError("--iters, --scales and --patch must be positive")
+    if not (lr > 0 and math.isfinite(lr)):
+        raise UserError(f"--lr {lr}: the step must be a positive number, e.g. 0.01")
 
 
 def check_output(path: Path, overwrite: bool) -> None:
@@ -71,8 +82,8 @@ def synth(
     ] = None,
     iters: Iters = 500,
     scales: Scales = 4,
-    patch: Annotated[int, typer.Option(help="Patch side in pixels.")] = 4,
-    lr: Annotated[float, typer.Option(help="Adam step on the pixels.")] = 0.01,
+    patch: Patch = 4,
+    lr: PixelLr = 0.01,
     seed: Seed = 0,
     device: Device = "auto",
     periodic: Annotated[bool, typer.Option(help="Make the output tile seamlessly.")] = True,
@@ -90,8 +101,9 @@ def synth(
     from train.synth import SynthConfig, check_sizes, synthesize
 
     check_output(output, overwrite)
-    if iters < 1 or scales < 1 or patch < 1 or bits not in (8, 16):
-        raise UserError("--iters, --scales and --patch must be positive and --bits 8 or 16")
+    check_optimiser(iters, scales, patch, lr)
+    if bits not in (8, 16):
+        raise UserError(f"--bits {bits}: use 8 or 16")
     img = read_image(exemplar)
     cfg = SynthConfig(
         size=check_size(size) if size else img.shape[:2],
@@ -471,6 +483,14 @@ def train_cmd(
             resume=state,
             on_step=on_step,
         )
+    except KeyboardInterrupt:
+        kept = max(start, bar.n // checkpoint_every * checkpoint_every) if checkpoint_every else 0
+        if not kept:
+            raise Interrupted(f"interrupted at iteration {bar.n}, before any checkpoint")
+        raise Interrupted(
+            f"interrupted at iteration {bar.n}; {ckpt} holds iteration {kept}: rerun the same "
+            "command with --resume to continue exactly"
+        )
     finally:
         bar.close()
     if check:
@@ -694,6 +714,8 @@ def inpaint(
     ] = None,
     iters: Iters = 500,
     scales: Scales = 4,
+    patch: Patch = 4,
+    lr: PixelLr = 0.01,
     seed: Seed = 0,
     device: Device = "auto",
     bits: Annotated[
@@ -714,13 +736,16 @@ def inpaint(
     check_output(output, overwrite)
     if (mask is None) == (box is None):
         raise UserError("give the hole as exactly one of --mask MASK or --box Y X H W")
-    if iters < 1 or scales < 1 or bits not in (None, 8, 16):
-        raise UserError("--iters and --scales must be positive and --bits 8 or 16")
+    check_optimiser(iters, scales, patch, lr)
+    if bits not in (None, 8, 16):
+        raise UserError(f"--bits {bits}: use 8 or 16")
     img = read_image(image)
     hw = img.shape[:2]
     hole = _read_mask(mask, hw, image) if mask is not None else _box_mask(box, hw)
     check_mask(hw, hole)
-    cfg = InpaintConfig(iters=iters, seed=seed, device=device, ot=OTConfig(scales=scales))
+    cfg = InpaintConfig(
+        iters=iters, lr=lr, seed=seed, device=device, ot=OTConfig(patch=patch, scales=scales)
+    )
     bar = tqdm(total=iters, desc="inpaint", unit="it", dynamic_ncols=True)
 
     def on_step(it: int, current, loss: float) -> None:
@@ -773,6 +798,8 @@ def blend(
     ] = None,
     iters: Iters = 500,
     scales: Scales = 4,
+    patch: Patch = 4,
+    lr: PixelLr = 0.01,
     seed: Seed = 0,
     device: Device = "auto",
     periodic: Annotated[
@@ -801,8 +828,7 @@ def blend(
             )
     if len(exemplars) < 2:
         raise UserError("blend needs at least two exemplars: A.png B.png [C.png ...]")
-    if iters < 1 or scales < 1:
-        raise UserError("--iters and --scales must be positive")
+    check_optimiser(iters, scales, patch, lr)
     if ramp is not None and ramp not in RAMPS:
         raise UserError(f"--ramp {ramp}: use horizontal or vertical")
     if weight is not None and weights:
@@ -828,10 +854,11 @@ def blend(
     cfg = BlendConfig(
         size=check_size(size),
         iters=iters,
+        lr=lr,
         seed=seed,
         periodic=periodic,
         device=device,
-        ot=OTConfig(scales=scales),
+        ot=OTConfig(patch=patch, scales=scales),
     )
     bar = tqdm(total=iters, desc="blend", unit="it", dynamic_ncols=True)
 
@@ -854,6 +881,9 @@ def main() -> None:
     """Console entry point: expected failures become one line on stderr and exit code 2."""
     try:
         app()
+    except Interrupted as e:
+        print(f"tilegen: {e}", file=sys.stderr)
+        sys.exit(130)
     except (UserError, ValueError, FloatingPointError) as e:
         print(f"tilegen: error: {e}", file=sys.stderr)
         sys.exit(2)

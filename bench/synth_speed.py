@@ -38,6 +38,7 @@ from train.patch_ot import (  # noqa: E402
 from train.synth import to_tensor  # noqa: E402
 
 EXEMPLAR = ROOT / "tilegen" / "assets" / "exemplars" / "bark.png"
+REFERENCE_PSI_STEPS = 10  # the reference schedule (DESIGN.md section 2), whatever our default
 
 
 class ReferenceStyle:
@@ -59,7 +60,7 @@ class ReferenceStyle:
         opt.zero_grad()
         for level, y, psi, psi_opt in zip(levels, self.targets, self.psis, self.psi_opts):
             x = extract_patches(level, self.cfg.patch, periodic=True)
-            for _ in range(self.cfg.psi_steps):  # maximise F(psi) by autograd through N x J
+            for _ in range(REFERENCE_PSI_STEPS):  # maximise F(psi) by autograd through N x J
                 psi_opt.zero_grad()
                 f = (self.cost(x.detach(), y) - psi).min(1).values.mean() + psi.mean()
                 (-f).backward()

@@ -158,7 +158,8 @@ def test_inpaint_cli_writes_known_pixels_byte_identical(tmp_path):
     src, out = tmp_path / "in.png", tmp_path / "out.png"
     write_image(src, load("grass")[:40, :40])
     r = tilegen_in_process("inpaint", str(src), "--box", "10", "30", "12", "10", "-o", str(out),
-                           "--iters", "3", "--scales", "2")  # fmt: skip
+                           "--iters", "3", "--scales", "2", "--patch", "3",
+                           "--lr", "0.02")  # fmt: skip
     assert r.exit_code == 0, r.output
     a, b = np.asarray(Image.open(src)), np.asarray(Image.open(out))
     known = np.ones(a.shape[:2], bool)
@@ -258,7 +259,8 @@ def test_blend_cli(tmp_path):
     write_image(a, load("grass")[:32, :32])
     write_image(b, load("white_tiles")[:32, :32])
     r = tilegen_in_process("blend", str(a), str(b), "--weight", "0.3", "--size", "24", "40",
-                           "-o", str(out), "--iters", "2", "--scales", "2")  # fmt: skip
+                           "-o", str(out), "--iters", "2", "--scales", "2", "--patch", "3",
+                           "--lr", "0.02")  # fmt: skip
     assert r.exit_code == 0, r.output
     assert read_image(out).shape == (24, 40, 3)
     bad = [
@@ -266,6 +268,8 @@ def test_blend_cli(tmp_path):
         (["--weight", "1.5"], "[0, 1]"),
         (["--weight", "0.5", "--ramp", "vertical"], "--ramp sets the weights"),
         (["--weights", "0.5", "0.5"], "give the weights as one list"),  # 0.5 read as an image
+        (["--lr", "0"], "--lr 0.0: the step must be a positive number"),
+        (["--patch", "0"], "--patch must be positive"),
     ]
     for extra, message in bad:
         r = tilegen_in_process("blend", str(a), str(b), "--size", "24", "40", "-o", str(out),

@@ -53,6 +53,35 @@ def test_loss_gradient_is_the_transport_displacement():
     torch.testing.assert_close(x.grad, 2 * (x.detach() - y[sigma]) / 40)
 
 
+def test_loss_psi_step_is_the_exact_dual_gradient_step():
+    g = torch.Generator().manual_seed(3)
+    y, x = torch.rand(60, 12, generator=g), torch.rand(500, 12, generator=g)
+    engine = SemiDiscreteOT(y)
+    engine.psi = torch.rand(60, generator=g) * 0.1
+    before = engine.psi.clone()
+    expected_value = engine.loss(x)  # psi_lr 0: psi untouched
+    assert torch.equal(engine.psi, before)
+    # Brute-force argmin over all 500 rows: dF/dpsi_j = 1/J - #{i: sigma(i) = j} / N.
+    sigma = (((x[:, None] - y[None]) ** 2).sum(-1) - before[None]).argmin(1)
+    grad = 1 / 60 - torch.bincount(sigma, minlength=60).float() / 500
+    value = engine.loss(x, psi_lr=0.5)
+    torch.testing.assert_close(value, expected_value)  # the value uses psi from before the step
+    torch.testing.assert_close(engine.psi, before + 0.5 * grad)
+
+
+def test_loss_psi_step_keeps_the_dual_ascent_converging():
+    # Few subsampled steps + the loss's exact step, as synth runs them, still reach the OT cost.
+    g = torch.Generator().manual_seed(4)
+    x, y = torch.rand(400, 48, generator=g), torch.rand(200, 48, generator=g)
+    cost = ot.dist(x.double().numpy(), y.double().numpy())
+    exact = ot.emd2(np.full(400, 1 / 400), np.full(200, 1 / 200), cost)
+    engine = SemiDiscreteOT(y, chunk=64)
+    for _ in range(300):
+        engine.ascend(x, steps=5, lr=1.0, batch=100, generator=g)
+        engine.loss(x, psi_lr=1.0)
+    assert 0.97 * exact <= engine.dual_value(x) <= exact * (1 + 1e-5)
+
+
 def test_periodic_patches_cover_every_pixel_and_wrap():
     img = torch.arange(2 * 5 * 7, dtype=torch.float32).reshape(1, 2, 5, 7)
     patches = extract_patches(img, 3, periodic=True)

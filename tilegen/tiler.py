@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from tilegen import zarr_store
-from tilegen.errors import UserError
+from tilegen.errors import Interrupted, UserError
 from tilegen.model import file_sha256, open_model, render_region
 
 LOCAL_SCHEDULERS = ("threads", "processes", "local", "sync")
@@ -457,6 +457,7 @@ def generate(cfg: GenerateConfig) -> Summary:
         uid,
     )
     written = [0]
+    interrupted = False
 
     def done_cb(bar: Progress):
         def on_done(job: Job, result: tuple[int, str]) -> None:
@@ -493,13 +494,21 @@ def generate(cfg: GenerateConfig) -> Summary:
             f"cannot write {cfg.output}: {e.strerror or e}. {done_before + written[0]} of "
             f"{total} shards are written; fix this and rerun the same command to finish"
         )
-    except BaseException:  # KeyboardInterrupt: stop our threads' shards between tiles
+    except BaseException as e:  # Ctrl-C and the rest: stop our threads' shards between tiles
         CANCEL.set()
-        raise
+        interrupted = isinstance(e, KeyboardInterrupt)
+        if not interrupted:
+            raise
     finally:
         summary.shards_written = written[0]
         runner.close()  # waits for running tasks (stopped between tiles when cancelled)
         CANCEL.clear()
+    if interrupted:  # counted on disk: shards that finished while we stopped count too
+        kept = sum(len(zarr_store.done_regions(store_path, spec, lv)) for lv in range(levels))
+        raise Interrupted(
+            f"interrupted: {kept} of {total} shards of {cfg.output} are written; rerun the "
+            "same command to finish (the result is the same)"
+        )
     zarr_store.mark_complete(store_path, spec, name)
     return summary
 

@@ -77,7 +77,9 @@ class TrainConfig:
     def from_dict(cls, d: dict) -> TrainConfig:
         d = dict(d)
         gen = GeneratorConfig(**d.pop("gen", {}))
-        ot = OTConfig(**d.pop("ot", {}))
+        ot = dict(d.pop("ot", {}))
+        ot.setdefault("loss_psi_step", False)  # checkpoints from before it existed did not
+        ot = OTConfig(**ot)
         return cls(**d, gen=gen, ot=ot)
 
     def settings(self) -> dict:
