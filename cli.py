@@ -389,6 +389,16 @@ def train_cmd(
         float | None, typer.Option(help="Adam learning rate (default 0.01).", show_default=False)
     ] = None,
     seed: Annotated[int | None, typer.Option(help=_settings_help("Random seed", 0))] = None,
+    ema: Annotated[
+        float | None,
+        typer.Option(
+            help=_settings_help(
+                "Keep a moving average of the weights with this decay, not the last ones (0: "
+                "the last)",
+                0.995,
+            )
+        ),
+    ] = None,
     device: Device = "auto",
     checkpoint_every: Annotated[
         int,
@@ -415,7 +425,6 @@ def train_cmd(
     from tilegen.imageio import read_image, write_image
     from train.checkpoint import load_checkpoint, save_generator
     from train.generator import GeneratorConfig
-    from train.patch_ot import OTConfig
     from train.synth import to_image
     from train.train_generator import (
         TrainConfig,
@@ -433,7 +442,8 @@ def train_cmd(
         if v < 0:
             raise UserError(f"{opt} must be 0 (never) or positive")
     img = read_image(exemplar)
-    given = {k: v for k, v in dict(size=size, batch=batch, seed=seed).items() if v is not None}
+    given = dict(size=size, batch=batch, seed=seed, ema=ema)
+    given = {k: v for k, v in given.items() if v is not None}
     gen_given = {k: v for k, v in dict(levels=levels, width=width).items() if v is not None}
     state = None
     if resume:
@@ -453,7 +463,7 @@ def train_cmd(
         cfg = TrainConfig(
             **given,
             gen=GeneratorConfig(**gen_given),
-            ot=OTConfig(scales=scales if scales is not None else 5),
+            ot=replace(TrainConfig().ot, scales=scales if scales is not None else 5),
         )
     cfg = replace(
         cfg,

@@ -24,6 +24,7 @@ import os
 import platform
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -35,7 +36,7 @@ from tilegen.imageio import read_image  # noqa: E402
 from train.generator import GeneratorConfig, training_noise  # noqa: E402
 from train.patch_ot import OTConfig, PatchOTLoss  # noqa: E402
 from train.synth import to_tensor  # noqa: E402
-from train.train_generator import crop_training, new_generator  # noqa: E402
+from train.train_generator import TrainConfig, crop_training, new_generator  # noqa: E402
 
 SIZE, SCALES, J = 256, 5, 2000
 # 512x512, so that every scale has at least J patches (a 128x128 crop has fewer at coarse scales).
@@ -91,7 +92,8 @@ class Runner:
     def __init__(self, name: str, exemplar: torch.Tensor, cfg: GeneratorConfig):
         self.name, self.cfg, self.times = name, cfg, []
         self.rng = torch.Generator().manual_seed(0)
-        ours = PatchOTLoss(exemplar, OTConfig(scales=SCALES, n_target=J), False, self.rng)
+        ot = replace(TrainConfig().ot, scales=SCALES, n_target=J)  # what `tilegen train` runs
+        ours = PatchOTLoss(exemplar, ot, False, self.rng)
         self.loss_fn = ours if name == "ours" else ReferenceLoss(ours)
         self.model = new_generator(cfg, 0, torch.device("cpu")).train()
         self.opt = torch.optim.Adam(self.model.parameters(), lr=0.01)

@@ -223,6 +223,30 @@ def test_resume_reproduces_the_uninterrupted_run(tmp_path, exemplar):
         train(exemplar[::-1].copy(), cfg, resume=load_checkpoint(tmp_path / "a.ckpt"))
 
 
+@pytest.mark.parametrize("ema", [0.0, 0.9])
+def test_kept_model_is_the_weight_average_or_the_last_iterate(tmp_path, exemplar, ema):
+    cfg = replace(TINY, iters=10, ema=ema)
+    result = train(exemplar, cfg, checkpoint=tmp_path / "c.ckpt", checkpoint_every=10)
+    ckpt = load_checkpoint(tmp_path / "c.ckpt")
+    model = new_generator(replace(cfg.gen, out_channels=3), 0, torch.device("cpu"))
+    model.load_state_dict(ckpt["model"])
+    if ema:
+        assert not torch.equal(ckpt["ema"]["to_image.weight"], ckpt["model"]["to_image.weight"])
+        model.load_state_dict(ckpt["ema"], strict=False)  # the weights; BN statistics follow
+    fold_batchnorm(recalibrate_batchnorm(model, eval_noise(cfg, cfg.bn_samples, cfg.seed + 1)))
+    for (k, a), b in zip(result.model.state_dict().items(), model.state_dict().values()):
+        assert torch.equal(a, b), k
+
+
+def test_checkpoint_settings_roundtrip_and_older_ones_keep_their_psi_schedule():
+    assert TrainConfig.from_dict(TINY.to_dict()) == TINY
+    older = TINY.to_dict()
+    del older["ot"]["loss_psi_step"]  # written before the loss's argmin doubled as a psi step
+    del older["ema"]  # and before the weights were averaged
+    off = replace(TINY, ema=0.0, ot=replace(TINY.ot, loss_psi_step=False))
+    assert TrainConfig.from_dict(older) == off
+
+
 def test_divergence_is_reported_and_keeps_the_last_checkpoint(tmp_path, exemplar):
     def poison(it, loss, image):
         if it == 5:

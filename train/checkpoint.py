@@ -197,6 +197,7 @@ def save_checkpoint(
     potentials: list[torch.Tensor],
     rng_state: torch.Tensor,
     history: list[float],
+    ema: dict[str, torch.Tensor] | None = None,
 ) -> None:
     """Everything needed to continue training bit for bit from after `iteration`."""
     opt_state = optimizer.state_dict()
@@ -217,6 +218,7 @@ def save_checkpoint(
             "potentials": [p.detach().cpu().clone() for p in potentials],
             "rng_state": rng_state.detach().cpu().clone(),
             "history": [float(v) for v in history],
+            **({"ema": {k: _cpu(v) for k, v in ema.items()}} if ema is not None else {}),
         },
         path,
     )

@@ -67,8 +67,17 @@ class TrainConfig:
     seed: int = 0  # weights, exemplar patches, training noise and psi subsampling
     device: str = "auto"
     bn_samples: int = 200  # noise samples for re-estimating the BatchNorm statistics
+    # The kept model averages the weights (exponential moving average, a window of about
+    # 1 / (1 - ema) iterations, shorter early on) rather than taking Adam's last, noisy iterate;
+    # 0: the last one.
+    ema: float = 0.995
     gen: GeneratorConfig = field(default_factory=GeneratorConfig)
-    ot: OTConfig = field(default_factory=lambda: OTConfig(scales=5))
+    # The reference's 10 averaged psi steps, without the loss's extra exact step that synth
+    # takes: on small non-periodic crops (25 patches at the coarsest of 5 scales of 128^2) that
+    # un-averaged step is large and the dual estimate went negative (measured, MODELS.md).
+    ot: OTConfig = field(
+        default_factory=lambda: OTConfig(scales=5, psi_steps=10, loss_psi_step=False)
+    )
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -78,7 +87,8 @@ class TrainConfig:
         d = dict(d)
         gen = GeneratorConfig(**d.pop("gen", {}))
         ot = dict(d.pop("ot", {}))
-        ot.setdefault("loss_psi_step", False)  # checkpoints from before it existed did not
+        ot.setdefault("loss_psi_step", False)  # checkpoints from before these existed: off
+        d.setdefault("ema", 0.0)
         ot = OTConfig(**ot)
         return cls(**d, gen=gen, ot=ot)
 
@@ -104,6 +114,8 @@ def check_config(exemplar_hw: tuple[int, int], cfg: TrainConfig) -> None:
         raise UserError("--iters, --batch, --levels and --width must be positive")
     if cfg.ot.scales < 1 or not (cfg.lr > 0 and math.isfinite(cfg.lr)):
         raise UserError("--scales and --lr must be positive")
+    if not 0.0 <= cfg.ema < 1.0:
+        raise UserError(f"--ema {cfg.ema}: use 0 (keep the last weights) or a decay below 1")
     need = min_size(cfg.ot)
     if min(exemplar_hw) < need:
         raise UserError(
@@ -179,10 +191,11 @@ def train(
     model = new_generator(gcfg, cfg.seed, device)
     ot_loss = PatchOTLoss(to_tensor(exemplar, device), cfg.ot, periodic=False, generator=rng)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    ema = average_weights(model) if cfg.ema else None
     start, history = 0, []
 
     if resume is not None:
-        start, history = restore(resume, cfg, ex_hash, model, opt, ot_loss, rng)
+        start, history = restore(resume, cfg, ex_hash, model, opt, ot_loss, rng, ema)
 
     model.train()
     last_good = start
@@ -201,6 +214,8 @@ def train(
         opt.step()
         if not all(bool(torch.isfinite(p).all()) for p in model.parameters()):
             diverged(it, float("nan"), cfg, checkpoint, last_good, what="the weights")
+        if ema is not None:
+            update_average(ema, model, min(cfg.ema, (1 + it) / (10 + it)))  # short runs too
         history.append(value)
         if on_step is not None:
             on_step(it, value, image.detach())
@@ -219,11 +234,16 @@ def train(
                 potentials=[s.psi for s in ot_loss.scales],
                 rng_state=rng.get_state(),
                 history=history,
+                ema=ema,
             )
             last_good = it
         if stop_after is not None and it >= stop_after:
             return None
 
+    if ema is not None:
+        with torch.no_grad():
+            for name, p in model.named_parameters():
+                p.copy_(ema[name])
     # A train-mode sample (batch statistics) to compare the folded model with.
     with torch.no_grad():
         z = next(eval_noise(replace(cfg, size=2 * cfg.size), 1, cfg.seed + 2))
@@ -240,6 +260,18 @@ def train(
         "final_loss": float(np.mean(history[-50:])) if history else None,
     }
     return TrainResult(model, meta, history, train_sample)
+
+
+def average_weights(model: TextureGenerator) -> dict[str, torch.Tensor]:
+    """A copy of the trainable weights, the start of their moving average."""
+    return {name: p.detach().clone() for name, p in model.named_parameters()}
+
+
+@torch.no_grad()
+def update_average(ema: dict[str, torch.Tensor], model: TextureGenerator, decay: float) -> None:
+    """ema <- decay * ema + (1 - decay) * weights, in place."""
+    for name, p in model.named_parameters():
+        ema[name].lerp_(p, 1.0 - decay)
 
 
 def diverged(
@@ -270,6 +302,7 @@ def restore(
     opt: torch.optim.Optimizer,
     ot_loss: PatchOTLoss,
     rng: torch.Generator,
+    ema: dict[str, torch.Tensor] | None,
 ) -> tuple[int, list[float]]:
     """Load a checkpoint's state into the fresh objects; (iteration, loss history)."""
     if ckpt["exemplar_sha256"] != ex_hash:
@@ -302,6 +335,11 @@ def restore(
                 raise RuntimeError("psi has the wrong size")
             s.psi = psi.to(device=device, dtype=s.psi.dtype).clone()
         rng.set_state(ckpt["rng_state"])
+        if ema is not None:
+            for name, avg in ckpt["ema"].items():
+                ema[name].copy_(avg)  # KeyError/RuntimeError if it does not fit
+            if ckpt["ema"].keys() != ema.keys():
+                raise KeyError("the weight average does not fit the model")
     except (RuntimeError, KeyError, ValueError, TypeError) as e:
         raise UserError(f"the checkpoint does not fit this model ({str(e).splitlines()[0]})")
     return int(ckpt["iteration"]), list(ckpt.get("history", []))
