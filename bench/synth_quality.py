@@ -4,7 +4,9 @@ For every texture in a folder (default ../shared/textures): synthesise 256x256 (
 4 scales, seed 0, periodic), then score the result and the exemplar's sigma=1 blur and x0.7
 contrast copies against the exemplar with `tilegen.evaluate` (1000 patches per draw, 3 draws).
 Passing means a lower debiased patch distance than both baselines and a colour W1 below the
-contrast copy's.
+contrast copy's. For scale, a real piece of the exemplar of the synthesis' size (its top-left
+crop) is scored too: a 256^2 output has 4x fewer patches per level than the 512^2 exemplar and
+its blurred copy, which weighs most at the coarse levels.
 
     python bench/synth_quality.py [--textures DIR] [--iters 500] [--size 256]
 
@@ -43,6 +45,7 @@ def score_texture(path: Path, size: int, iters: int, out_dir: Path) -> dict:
     row = {"texture": path.stem, "seconds": seconds, "synth": evaluate(result)}
     for name, img in baseline_images(exemplar).items():
         row[name] = evaluate(img)
+    add_crop(row, exemplar, size)
     s, b, c = row["synth"], row["blur_sigma1"], row["contrast_0.7"]
     row["pass"] = bool(
         s["debiased"] < b["debiased"]
@@ -50,6 +53,11 @@ def score_texture(path: Path, size: int, iters: int, out_dir: Path) -> dict:
         and s["color_w1"] < c["color_w1"]
     )
     return row
+
+
+def add_crop(row: dict, exemplar, size: int) -> None:
+    """Score the exemplar's top-left size x size crop (a real piece of the texture)."""
+    row["crop"] = Evaluator(exemplar, n=PATCHES)(exemplar[:size, :size])
 
 
 def contact_sheet(rows: list[dict], textures: Path, out_dir: Path, dest: Path) -> None:
@@ -69,16 +77,16 @@ def contact_sheet(rows: list[dict], textures: Path, out_dir: Path, dest: Path) -
 
 def markdown(rows: list[dict]) -> str:
     lines = [
-        "| texture | synth debiased | blur σ=1 | contrast ×0.7 | synth colour W1 | contrast "
-        "colour W1 | time (s) | pass |",
-        "|---|---|---|---|---|---|---|---|",
+        "| texture | synth debiased | blur σ=1 | contrast ×0.7 | exemplar crop | synth colour W1 "
+        "| contrast colour W1 | time (s) | pass |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
-        s, b, c = r["synth"], r["blur_sigma1"], r["contrast_0.7"]
+        s, b, c, k = r["synth"], r["blur_sigma1"], r["contrast_0.7"], r["crop"]
         lines.append(
             f"| {r['texture']} | {s['debiased']:.5f} | {b['debiased']:.5f} | "
-            f"{c['debiased']:.5f} | {s['color_w1']:.4f} | {c['color_w1']:.4f} | "
-            f"{r['seconds']:.0f} | {'yes' if r['pass'] else 'NO'} |"
+            f"{c['debiased']:.5f} | {k['debiased']:.5f} | {s['color_w1']:.4f} | "
+            f"{c['color_w1']:.4f} | {r['seconds']:.0f} | {'yes' if r['pass'] else 'NO'} |"
         )
     return "\n".join(lines)
 
@@ -101,6 +109,9 @@ def main() -> None:
         paths = [p for p in paths if p.stem in args.only]
     for path in paths:
         if path.stem in done:
+            if "crop" not in done[path.stem]:  # rows written before the crop was scored
+                add_crop(done[path.stem], read_image(path), args.size)
+                log.write_text("".join(json.dumps(r) + "\n" for r in done.values()))
             continue
         row = score_texture(path, args.size, args.iters, out_dir)
         done[path.stem] = row

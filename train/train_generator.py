@@ -73,8 +73,8 @@ class TrainConfig:
     ema: float = 0.995
     gen: GeneratorConfig = field(default_factory=GeneratorConfig)
     # The reference's 10 averaged psi steps, without the loss's extra exact step that synth
-    # takes: on small non-periodic crops (25 patches at the coarsest of 5 scales of 128^2) that
-    # un-averaged step is large and the dual estimate went negative (measured, MODELS.md).
+    # takes: on a 128^2 crop the coarsest of 5 scales has only 25 source patches, so that
+    # un-averaged step moves psi by up to 1/25 per target; the models shipped were trained so.
     ot: OTConfig = field(
         default_factory=lambda: OTConfig(scales=5, psi_steps=10, loss_psi_step=False)
     )
