@@ -393,9 +393,9 @@ def train_cmd(
         float | None,
         typer.Option(
             help=_settings_help(
-                "Keep a moving average of the weights with this decay, not the last ones (0: "
-                "the last)",
-                0.995,
+                "Keep a moving average of the weights with this decay, e.g. 0.995, not the "
+                "last ones",
+                0,
             )
         ),
     ] = None,

@@ -36,6 +36,7 @@ def main() -> None:
     p.add_argument("--exemplar", type=Path, default=ROOT / "tilegen/assets/exemplars/grass.png")
     p.add_argument("--size", type=int, default=256)
     p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--no-picture", action="store_true", help="score only (candidate models)")
     args = p.parse_args()
     out_dir = ROOT / "out" / "synth_quality"
     rows = {r["texture"]: r for r in map(json.loads, (out_dir / "results.jsonl").open())}
@@ -52,9 +53,11 @@ def main() -> None:
         scores.append(evaluate(read_image(out_dir / f"{name}_generator_{seed}.png"))["debiased"])
     gen = statistics.mean(scores)
     print(
-        f"{name} {args.size}^2: synth {synth:.5f}, generator {gen:.5f} "
-        f"(seeds {', '.join(f'{s:.5f}' for s in scores)}), ratio {gen / synth:.2f}"
+        f"{name} {args.size}^2: synth {synth:.7f}, generator {gen:.7f} "
+        f"(seeds {', '.join(f'{s:.7f}' for s in scores)}), ratio {gen / synth:.2f}"
     )
+    if args.no_picture:
+        return
 
     cell = args.size
     sheet = Image.new("RGB", (3 * cell + 8, cell), "white")

@@ -24,7 +24,8 @@ about a quarter of an hour. The generator is fully convolutional, so the crop on
 patches each step sees; at 5 scales the coarsest level of a 128^2 crop still holds 25 patches.
 The learning rate decays (cosine, to 10%) over the second half, a design choice: the folded model
 is the last Adam iterate, and smaller final steps make it less noisy. With a GPU, the reference
-schedule is `--size 256 --iters 5000`.
+schedule is `--size 256 --iters 5000`. What was tried to close the gap to synth (a weight
+average, a wider generator, 256^2 crops) is in tilegen/assets/MODELS.md.
 """
 
 from __future__ import annotations
@@ -67,10 +68,10 @@ class TrainConfig:
     seed: int = 0  # weights, exemplar patches, training noise and psi subsampling
     device: str = "auto"
     bn_samples: int = 200  # noise samples for re-estimating the BatchNorm statistics
-    # The kept model averages the weights (exponential moving average, a window of about
-    # 1 / (1 - ema) iterations, shorter early on) rather than taking Adam's last, noisy iterate;
-    # 0: the last one.
-    ema: float = 0.995
+    # > 0: keep an exponential moving average of the weights (a window of about 1 / (1 - ema)
+    # iterations, shorter early on) instead of Adam's last iterate. Off by default: 0.995 did
+    # not improve the grass model (tilegen/assets/MODELS.md).
+    ema: float = 0.0
     gen: GeneratorConfig = field(default_factory=GeneratorConfig)
     # The reference's 10 averaged psi steps, without the loss's extra exact step that synth
     # takes: on a 128^2 crop the coarsest of 5 scales has only 25 source patches, so that
