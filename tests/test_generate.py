@@ -220,6 +220,9 @@ def test_killed_or_interrupted_then_rerun_gives_the_same_bytes(onnx_model, tmp_p
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
+        # A background job's children inherit an ignored SIGINT, and Python then never raises
+        # KeyboardInterrupt: give the child the default disposition, as a terminal would.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     shard_dir = out / "0" / "c" / "0"
     deadline = time.time() + 120
