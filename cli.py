@@ -494,7 +494,10 @@ def train_cmd(
             on_step=on_step,
         )
     except KeyboardInterrupt:
-        kept = max(start, bar.n // checkpoint_every * checkpoint_every) if checkpoint_every else 0
+        try:  # what is on disk, whenever the Ctrl-C came
+            kept = load_checkpoint(ckpt)["iteration"] if checkpoint_every else 0
+        except UserError:
+            kept = 0
         if not kept:
             raise Interrupted(f"interrupted at iteration {bar.n}, before any checkpoint")
         raise Interrupted(

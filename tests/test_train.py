@@ -357,8 +357,9 @@ def test_cli_train_and_sample(tmp_path):
     assert "multiples of 4" in one_line_error(rc, err)
 
 
-def test_cli_resume_after_sigkill(tmp_path):
-    """Kill a real run right after its first checkpoint, resume it, compare with a clean run."""
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT])
+def test_cli_resume_after_kill_or_ctrl_c(tmp_path, sig):
+    """Stop a real run right after its first checkpoint, resume it, compare with a clean run."""
     args = ["--iters", "24", "--checkpoint-every", "4", *TINY_CLI]
     rc, _, err = cli("train", EXEMPLAR, "-o", tmp_path / "full.pt", *args)
     assert rc == 0, err
@@ -367,18 +368,25 @@ def test_cli_resume_after_sigkill(tmp_path):
     proc = subprocess.Popen(
         [sys.executable, "-c", "import cli; cli.main()", "train", str(EXEMPLAR), "-o",
          str(killed), *args],
-        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # as in a terminal
     )  # fmt: skip
     ckpt = tmp_path / "killed.pt.ckpt"
     deadline = time.monotonic() + 240
     while not ckpt.exists() and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.02)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=120)
     at = load_checkpoint(ckpt)["iteration"]
     if at >= 24:
         pytest.skip("the run finished before it could be killed")
     assert not killed.exists()
+    if sig == signal.SIGINT:  # one line: where it stopped, what is kept, how to continue
+        assert proc.returncode == 130 and "Traceback" not in err, err
+        last = err.strip().splitlines()[-1]
+        assert last.startswith("tilegen: interrupted at iteration ")
+        assert last.endswith(f"{ckpt} holds iteration {at}: rerun the same command with --resume "
+                             "to continue exactly")  # fmt: skip
 
     rc, _, err = cli("train", EXEMPLAR, "-o", killed, "--resume", *args)
     assert rc == 0, err
