@@ -18,7 +18,6 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -86,20 +85,6 @@ class TextureGenerator(nn.Module):
 # --- sampling from the coordinate-hashed noise field ------------------------------------------
 
 
-def hashed_noise(
-    cfg: GeneratorConfig,
-    seed: int,
-    y0: int,
-    x0: int,
-    height: int,
-    width: int,
-    period: tuple[int, int] | None = None,
-) -> tuple[list[np.ndarray], tuple[int, int]]:
-    """The noise windows (1, C, H_k, W_k) for output tile [y0, y0+h) x [x0, x0+w), and the crop
-    offset of the tile inside the network's output."""
-    return tile_noise(cfg.arch, cfg.noise_channels, seed, y0, x0, height, width, period)
-
-
 @torch.no_grad()
 def sample_tile(
     model: TextureGenerator,
@@ -113,7 +98,8 @@ def sample_tile(
     """Output pixels [y0, y0+height) x [x0, x0+width) of the infinite texture for `seed`:
     (1, C, height, width), exact sizes. The model must be in eval mode (or folded)."""
     device = next(model.parameters()).device
-    noises, (cy, cx) = hashed_noise(model.cfg, seed, y0, x0, height, width, period)
+    cfg = model.cfg
+    noises, (cy, cx) = tile_noise(cfg.arch, cfg.noise_channels, seed, y0, x0, height, width, period)
     out = model(*[torch.from_numpy(z).to(device) for z in noises])
     return out[:, :, cy : cy + height, cx : cx + width]
 
