@@ -6,7 +6,9 @@ contrast copies against the exemplar with `tilegen.evaluate` (1000 patches per d
 Passing means a lower debiased patch distance than both baselines and a colour W1 below the
 contrast copy's. For scale, a real piece of the exemplar of the synthesis' size (its top-left
 crop) is scored too: a 256^2 output has 4x fewer patches per level than the 512^2 exemplar and
-its blurred copy, which weighs most at the coarse levels.
+its blurred copy, which weighs most at the coarse levels. And the floor: what an ideal output of
+that size would score, one whose patches at every level are a random sample of the exemplar's
+own (`size_floor`). No output of that size can be expected to score below it.
 
     python bench/synth_quality.py [--textures DIR] [--iters 500] [--size 256]
 
@@ -27,7 +29,14 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tilegen.evaluate import Evaluator, baseline_images  # noqa: E402
+import numpy as np  # noqa: E402
+
+from tilegen.evaluate import (  # noqa: E402
+    Evaluator,
+    baseline_images,
+    gaussian_pyramid_np,
+    w2_squared,
+)
 from tilegen.imageio import read_image, write_image  # noqa: E402
 from train.synth import SynthConfig, synthesize  # noqa: E402
 
@@ -46,6 +55,7 @@ def score_texture(path: Path, size: int, iters: int, out_dir: Path) -> dict:
     for name, img in baseline_images(exemplar).items():
         row[name] = evaluate(img)
     add_crop(row, exemplar, size)
+    row["floor"] = size_floor(exemplar, size)
     s, b, c = row["synth"], row["blur_sigma1"], row["contrast_0.7"]
     row["pass"] = bool(
         s["debiased"] < b["debiased"]
@@ -58,6 +68,32 @@ def score_texture(path: Path, size: int, iters: int, out_dir: Path) -> dict:
 def add_crop(row: dict, exemplar, size: int) -> None:
     """Score the exemplar's top-left size x size crop (a real piece of the texture)."""
     row["crop"] = Evaluator(exemplar, n=PATCHES)(exemplar[:size, :size])
+
+
+def size_floor(exemplar: np.ndarray, size: int, scales: int = 4, patch: int = 4, seeds: int = 3):
+    """The debiased distance an ideal size x size output is expected to score.
+
+    Per level l a size x size image holds M_l = (size/2^l - p + 1)^2 patch positions, the
+    exemplar many more. The ideal output's patches are M_l distinct exemplar patches drawn at
+    random (a perfect sample of the texture, with none of the spatial correlation a real image
+    has); evaluate then draws B1, B2 from those M_l with replacement, as it does from an image.
+    Mean over levels and seeds of W2^2(A1, B1) - (W2^2(A1, A2) + W2^2(B1, B2)) / 2, as evaluate.
+    """
+    per_level = []
+    for level, img in enumerate(gaussian_pyramid_np(exemplar, scales)):
+        h, w, c = img.shape
+        windows = np.lib.stride_tricks.sliding_window_view(img, (patch, patch), axis=(0, 1))
+        patches = windows.reshape((h - patch + 1) * (w - patch + 1), c * patch * patch)
+        m = min(((size >> level) - patch + 1) ** 2, len(patches))
+        d = []
+        for seed in range(seeds):
+            rng = np.random.default_rng([seed, level])
+            a1, a2 = (patches[rng.integers(0, len(patches), PATCHES)] for _ in range(2))
+            ideal = patches[rng.choice(len(patches), m, replace=False)]
+            b1, b2 = (ideal[rng.integers(0, m, PATCHES)] for _ in range(2))
+            d.append(w2_squared(a1, b1) - (w2_squared(a1, a2) + w2_squared(b1, b2)) / 2)
+        per_level.append(float(np.mean(d)))
+    return {"debiased": float(np.mean(per_level)), "per_level": per_level}
 
 
 def contact_sheet(rows: list[dict], textures: Path, out_dir: Path, dest: Path) -> None:
@@ -77,15 +113,16 @@ def contact_sheet(rows: list[dict], textures: Path, out_dir: Path, dest: Path) -
 
 def markdown(rows: list[dict]) -> str:
     lines = [
-        "| texture | synth debiased | blur σ=1 | contrast ×0.7 | exemplar crop | synth colour W1 "
-        "| contrast colour W1 | time (s) | pass |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| texture | synth debiased | blur σ=1 | contrast ×0.7 | exemplar crop | ideal floor "
+        "| synth colour W1 | contrast colour W1 | time (s) | pass |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         s, b, c, k = r["synth"], r["blur_sigma1"], r["contrast_0.7"], r["crop"]
         lines.append(
             f"| {r['texture']} | {s['debiased']:.5f} | {b['debiased']:.5f} | "
-            f"{c['debiased']:.5f} | {k['debiased']:.5f} | {s['color_w1']:.4f} | "
+            f"{c['debiased']:.5f} | {k['debiased']:.5f} | {r['floor']['debiased']:.5f} | "
+            f"{s['color_w1']:.4f} | "
             f"{c['color_w1']:.4f} | {r['seconds']:.0f} | {'yes' if r['pass'] else 'NO'} |"
         )
     return "\n".join(lines)
@@ -109,8 +146,11 @@ def main() -> None:
         paths = [p for p in paths if p.stem in args.only]
     for path in paths:
         if path.stem in done:
-            if "crop" not in done[path.stem]:  # rows written before the crop was scored
-                add_crop(done[path.stem], read_image(path), args.size)
+            row = done[path.stem]
+            if "crop" not in row or "floor" not in row:  # rows from before these columns
+                exemplar = read_image(path)
+                add_crop(row, exemplar, args.size)
+                row["floor"] = size_floor(exemplar, args.size)
                 log.write_text("".join(json.dumps(r) + "\n" for r in done.values()))
             continue
         row = score_texture(path, args.size, args.iters, out_dir)

@@ -47,7 +47,9 @@ class ReferenceStyle:
     def __init__(self, exemplar: torch.Tensor, cfg: OTConfig, gen: torch.Generator):
         self.cfg = cfg
         self.targets = sample_target_patches(exemplar, cfg, gen)
-        self.psis = [torch.zeros(t.shape[0], requires_grad=True) for t in self.targets]
+        self.psis = [
+            torch.zeros(t.shape[0], device=t.device, requires_grad=True) for t in self.targets
+        ]
         self.psi_opts = [torch.optim.ASGD([p], lr=1.0) for p in self.psis]
 
     @staticmethod
@@ -147,19 +149,21 @@ def full_run(iters: int, size: int) -> dict:
     return {"iters": iters, "size": size, "wall_s": wall, "peak_rss_mb": rss_mb, "output": str(out)}
 
 
-def quality(iters: int, size: int = 128) -> dict:
-    """Both styles for the same number of iterations from the same start, scored by evaluate."""
+def quality(iters: int, size: int = 128, seed: int = 1, device: str = "cpu") -> dict:
+    """Both styles for the same number of iterations from the same start, scored by evaluate.
+    `seed` picks the start image and (with seed - 1) the target patches and psi subsamples."""
     from tilegen.evaluate import patch_ot_distance
 
     ex_np = read_image(EXEMPLAR)
-    ex = to_tensor(ex_np)
+    ex = to_tensor(ex_np, torch.device(device))
     cfg = OTConfig(scales=4, n_target=2000)
-    start = torch.rand(1, ex.shape[1], size, size, generator=torch.Generator().manual_seed(1))
+    start = torch.rand(1, ex.shape[1], size, size, generator=torch.Generator().manual_seed(seed))
+    start = start.to(device)
     results = {}
     for name in ("ours", "reference"):
         image = start.clone().requires_grad_()
         opt = torch.optim.Adam([image], lr=0.01)
-        gen = torch.Generator().manual_seed(0)
+        gen = torch.Generator().manual_seed(seed - 1)
         if name == "ours":
             engine = PatchOTLoss(ex, cfg, periodic=True, generator=gen)
             for _ in range(iters):
@@ -174,17 +178,22 @@ def quality(iters: int, size: int = 128) -> dict:
             ref = ReferenceStyle(ex, cfg, gen)
             for _ in range(iters):
                 ref.step(image, opt)
-        img = image.detach()[0].clamp(0, 1).permute(1, 2, 0).numpy()
+        img = image.detach()[0].clamp(0, 1).permute(1, 2, 0).cpu().numpy()
         results[name] = patch_ot_distance(ex_np, img)["debiased"]
-    return {"iters": iters, "size": size, **results}
+    return {"iters": iters, "size": size, "seed": seed, "device": device, **results}
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--size", type=int, default=256)
-    p.add_argument("--rounds", type=int, default=3, help="alternations (median of them)")
+    p.add_argument(
+        "--rounds", type=int, default=3, help="alternations (median of them); 0: no timing"
+    )
     p.add_argument("--full", action="store_true", help="also run a 500-iteration synthesis")
     p.add_argument("--quality-iters", type=int, default=0)
+    p.add_argument("--quality-seeds", type=int, default=1, help="start images 1..N, mean")
+    p.add_argument("--quality-size", type=int, default=128)
+    p.add_argument("--device", default="cpu", help="for --quality-iters (timings are CPU)")
     p.add_argument("--threads", type=int, default=2)
     args = p.parse_args()
     torch.set_num_threads(args.threads)
@@ -201,19 +210,30 @@ def main() -> None:
             flush=True,
         )
         report["full"] = f
-    r = speed(args.size, args.rounds)
-    print(
-        f"outer iteration at {r['size']}^2, 4 scales, J=2000: ours {r['ours_s_per_iter']:.3f} s,"
-        f" reference-style {r['ref_s_per_iter']:.2f} s, ratio {r['ratio']:.1f}x"
-    )
-    report["speed"] = r
-    if args.quality_iters:
-        q = quality(args.quality_iters)
+    if args.rounds:
+        r = speed(args.size, args.rounds)
         print(
-            f"evaluate distance after {q['iters']} iterations at {q['size']}^2: ours "
-            f"{q['ours']:.5f}, reference-style {q['reference']:.5f}"
+            f"outer iteration at {r['size']}^2, 4 scales, J=2000: ours "
+            f"{r['ours_s_per_iter']:.3f} s, reference-style {r['ref_s_per_iter']:.2f} s, "
+            f"ratio {r['ratio']:.1f}x"
         )
-        report["quality"] = q
+        report["speed"] = r
+    if args.quality_iters:
+        runs = []
+        for seed in range(1, args.quality_seeds + 1):
+            q = quality(args.quality_iters, args.quality_size, seed, args.device)
+            print(
+                f"evaluate distance after {q['iters']} iterations at {q['size']}^2, start "
+                f"{seed}, {args.device}: ours {q['ours']:.6f}, reference-style "
+                f"{q['reference']:.6f}",
+                flush=True,
+            )
+            runs.append(q)
+        if len(runs) > 1:
+            ours = statistics.mean(q["ours"] for q in runs)
+            ref = statistics.mean(q["reference"] for q in runs)
+            print(f"mean of {len(runs)} starts: ours {ours:.6f}, reference-style {ref:.6f}")
+        report["quality"] = runs
     print(json.dumps(report))
 
 

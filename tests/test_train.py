@@ -40,6 +40,7 @@ from train.patch_ot import OTConfig  # noqa: E402
 from train.train_generator import (  # noqa: E402
     TrainConfig,
     check_modes,
+    default_schedule,
     eval_noise,
     new_generator,
     sample,
@@ -247,6 +248,16 @@ def test_checkpoint_settings_roundtrip_and_older_ones_keep_their_psi_schedule():
     assert TrainConfig.from_dict(older) == off
 
 
+def test_default_schedule_follows_the_device():
+    # The reference's 256^2 x 5000 on a GPU; on the CPU a schedule that ends in minutes.
+    assert default_schedule("cpu") == (128, 1500) == (TrainConfig().size, TrainConfig().iters)
+    gpu = torch.cuda.is_available()
+    assert default_schedule("auto") == ((256, 5000) if gpu else (128, 1500))
+    if not gpu:
+        with pytest.raises(ValueError, match="no CUDA GPU"):
+            default_schedule("cuda")
+
+
 def test_divergence_is_reported_and_keeps_the_last_checkpoint(tmp_path, exemplar):
     def poison(it, loss, image):
         if it == 5:
@@ -409,6 +420,9 @@ def test_cli_bad_inputs_are_one_line_errors(tmp_path):
     assert "at least" in one_line_error(rc, err)
     rc, _, err = cli("train", EXEMPLAR, "-o", out, "--resume", *TINY_CLI)
     assert "no checkpoint" in one_line_error(rc, err)
+    if not torch.cuda.is_available():
+        rc, _, err = cli("train", EXEMPLAR, "-o", out, *TINY_CLI, "--device", "cuda")
+        assert "no CUDA GPU" in one_line_error(rc, err)
     (tmp_path / "m.pt.ckpt").write_bytes(b"\x00" * 100)
     rc, _, err = cli("train", EXEMPLAR, "-o", out, "--resume", *TINY_CLI)
     assert "damaged" in one_line_error(rc, err)

@@ -295,5 +295,6 @@ class PatchOTLoss:
         weights = weights if weights is not None else [None] * len(self.scales)
         psi_lr = self.cfg.psi_lr if self.cfg.loss_psi_step else 0.0
         losses = [ot.loss(x, w, psi_lr) for ot, x, w in zip(self.scales, patches, weights)]
-        self.last_values = [float(v.detach()) for v in losses]
-        return torch.stack(losses).sum()
+        stacked = torch.stack(losses)
+        self.last_values = stacked.detach().tolist()  # one device sync for all scales
+        return stacked.sum()

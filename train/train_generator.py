@@ -17,15 +17,16 @@ Checkpoints (train/checkpoint.py) hold the weights, Adam's state, psi, the RNG s
 iteration, so a killed run resumed from its last checkpoint ends with bit-identical weights.
 
 Defaults, and why. The reference trains 5000 iterations at 256^2 (batch 1, Adam lr 0.01, 5
-scales): about 2.6 h even with our fast loss on the 2-core CPU (bench/RESULTS.md). We keep lr 0.01,
-batch 1, 5 scales and the generator, but train 1500 iterations on 128^2 crops: an iteration costs
-about half as much (0.65 s vs 1.4 s measured single-threaded on the shared machine), the whole run
-about a quarter of an hour. The generator is fully convolutional, so the crop only sets how many
-patches each step sees; at 5 scales the coarsest level of a 128^2 crop still holds 25 patches.
-The learning rate decays (cosine, to 10%) over the second half, a design choice: the folded model
-is the last Adam iterate, and smaller final steps make it less noisy. With a GPU, the reference
-schedule is `--size 256 --iters 5000`. What was tried to close the gap to synth (a weight
-average, a wider generator, 256^2 crops) is in tilegen/assets/MODELS.md.
+scales). On a GPU that is our default too (DEFAULT_SCHEDULE): 4.5 min on one H100, and the
+bundled model was trained so. On the 2-core CPU it would take about 2.6 h even with our fast loss
+(bench/RESULTS.md), so there the default is 1500 iterations on 128^2 crops: an iteration costs
+about half as much (0.65 s vs 1.4 s single-threaded), the run about a quarter of an hour. The
+generator is fully convolutional, so the crop only sets how many patches each step sees; at 5
+scales the coarsest level of a 128^2 crop still holds 25 patches. TrainConfig's own defaults are
+the CPU ones. The learning rate decays (cosine, to 10%) over the second half, a design choice:
+the folded model is the last Adam iterate, and smaller final steps make it less noisy. What was
+tried to close the gap to synth (a weight average, a wider generator, another lr, a larger
+batch) is in tilegen/assets/MODELS.md.
 """
 
 from __future__ import annotations
@@ -99,6 +100,17 @@ class TrainConfig:
         for k in ("iters", "lr", "device"):
             d.pop(k)
         return d
+
+
+# The schedule `tilegen train` uses when --size / --iters are not given. On a GPU it is the
+# reference's (256^2 crops, 5000 iterations): 4.5 min on one H100, and the bundled model. On the
+# CPU that would take hours, so crops are 128^2 and the run 1500 iterations (about 16 min).
+DEFAULT_SCHEDULE = {"cuda": (256, 5000), "cpu": (128, 1500)}  # device type -> (size, iters)
+
+
+def default_schedule(device: str) -> tuple[int, int]:
+    """(size, iters) for `--device` auto|cpu|cuda when the user gives neither."""
+    return DEFAULT_SCHEDULE[pick_device(device).type]
 
 
 @dataclass
@@ -213,7 +225,8 @@ def train(
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        if not all(bool(torch.isfinite(p).all()) for p in model.parameters()):
+        finite = torch.stack([torch.isfinite(p).all() for p in model.parameters()])
+        if not bool(finite.all()):  # one device sync, not one per tensor
             diverged(it, float("nan"), cfg, checkpoint, last_good, what="the weights")
         if ema is not None:
             update_average(ema, model, min(cfg.ema, (1 + it) / (10 + it)))  # short runs too
