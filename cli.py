@@ -23,6 +23,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode="markdown",  # docstring paragraphs re-flow to the terminal width
 )
 
 
@@ -78,7 +79,7 @@ def synth(
     output: Annotated[Path, typer.Option("-o", "--output", help="Where to write the result.")],
     size: Annotated[
         tuple[int, int] | None,
-        typer.Option(help="Output height and width [default: the exemplar's size]."),
+        typer.Option(help="Output height and width (default: the exemplar's size)."),
     ] = None,
     iters: Iters = 500,
     scales: Scales = 4,
@@ -337,9 +338,11 @@ def tiles(
     overwrite: Annotated[bool, typer.Option(help="Replace tiles already in the folder.")] = False,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
 ) -> None:
-    """Cut a store (or a region of it) into numbered tiles: DIR/tile_r{row}_c{col}.png, row-major
-    from the top-left, zero-padded, edge tiles smaller; DIR/tiles.json maps each file to its
-    pixels."""
+    """Cut a store (or a region of it) into numbered tiles for engines and map tools.
+
+    Files are DIR/tile_r{row}_c{col}.png, row-major from the top-left, zero-padded, edge tiles
+    smaller; DIR/tiles.json maps each file to its pixels.
+    """
     from tilegen.tiles import cut_tiles
 
     index = cut_tiles(
@@ -752,8 +755,11 @@ def inpaint(
     ] = None,
     overwrite: Overwrite = False,
 ) -> None:
-    """Fill a hole so its patches follow the known part's patch distribution; known pixels are
-    kept exactly (write PNG or TIFF: JPEG would change them)."""
+    """Fill a hole with the texture around it; known pixels are kept exactly.
+
+    The hole's patches follow the known part's patch distribution. Write PNG or TIFF: JPEG
+    would change the known pixels.
+    """
     from tqdm import tqdm
 
     from tilegen.imageio import read_image, write_image
