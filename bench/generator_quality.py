@@ -6,6 +6,8 @@ Needs the synth row of the same exemplar from `bench/synth_quality.py` (out/synt
 Scores 256x256 generator samples (inference mode, BatchNorm folded, hashed noise, seeds 0..N-1)
 with the same evaluator settings, prints the ratio generator / synth (target <= 1.25), and
 writes the comparison picture exemplar | synth | generator sample to docs/images/.
+--no-picture scores a candidate model only (its samples go to *_candidate_STEM_N.png). Also prints
+the undebiased ratio, the kind of distance the seed talk's table compares (bench/RESULTS.md).
 """
 
 from __future__ import annotations
@@ -46,11 +48,13 @@ def main() -> None:
     exemplar = read_image(args.exemplar)
     model, _ = load_generator(args.model)
     evaluate = Evaluator(exemplar, n=PATCHES)
+    # Candidates write their samples beside, not over, the bundled model's (the picture's).
+    tag = f"candidate_{args.model.stem}" if args.no_picture else "generator"
     scores, plain = [], []
     for seed in range(args.seeds):
         sample = to_image(sample_tile(model, seed, 0, 0, args.size, args.size))
-        write_image(out_dir / f"{name}_generator_{seed}.png", sample)
-        result = evaluate(read_image(out_dir / f"{name}_generator_{seed}.png"))
+        write_image(out_dir / f"{name}_{tag}_{seed}.png", sample)
+        result = evaluate(read_image(out_dir / f"{name}_{tag}_{seed}.png"))
         scores.append(result["debiased"])
         plain.append(result["plain"])
     gen = statistics.mean(scores)
