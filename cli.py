@@ -380,6 +380,16 @@ def train_cmd(
     scales: Annotated[
         int | None, typer.Option(help=_settings_help("Pyramid levels of the loss", 5))
     ] = None,
+    targets: Annotated[
+        int | None,
+        typer.Option(
+            help=_settings_help(
+                "Exemplar patches per scale the loss matches (J); 8000 trained better than "
+                "2000 on grass and costs more per iteration (tilegen/assets/MODELS.md)",
+                2000,
+            )
+        ),
+    ] = None,
     width: Annotated[
         int | None, typer.Option(help=_settings_help("Channels of the generator", 16))
     ] = None,
@@ -443,6 +453,7 @@ def train_cmd(
         TrainConfig,
         check_config,
         check_modes,
+        check_resume,
         default_schedule,
         preview_image,
         sample,
@@ -472,6 +483,8 @@ def train_cmd(
         cfg = replace(cfg, **given, gen=replace(cfg.gen, **gen_given))
         if scales is not None:
             cfg = replace(cfg, ot=replace(cfg.ot, scales=scales))
+        if targets is not None:
+            cfg = replace(cfg, ot=replace(cfg.ot, n_target=targets))
     else:
         if ckpt.exists() and not overwrite:
             raise UserError(
@@ -481,7 +494,11 @@ def train_cmd(
         cfg = TrainConfig(
             **given,
             gen=GeneratorConfig(**gen_given),
-            ot=replace(TrainConfig().ot, scales=scales if scales is not None else 5),
+            ot=replace(
+                TrainConfig().ot,
+                scales=scales if scales is not None else 5,
+                n_target=targets if targets is not None else 2000,
+            ),
         )
     cfg = replace(
         cfg,
@@ -490,6 +507,8 @@ def train_cmd(
         device=device,
     )
     check_config(img.shape[:2], cfg)
+    if state is not None:
+        check_resume(state, cfg, img)  # before the progress bar: a refusal is one line
     start = state["iteration"] if state else 0
     bar = tqdm(total=cfg.iters, initial=start, desc="train", unit="it", dynamic_ncols=True)
     smooth: list[float] = []

@@ -344,7 +344,7 @@ def test_cli_train_and_sample(tmp_path):
     out = tmp_path / "m.pt"
     rc, stdout, err = cli(
         "train", EXEMPLAR, "-o", out, "--iters", "6", "--checkpoint-every", "3",
-        "--preview-every", "3", *TINY_CLI,
+        "--preview-every", "3", "--targets", "300", *TINY_CLI,
     )  # fmt: skip
     assert rc == 0, err
     assert out.is_file() and (tmp_path / "m.pt.ckpt").is_file()
@@ -352,6 +352,7 @@ def test_cli_train_and_sample(tmp_path):
     assert "it/s" in err or "s/it" in err  # the progress bar
     model, meta = load_generator(out)
     assert meta["training"]["iters"] == 6 and meta["channels"] == "RGB"
+    assert meta["training"]["ot"]["n_target"] == 300
 
     rc, _, err = cli("train", EXEMPLAR, "-o", out, "--iters", "6", *TINY_CLI)
     assert "exists" in one_line_error(rc, err)
@@ -366,6 +367,9 @@ def test_cli_train_and_sample(tmp_path):
     assert rc == 0, err
     rc, _, err = cli("sample", out, "-o", tmp_path / "q.png", "--size", "10", "24", "--periodic")
     assert "multiples of 4" in one_line_error(rc, err)
+    out.unlink()  # the checkpoint stays: a resume must keep the number of targets
+    rc, _, err = cli("train", EXEMPLAR, "-o", out, "--resume", "--targets", "200", *TINY_CLI)
+    assert "other settings (ot)" in one_line_error(rc, err)
 
 
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT])
@@ -418,6 +422,8 @@ def test_cli_bad_inputs_are_one_line_errors(tmp_path):
     write_image(tmp_path / "tiny.png", np.full((6, 6, 3), 0.5, np.float32))
     rc, _, err = cli("train", tmp_path / "tiny.png", "-o", out, *TINY_CLI)
     assert "at least" in one_line_error(rc, err)
+    rc, _, err = cli("train", EXEMPLAR, "-o", out, "--targets", "0", *TINY_CLI)
+    assert "--targets" in one_line_error(rc, err)
     rc, _, err = cli("train", EXEMPLAR, "-o", out, "--resume", *TINY_CLI)
     assert "no checkpoint" in one_line_error(rc, err)
     if not torch.cuda.is_available():

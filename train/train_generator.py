@@ -125,8 +125,8 @@ def check_config(exemplar_hw: tuple[int, int], cfg: TrainConfig) -> None:
     """Raise UserError with the fix for settings that cannot train."""
     if cfg.iters < 1 or cfg.batch < 1 or cfg.gen.levels < 1 or cfg.gen.width < 1:
         raise UserError("--iters, --batch, --levels and --width must be positive")
-    if cfg.ot.scales < 1 or not (cfg.lr > 0 and math.isfinite(cfg.lr)):
-        raise UserError("--scales and --lr must be positive")
+    if cfg.ot.scales < 1 or cfg.ot.n_target < 1 or not (cfg.lr > 0 and math.isfinite(cfg.lr)):
+        raise UserError("--scales, --targets and --lr must be positive")
     if not 0.0 <= cfg.ema < 1.0:
         raise UserError(f"--ema {cfg.ema}: use 0 (keep the last weights) or a decay below 1")
     need = min_size(cfg.ot)
@@ -208,7 +208,7 @@ def train(
     start, history = 0, []
 
     if resume is not None:
-        start, history = restore(resume, cfg, ex_hash, model, opt, ot_loss, rng, ema)
+        start, history = restore(resume, cfg, exemplar, model, opt, ot_loss, rng, ema)
 
     model.train()
     last_good = start
@@ -308,18 +308,11 @@ def diverged(
     raise FloatingPointError(msg)
 
 
-def restore(
-    ckpt: dict,
-    cfg: TrainConfig,
-    ex_hash: str,
-    model: TextureGenerator,
-    opt: torch.optim.Optimizer,
-    ot_loss: PatchOTLoss,
-    rng: torch.Generator,
-    ema: dict[str, torch.Tensor] | None,
-) -> tuple[int, list[float]]:
-    """Load a checkpoint's state into the fresh objects; (iteration, loss history)."""
-    if ckpt["exemplar_sha256"] != ex_hash:
+def check_resume(ckpt: dict, cfg: TrainConfig, exemplar: np.ndarray) -> None:
+    """Raise UserError unless the checkpoint can continue as `cfg` on `exemplar`. Cheap, so the
+    CLI checks before it shows a progress bar; `train` checks again."""
+    cfg = replace(cfg, gen=replace(cfg.gen, out_channels=exemplar.shape[2]))  # as train() does
+    if ckpt["exemplar_sha256"] != pixels_sha256(exemplar):
         raise UserError(
             "the checkpoint was trained on another exemplar (its pixel hash differs): pass the "
             "same image, or start over with --overwrite"
@@ -338,6 +331,20 @@ def restore(
         raise UserError(
             f"the checkpoint is at iteration {ckpt['iteration']}, past --iters {cfg.iters}"
         )
+
+
+def restore(
+    ckpt: dict,
+    cfg: TrainConfig,
+    exemplar: np.ndarray,
+    model: TextureGenerator,
+    opt: torch.optim.Optimizer,
+    ot_loss: PatchOTLoss,
+    rng: torch.Generator,
+    ema: dict[str, torch.Tensor] | None,
+) -> tuple[int, list[float]]:
+    """Load a checkpoint's state into the fresh objects; (iteration, loss history)."""
+    check_resume(ckpt, cfg, exemplar)
     if len(ckpt["potentials"]) != len(ot_loss.scales):
         raise UserError("the checkpoint's potentials do not match --scales")
     device = next(model.parameters()).device
