@@ -384,8 +384,8 @@ def train_cmd(
         int | None,
         typer.Option(
             help=_settings_help(
-                "Exemplar patches per scale the loss matches (J); 8000 trained better than "
-                "2000 on grass and costs more per iteration (tilegen/assets/MODELS.md)",
+                "Exemplar patches per scale the loss matches (J); more gives finer detail "
+                "and slower iterations, e.g. 8000",
                 2000,
             )
         ),
