@@ -447,7 +447,6 @@ def train_cmd(
 
     from tilegen.imageio import read_image, write_image
     from train.checkpoint import load_checkpoint, save_generator
-    from train.generator import GeneratorConfig
     from train.synth import to_image
     from train.train_generator import (
         TrainConfig,
@@ -474,32 +473,21 @@ def train_cmd(
     given = dict(size=size, batch=batch, seed=seed, ema=ema)
     given = {k: v for k, v in given.items() if v is not None}
     gen_given = {k: v for k, v in dict(levels=levels, width=width).items() if v is not None}
+    ot_given = {k: v for k, v in dict(scales=scales, n_target=targets).items() if v is not None}
     state = None
     if resume:
         if not ckpt.is_file():
             raise UserError(f"--resume: there is no checkpoint {ckpt} to continue")
         state = load_checkpoint(ckpt)
         cfg = TrainConfig.from_dict(state["config"])
-        cfg = replace(cfg, **given, gen=replace(cfg.gen, **gen_given))
-        if scales is not None:
-            cfg = replace(cfg, ot=replace(cfg.ot, scales=scales))
-        if targets is not None:
-            cfg = replace(cfg, ot=replace(cfg.ot, n_target=targets))
     else:
         if ckpt.exists() and not overwrite:
             raise UserError(
                 f"{ckpt} exists (an unfinished run?): pass --resume to continue it, or "
                 "--overwrite to start over"
             )
-        cfg = TrainConfig(
-            **given,
-            gen=GeneratorConfig(**gen_given),
-            ot=replace(
-                TrainConfig().ot,
-                scales=scales if scales is not None else 5,
-                n_target=targets if targets is not None else 2000,
-            ),
-        )
+        cfg = TrainConfig()
+    cfg = replace(cfg, **given, gen=replace(cfg.gen, **gen_given), ot=replace(cfg.ot, **ot_given))
     cfg = replace(
         cfg,
         iters=iters if iters is not None else cfg.iters,

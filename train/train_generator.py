@@ -197,8 +197,8 @@ def train(
     check_config(exemplar.shape[:2], cfg)
     device = pick_device(cfg.device)
     ex_hash = pixels_sha256(exemplar)
-    gcfg = replace(cfg.gen, out_channels=exemplar.shape[2])
-    cfg = replace(cfg, gen=gcfg)
+    cfg = for_exemplar(cfg, exemplar)
+    gcfg = cfg.gen
 
     rng = torch.Generator().manual_seed(cfg.seed)  # the one training RNG stream
     model = new_generator(gcfg, cfg.seed, device)
@@ -308,10 +308,15 @@ def diverged(
     raise FloatingPointError(msg)
 
 
+def for_exemplar(cfg: TrainConfig, exemplar: np.ndarray) -> TrainConfig:
+    """`cfg` with the generator's output channels set to the exemplar's."""
+    return replace(cfg, gen=replace(cfg.gen, out_channels=exemplar.shape[2]))
+
+
 def check_resume(ckpt: dict, cfg: TrainConfig, exemplar: np.ndarray) -> None:
     """Raise UserError unless the checkpoint can continue as `cfg` on `exemplar`. Cheap, so the
     CLI checks before it shows a progress bar; `train` checks again."""
-    cfg = replace(cfg, gen=replace(cfg.gen, out_channels=exemplar.shape[2]))  # as train() does
+    cfg = for_exemplar(cfg, exemplar)
     if ckpt["exemplar_sha256"] != pixels_sha256(exemplar):
         raise UserError(
             "the checkpoint was trained on another exemplar (its pixel hash differs): pass the "
