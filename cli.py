@@ -38,6 +38,13 @@ Seed = Annotated[
     int, typer.Option(help="Random seed: the same inputs and seed give the same bytes.")
 ]
 Device = Annotated[str, typer.Option(help="auto (GPU when there is one), cpu or cuda.")]
+Threads = Annotated[
+    int | None,
+    typer.Option(
+        help="CPU threads for torch (default: the cores no other program is busy on).",
+        show_default=False,
+    ),
+]
 Overwrite = Annotated[bool, typer.Option(help="Replace an existing output file.")]
 Iters = Annotated[int, typer.Option(help="Outer iterations (psi steps + one pixel step).")]
 Scales = Annotated[int, typer.Option(help="Pyramid levels of the multiscale loss.")]
@@ -87,6 +94,7 @@ def synth(
     lr: PixelLr = 0.01,
     seed: Seed = 0,
     device: Device = "auto",
+    threads: Threads = None,
     periodic: Annotated[bool, typer.Option(help="Make the output tile seamlessly.")] = True,
     snapshot_every: Annotated[
         int, typer.Option(help="Write OUTPUT.NNNN.png every N iterations (0: never).")
@@ -98,10 +106,12 @@ def synth(
     from tqdm import tqdm
 
     from tilegen.imageio import read_image, write_image
+    from train.device import use_threads
     from train.patch_ot import OTConfig
     from train.synth import SynthConfig, check_sizes, synthesize
 
     check_output(output, overwrite)
+    use_threads(threads)
     check_optimiser(iters, scales, patch, lr)
     if bits not in (8, 16):
         raise UserError(f"--bits {bits}: use 8 or 16")
@@ -423,6 +433,7 @@ def train_cmd(
         ),
     ] = None,
     device: Device = "auto",
+    threads: Threads = None,
     checkpoint_every: Annotated[
         int,
         typer.Option(help="Write OUTPUT.ckpt every N iterations and at the end (0: never)."),
@@ -447,6 +458,7 @@ def train_cmd(
 
     from tilegen.imageio import read_image, write_image
     from train.checkpoint import load_checkpoint, save_generator
+    from train.device import use_threads
     from train.synth import to_image
     from train.train_generator import (
         TrainConfig,
@@ -462,6 +474,7 @@ def train_cmd(
     ckpt = output.with_name(output.name + ".ckpt")
     preview = output.with_name(output.stem + ".preview.png")
     check_output(output, overwrite)
+    use_threads(threads)
     for opt, v in (("--checkpoint-every", checkpoint_every), ("--preview-every", preview_every)):
         if v < 0:
             raise UserError(f"{opt} must be 0 (never) or positive")
@@ -532,7 +545,7 @@ def train_cmd(
     finally:
         bar.close()
     if check:
-        result.meta["check"] = check_modes(img, result, seed=cfg.seed)
+        result.meta["check"] = check_modes(img, result)
     save_generator(output, result.model, result.meta)
     side = min(512, max(img.shape[0], result.model.arch.stride))
     write_image(preview, preview_image(img, sample(result.model.cpu(), side, side, cfg.seed)))
@@ -565,16 +578,18 @@ def sample_cmd(
         typer.Option(help="Tile seamlessly (period = size; a multiple of the model's stride)."),
     ] = False,
     device: Device = "auto",
+    threads: Threads = None,
     bits: Annotated[int, typer.Option(help="8 or 16 bits per channel (16 needs .png/.tif).")] = 8,
     overwrite: Overwrite = False,
 ) -> None:
     """Paint a texture of exactly --size pixels with a trained generator (a quick look)."""
     from tilegen.imageio import write_image
     from train.checkpoint import load_generator
-    from train.device import pick_device
+    from train.device import pick_device, use_threads
     from train.train_generator import sample
 
     check_output(output, overwrite)
+    use_threads(threads)
     check_size(size)
     if bits not in (8, 16):
         raise UserError("--bits must be 8 or 16")
@@ -756,6 +771,7 @@ def inpaint(
     lr: PixelLr = 0.01,
     seed: Seed = 0,
     device: Device = "auto",
+    threads: Threads = None,
     bits: Annotated[
         int | None,
         typer.Option(help="8 or 16 bits per channel (default: 8 if the image is 8-bit, else 16)."),
@@ -770,11 +786,13 @@ def inpaint(
     from tqdm import tqdm
 
     from tilegen.imageio import read_image, write_image
+    from train.device import use_threads
     from train.inpaint import InpaintConfig, check_mask
     from train.inpaint import inpaint as run_inpaint
     from train.patch_ot import OTConfig
 
     check_output(output, overwrite)
+    use_threads(threads)
     if (mask is None) == (box is None):
         raise UserError("give the hole as exactly one of --mask MASK or --box Y X H W")
     check_optimiser(iters, scales, patch, lr)
@@ -843,6 +861,7 @@ def blend(
     lr: PixelLr = 0.01,
     seed: Seed = 0,
     device: Device = "auto",
+    threads: Threads = None,
     periodic: Annotated[
         bool | None,
         typer.Option(help="Make the output tile seamlessly (default: yes; no with --ramp)."),
@@ -855,9 +874,11 @@ def blend(
     from tilegen.imageio import read_image, write_image
     from train.blend import RAMPS, BlendConfig
     from train.blend import blend as run_blend
+    from train.device import use_threads
     from train.patch_ot import OTConfig
 
     check_output(output, overwrite)
+    use_threads(threads)
     for p in exemplars:
         if not p.exists():
             try:

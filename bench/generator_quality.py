@@ -1,91 +1,256 @@
-"""Alg. 2 quality: samples of a trained generator against `synth` (Alg. 1) on the same exemplar.
+"""The generator yardstick: one model per texture, scored against `synth` and two baselines.
 
-    python bench/generator_quality.py [--model tilegen/assets/grass.pt] [--size 256] [--seeds 3]
+    python bench/generator_quality.py VARIANT [--set KEY=VALUE ...] [--textures NAME ...]
+                                      [--jobs 2] [--picture] [--table]
 
-Needs the synth row of the same exemplar from `bench/synth_quality.py` (out/synth_quality/).
-Scores 256x256 generator samples (inference mode, BatchNorm folded, hashed noise, seeds 0..N-1)
-with the same evaluator settings, prints the ratio generator / synth (target <= 1.25), and
-writes the comparison picture exemplar | synth | generator sample to docs/images/.
---no-picture scores a candidate model only (its samples go to *_candidate_STEM_N.png). Also prints
-the undebiased ratio, the kind of distance the seed talk's table compares (bench/RESULTS.md).
+For each texture (default: the eight of YARDSTICK, from ../shared/textures and
+../shared/materials/*/albedo.png) it trains a generator with `TrainConfig` defaults changed by
+`--set` (`size=256`, `iters=3000`, `gen.norm=batch`, `ot.n_target=8000`, ...; the variant's name
+labels the row), unless out/generator_quality/VARIANT/TEXTURE.pt exists, then scores at 256^2:
+
+- three generator samples (hashed noise, seeds 0-2, inference mode: the folded model);
+- `synth` at the same size (default settings, seed 0; computed once per texture and cached);
+- the exemplar's top-left 256^2 crop (a real piece of the texture) and its sigma = 1 blur.
+
+Scores: the debiased multiscale patch-OT distance of `tilegen.evaluate` (1000 patches a draw, 3
+draws, 4 levels; bench/synth_quality.py uses the same). The row passes when the samples' mean is
+<= 1.5 x synth's and below the blurred crop's. Train-mode against inference-mode: `check_modes`
+(the same noise through the unfolded and the folded model, 2x the crop size).
+
+Runs `--jobs` trainings at once, one torch thread each (on 2 cores: 2). Rows are appended to
+out/generator_quality/results.jsonl (a rerun skips what is there); `--table` prints every
+variant's rows as markdown; `--picture` writes one picture per texture (crop | synth | samples)
+to docs/images/generator/ (otherwise to out/generator_quality/VARIANT/).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import replace
 from pathlib import Path
-
-from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from synth_quality import PATCHES  # noqa: E402
+import numpy as np  # noqa: E402
 
-from tilegen.evaluate import Evaluator  # noqa: E402
-from tilegen.imageio import read_image, write_image  # noqa: E402
-from train.checkpoint import load_generator  # noqa: E402
-from train.generator import sample_tile  # noqa: E402
-from train.synth import to_image  # noqa: E402
+SHARED = ROOT.parent / "shared"
+YARDSTICK = [
+    "bark",
+    "dirt_pebbles",
+    "mossy_rock",
+    "rusty_metal",
+    "onyx_marble",
+    "beach_sand",
+    "pebbles",
+    "ground_dirt",
+]
+SIZE, SEEDS, PATCHES = 256, 3, 1000
+OUT = ROOT / "out" / "generator_quality"
+
+
+def exemplar_path(name: str) -> Path:
+    """../shared/textures/NAME.png, else ../shared/materials/NAME/albedo.png."""
+    for p in (SHARED / "textures" / f"{name}.png", SHARED / "materials" / name / "albedo.png"):
+        if p.is_file():
+            return p
+    raise SystemExit(f"no texture {name!r} in {SHARED}/textures or {SHARED}/materials")
+
+
+def parse_sets(items: list[str]) -> dict:
+    """['size=256', 'gen.norm=batch'] -> {'size': 256, 'gen.norm': 'batch'} (JSON values)."""
+    out = {}
+    for item in items:
+        key, _, text = item.partition("=")
+        try:
+            out[key] = json.loads(text)
+        except json.JSONDecodeError:
+            out[key] = text
+    return out
+
+
+def train_config(sets: dict):
+    """TrainConfig() on the CPU with `sets` applied (keys 'name', 'gen.name' or 'ot.name')."""
+    from train.train_generator import TrainConfig
+
+    cfg = TrainConfig(device="cpu")
+    top = {k: v for k, v in sets.items() if "." not in k}
+    gen = {k[4:]: v for k, v in sets.items() if k.startswith("gen.")}
+    ot = {k[3:]: v for k, v in sets.items() if k.startswith("ot.")}
+    return replace(cfg, **top, gen=replace(cfg.gen, **gen), ot=replace(cfg.ot, **ot))
+
+
+def synth_row(name: str, threads: int) -> dict:
+    """synth at SIZE^2 (cached in OUT/synth/) and the crop baselines, scored."""
+    import torch
+
+    from tilegen.evaluate import Evaluator, gaussian_blur
+    from tilegen.imageio import quantize, read_image, write_image
+    from train.synth import SynthConfig, synthesize
+
+    torch.set_num_threads(threads)
+    cache = OUT / "synth" / f"{name}.json"
+    if cache.is_file():
+        return json.loads(cache.read_text())
+    exemplar = read_image(exemplar_path(name))
+    t = time.perf_counter()
+    image = synthesize(exemplar, SynthConfig(size=(SIZE, SIZE), device="cpu"))
+    seconds = time.perf_counter() - t
+    write_image(OUT / "synth" / f"{name}.png", image)
+    crop = exemplar[:SIZE, :SIZE]
+    blur = quantize(gaussian_blur(crop, 1.0), 8).astype(np.float32) / 255.0
+    score = Evaluator(exemplar, n=PATCHES)
+    row = {
+        "texture": name,
+        "synth": score(read_image(OUT / "synth" / f"{name}.png"))["debiased"],
+        "crop": score(crop)["debiased"],
+        "blur": score(blur)["debiased"],
+        "synth_seconds": seconds,
+    }
+    cache.write_text(json.dumps(row))
+    return row
+
+
+def generator_row(variant: str, sets: dict, name: str, threads: int) -> dict:
+    """Train (or reuse) VARIANT's model for `name` and score three SIZE^2 samples."""
+    import torch
+
+    from tilegen.evaluate import Evaluator
+    from tilegen.imageio import read_image, write_image
+    from train.checkpoint import load_generator, save_generator
+    from train.train_generator import check_modes, sample, train
+
+    torch.set_num_threads(threads)
+    exemplar = read_image(exemplar_path(name))
+    folder = OUT / variant
+    folder.mkdir(parents=True, exist_ok=True)
+    model_path, meta_path = folder / f"{name}.pt", folder / f"{name}.train.json"
+    if not model_path.is_file():
+        t = time.perf_counter()
+        result = train(exemplar, train_config(sets))
+        seconds = time.perf_counter() - t
+        modes = check_modes(exemplar, result)
+        save_generator(model_path, result.model.cpu(), result.meta)
+        meta_path.write_text(json.dumps({"train_seconds": seconds, "modes": modes}))
+    model, _ = load_generator(model_path)
+    score = Evaluator(exemplar, n=PATCHES)
+    samples = []
+    for seed in range(SEEDS):
+        path = folder / f"{name}_{seed}.png"
+        write_image(path, sample(model, SIZE, SIZE, seed))
+        samples.append(score(read_image(path))["debiased"])  # scored as a user gets it: 8-bit
+    return {
+        "variant": variant,
+        "sets": sets,
+        "texture": name,
+        "samples": samples,
+        "generator": statistics.mean(samples),
+        **json.loads(meta_path.read_text()),
+    }
+
+
+def picture(name: str, variant: str, dest: Path) -> None:
+    from PIL import Image
+
+    cells = [Image.open(exemplar_path(name)).convert("RGB").crop((0, 0, SIZE, SIZE))]
+    cells.append(Image.open(OUT / "synth" / f"{name}.png").convert("RGB"))
+    cells += [Image.open(OUT / variant / f"{name}_{s}.png").convert("RGB") for s in range(SEEDS)]
+    sheet = Image.new("RGB", (len(cells) * (SIZE + 4) - 4, SIZE), "white")
+    for i, im in enumerate(cells):
+        sheet.paste(im, (i * (SIZE + 4), 0))
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    sheet.save(dest, optimize=True)
+
+
+def load_rows() -> list[dict]:
+    log = OUT / "results.jsonl"
+    return [json.loads(line) for line in log.read_text().splitlines()] if log.is_file() else []
+
+
+def table(rows: list[dict], synth: dict[str, dict]) -> str:
+    """Markdown: one line per (variant, texture), then each variant's worst and mean ratio."""
+    lines = [
+        "| variant | texture | generator | synth | ratio | blurred crop | crop | pass "
+        "| train/inference | train (min) |",
+        "|---|---|---:|---:|---:|---:|---:|---|---:|---:|",
+    ]
+    for r in rows:
+        s = synth[r["texture"]]
+        ratio = r["generator"] / s["synth"]
+        ok = ratio <= 1.5 and r["generator"] < s["blur"]
+        m = r["modes"]
+        lines.append(
+            f"| {r['variant']} | {r['texture']} | {r['generator']:.6f} | {s['synth']:.6f} | "
+            f"{ratio:.2f} | {s['blur']:.6f} | {s['crop']:.6f} | {'yes' if ok else 'NO'} | "
+            f"{m['eval_mode'] / m['train_mode']:.3f} | {r['train_seconds'] / 60:.1f} |"
+        )
+    lines += [
+        "",
+        "| variant | textures | mean ratio | worst ratio | passed |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for v in dict.fromkeys(r["variant"] for r in rows):
+        mine = [r for r in rows if r["variant"] == v]
+        ratios = [r["generator"] / synth[r["texture"]]["synth"] for r in mine]
+        ok = sum(
+            x <= 1.5 and r["generator"] < synth[r["texture"]]["blur"] for x, r in zip(ratios, mine)
+        )
+        lines.append(
+            f"| {v} | {len(mine)} | {statistics.mean(ratios):.2f} | {max(ratios):.2f} | "
+            f"{ok}/{len(mine)} |"
+        )
+    return "\n".join(lines)
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--model", type=Path, default=ROOT / "tilegen" / "assets" / "grass.pt")
-    p.add_argument("--exemplar", type=Path, default=ROOT / "tilegen/assets/exemplars/grass.png")
-    p.add_argument("--size", type=int, default=256)
-    p.add_argument("--seeds", type=int, default=3)
-    p.add_argument("--no-picture", action="store_true", help="score only (candidate models)")
+    p.add_argument("variant", nargs="?", help="a name for these settings (models go to OUT/NAME)")
+    p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--textures", nargs="+", default=YARDSTICK)
+    p.add_argument("--jobs", type=int, default=2, help="trainings at once, one thread each")
+    p.add_argument("--picture", action="store_true", help="pictures to docs/images/generator/")
+    p.add_argument("--table", action="store_true", help="print every variant's rows")
     args = p.parse_args()
-    out_dir = ROOT / "out" / "synth_quality"
-    rows = {r["texture"]: r for r in map(json.loads, (out_dir / "results.jsonl").open())}
-    name = args.exemplar.stem
-    synth = rows[name]["synth"]["debiased"]
+    OUT.mkdir(parents=True, exist_ok=True)
+    (OUT / "synth").mkdir(exist_ok=True)
+    threads = 1 if args.jobs > 1 else os.cpu_count() or 1
+    sets = parse_sets(args.sets)
+    train_config(sets)  # fail early on a bad key
 
-    exemplar = read_image(args.exemplar)
-    model, _ = load_generator(args.model)
-    evaluate = Evaluator(exemplar, n=PATCHES)
-    # Candidates write their samples beside, not over, the bundled model's (the picture's).
-    tag = f"candidate_{args.model.stem}" if args.no_picture else "generator"
-    scores, plain = [], []
-    for seed in range(args.seeds):
-        sample = to_image(sample_tile(model, seed, 0, 0, args.size, args.size))
-        write_image(out_dir / f"{name}_{tag}_{seed}.png", sample)
-        result = evaluate(read_image(out_dir / f"{name}_{tag}_{seed}.png"))
-        scores.append(result["debiased"])
-        plain.append(result["plain"])
-    gen = statistics.mean(scores)
-    print(
-        f"{name} {args.size}^2: synth {synth:.7f}, generator {gen:.7f} "
-        f"(seeds {', '.join(f'{s:.7f}' for s in scores)}), ratio {gen / synth:.2f}"
-    )
-    # The undebiased W2^2 is the kind of number the seed talk's table compares (its "multiscale
-    # OT distance"); it rates a blurred copy nearly as well as a synthesis, hence not the target.
-    synth_plain, gen_plain = rows[name]["synth"]["plain"], statistics.mean(plain)
-    print(
-        f"undebiased W2^2: synth {synth_plain:.7f}, generator {gen_plain:.7f}, "
-        f"ratio {gen_plain / synth_plain:.2f} (the seed table's kind of distance; not the target)"
-    )
-    if args.no_picture:
-        return
-
-    cell = args.size
-    sheet = Image.new("RGB", (3 * cell + 8, cell), "white")
-    ex = Image.open(args.exemplar).convert("RGB").crop((0, 0, cell, cell))
-    for i, im in enumerate(
-        [
-            ex,
-            Image.open(out_dir / f"{name}_synth.png"),
-            Image.open(out_dir / f"{name}_generator_0.png"),
-        ]
-    ):
-        sheet.paste(im.convert("RGB"), (i * (cell + 4), 0))
-    dest = ROOT / "docs" / "images" / f"{name}_exemplar_synth_generator.png"
-    sheet.save(dest, optimize=True)
-    print(f"wrote {dest}")
+    with ProcessPoolExecutor(args.jobs) as pool:
+        synth = {
+            r["texture"]: r
+            for r in pool.map(synth_row, args.textures, [threads] * len(args.textures))
+        }
+        if args.variant:
+            done = {(r["variant"], r["texture"]) for r in load_rows()}
+            todo = [t for t in args.textures if (args.variant, t) not in done]
+            jobs = [pool.submit(generator_row, args.variant, sets, t, threads) for t in todo]
+            for job in jobs:
+                row = job.result()
+                with open(OUT / "results.jsonl", "a") as f:
+                    f.write(json.dumps(row) + "\n")
+                s = synth[row["texture"]]["synth"]
+                print(
+                    f"{args.variant} {row['texture']}: generator {row['generator']:.6f} synth "
+                    f"{s:.6f} ratio {row['generator'] / s:.2f} "
+                    f"({row['train_seconds'] / 60:.1f} min)",
+                    flush=True,
+                )
+    rows = [r for r in load_rows() if r["texture"] in synth]
+    if not args.table:
+        rows = [r for r in rows if r["variant"] == args.variant]
+    if args.variant:
+        for t in args.textures:
+            dest = ROOT / "docs/images/generator" if args.picture else OUT / args.variant
+            picture(t, args.variant, dest / f"{t}.png")
+    print(table(rows, synth))
 
 
 if __name__ == "__main__":

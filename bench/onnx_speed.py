@@ -34,7 +34,7 @@ from tilegen.contract import ModelInfo  # noqa: E402
 from train.generator import (  # noqa: E402
     GeneratorConfig,
     TextureGenerator,
-    fold_batchnorm,
+    fold,
     training_noise,
 )
 
@@ -47,7 +47,7 @@ def default_generator() -> TextureGenerator:
     with torch.no_grad():
         for _ in range(3):
             model(*training_noise(cfg, 2, 64, g))
-    return fold_batchnorm(model.eval())
+    return fold(model.eval())
 
 
 def timed(fn, repeat: int) -> float:

@@ -34,13 +34,12 @@ from pathlib import Path
 import numpy as np
 import onnx
 import torch
-import torch.nn as nn
 
 from tilegen import __version__
 from tilegen.contract import ModelInfo, from_metadata, to_metadata
 from tilegen.errors import UserError
 from tilegen.model import noise_feeds
-from train.generator import TextureGenerator, fold_batchnorm, sample_tile
+from train.generator import TextureGenerator, fold, is_folded, sample_tile
 
 DEFAULT_OPSET = 18  # the oldest opset the self-contained form can use (BitwiseXor)
 PARITY_TOL = 1e-4  # max |onnxruntime - torch| an export accepts
@@ -59,10 +58,10 @@ def ir_version_for(opset: int) -> int:
 
 
 def prepared(model: TextureGenerator) -> TextureGenerator:
-    """A CPU float32 eval-mode copy with every BatchNorm folded into its convolution."""
+    """A CPU float32 eval-mode copy with its normalisation folded into plain convolutions."""
     m = copy.deepcopy(model).to("cpu", torch.float32)
-    if any(isinstance(x, nn.modules.batchnorm._BatchNorm) for x in m.modules()):
-        fold_batchnorm(m)
+    if not is_folded(m):
+        fold(m)
     return m.eval()
 
 

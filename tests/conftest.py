@@ -19,7 +19,7 @@ def fixture_generator(levels: int = 4, width: int = 8, seed: int = 0):
     """A random-init, BN-folded generator whose outputs span [0, 1] (torch needed)."""
     import torch
 
-    from train.generator import GeneratorConfig, TextureGenerator, fold_batchnorm, training_noise
+    from train.generator import GeneratorConfig, TextureGenerator, fold, training_noise
 
     torch.manual_seed(seed)
     cfg = GeneratorConfig(levels=levels, width=width)
@@ -29,7 +29,7 @@ def fixture_generator(levels: int = 4, width: int = 8, seed: int = 0):
     with torch.no_grad():
         for _ in range(4):
             model(*training_noise(cfg, 2, 64, gen))
-    fold_batchnorm(model)  # also .eval()
+    fold(model)  # also .eval()
     with torch.no_grad():
         out = model(*training_noise(cfg, 2, 128, gen))
         mean, std = out.mean(dim=(0, 2, 3)), out.std(dim=(0, 2, 3)).clamp_min(1e-6)

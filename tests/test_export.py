@@ -37,7 +37,7 @@ from tilegen.noise import mix32, noise_window  # noqa: E402
 from train.generator import (  # noqa: E402
     GeneratorConfig,
     TextureGenerator,
-    fold_batchnorm,
+    fold,
     sample_tile,
     training_noise,
 )
@@ -56,7 +56,7 @@ def make_generator(seed: int, fold: bool) -> TextureGenerator:
         for _ in range(3):
             model(*training_noise(cfg, 2, 32, g))
     model.eval()
-    return fold_batchnorm(model) if fold else model
+    return fold(model) if fold else model
 
 
 def info_for(model: TextureGenerator, **kw) -> ModelInfo:
@@ -234,7 +234,7 @@ def test_inspect_reports_params_cost_and_windows(exported, unfolded):
     path, _ = exported
     from tilegen.windows import axis_window
 
-    folded = fold_batchnorm(make_generator(0, fold=False))
+    folded = fold(make_generator(0, fold=False))
     params, macs_per_px = _expected_costs(folded)
     d = describe(load(path), (-13, 29, 37, 53))
     assert d["params_conv"] == params

@@ -5,8 +5,8 @@ values (dicts, lists, strings, numbers), so they load with `torch.load(..., weig
 nothing in them is ever unpickled into an arbitrary object, and a crafted pickle (one whose
 loading would call `os.system`, say) is refused.
 
-    MODEL.pt       kind "model": the folded, eval-mode generator (convolutions with the BatchNorm
-                   statistics folded in), its GeneratorConfig and metadata (exemplar hash,
+    MODEL.pt       kind "model": the folded, eval-mode generator (plain convolutions with bias,
+                   its normalisation folded in), its GeneratorConfig and metadata (exemplar hash,
                    training settings, code version). `load_generator` / `save_generator`.
     MODEL.pt.ckpt  kind "checkpoint": everything `--resume` needs to continue bit for bit as if
                    the run had never stopped: the train-mode weights and BatchNorm buffers,
@@ -32,7 +32,7 @@ import torch.nn as nn
 
 from tilegen import __version__
 from tilegen.errors import UserError
-from train.generator import GeneratorConfig, TextureGenerator, fold_batchnorm
+from train.generator import GeneratorConfig, TextureGenerator, fold, is_folded
 
 FORMAT = "tilegen"
 FORMAT_VERSION = 1
@@ -136,15 +136,11 @@ def _plain_state(module: nn.Module) -> dict[str, torch.Tensor]:
 # --- the trained model ------------------------------------------------------------------------
 
 
-def is_folded(model: TextureGenerator) -> bool:
-    return not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
-
-
 def save_generator(path: str | os.PathLike, model: TextureGenerator, meta: dict) -> None:
     """Write MODEL.pt: the folded eval-mode generator, its GeneratorConfig and `meta` (JSON-able:
     exemplar_sha256, training settings, ...). The code version is added as meta["version"]."""
     if not is_folded(model):
-        raise ValueError("save_generator needs a folded generator: call fold_batchnorm first")
+        raise ValueError("save_generator needs a folded generator: call train.generator.fold first")
     meta = {**meta, "version": __version__}
     atomic_save(
         {
@@ -158,8 +154,8 @@ def save_generator(path: str | os.PathLike, model: TextureGenerator, meta: dict)
 
 
 def build_folded(cfg: GeneratorConfig) -> TextureGenerator:
-    """A generator of the folded structure (conv with bias, BatchNorm -> Identity), eval mode."""
-    return fold_batchnorm(TextureGenerator(cfg).eval())
+    """A generator of the folded structure (plain convs with bias), eval mode."""
+    return fold(TextureGenerator(cfg).eval())
 
 
 def load_generator(

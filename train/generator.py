@@ -9,9 +9,13 @@ the level's noise features and mixed by a join block. A final 1x1 conv gives the
 
 Valid convolutions + nearest upsampling make the output a pure function of a finite noise
 neighbourhood, so a tile computed alone equals the same region of one giant evaluation
-(tilegen/windows.py has the arithmetic). After training, BatchNorm is replaced by per-channel
-affine maps with population statistics and folded into the convolutions: the function must not
-depend on the window it is evaluated on.
+(tilegen/windows.py has the arithmetic). That only holds if nothing depends on the window or the
+batch, so the default normalisation is *weight* standardisation (`norm="ws"`): each filter is
+centred and scaled by statistics of its own weights, a function the trained model computes the
+same way in training and inference. `fold` turns every block into plain convolutions with bias,
+the one structure saved models and ONNX files have. `norm="batch"` (the reference's BatchNorm,
+re-estimated after training and folded) is kept to compare against and for old checkpoints;
+docs/GENERATOR.md has the measurements.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ class GeneratorConfig:
     width: int = 16  # channels of the joined features
     noise_channels: int = 3
     out_channels: int = 3
+    norm: str = "ws"  # ws (weight standardisation), none, or batch (BatchNorm, folded after)
 
     @property
     def arch(self) -> Arch:
@@ -41,15 +46,57 @@ class GeneratorConfig:
         return asdict(self)
 
 
-def conv_block(cin: int, cout: int) -> nn.Sequential:
-    """conv3x3-BN-leaky, conv3x3-BN-leaky, conv1x1-BN-leaky; valid: trims 2 pixels per side."""
+NORMS = ("ws", "none", "batch")
+LEAK = 0.2
+GAIN = (2.0 / (1.0 + LEAK**2)) ** 0.5  # keeps activations' scale through leaky ReLUs (He init)
+
+
+class StandardizedConv2d(nn.Conv2d):
+    """A valid convolution whose filters are standardised before use:
+
+        w_hat = g * (w - mean(w)) / (std(w) * sqrt(fan_in)),   out = conv(x, w_hat) + b
+
+    (per output filter; g starts at the He gain). The output's scale no longer depends on the
+    weights' scale and a constant input offset is removed, which is what BatchNorm bought the
+    reference, but computed from the weights alone: the same function in training and inference.
+    """
+
+    def __init__(self, cin: int, cout: int, k: int):
+        super().__init__(cin, cout, k, bias=True)
+        nn.init.zeros_(self.bias)
+        self.gain = nn.Parameter(torch.full((cout,), GAIN))
+
+    def standardized_weight(self) -> torch.Tensor:
+        w = self.weight
+        mean = w.mean(dim=(1, 2, 3), keepdim=True)
+        var = w.var(dim=(1, 2, 3), keepdim=True, unbiased=False)
+        scale = self.gain[:, None, None, None] * torch.rsqrt(var * w[0].numel() + 1e-8)
+        return (w - mean) * scale
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.conv2d(x, self.standardized_weight(), self.bias)
+
+
+def conv_layer(cin: int, cout: int, k: int, norm: str) -> list[nn.Module]:
+    """[conv, normalisation, leaky ReLU] for one of NORMS; always 3 modules, so `fold` and the
+    saved state keep one layout whatever the normalisation."""
+    if norm == "ws":
+        return [StandardizedConv2d(cin, cout, k), nn.Identity(), nn.LeakyReLU(LEAK)]
+    if norm == "none":
+        conv = nn.Conv2d(cin, cout, k, bias=True)
+        nn.init.kaiming_normal_(conv.weight, a=LEAK, nonlinearity="leaky_relu")
+        nn.init.zeros_(conv.bias)
+        return [conv, nn.Identity(), nn.LeakyReLU(LEAK)]
+    if norm == "batch":
+        return [nn.Conv2d(cin, cout, k, bias=False), nn.BatchNorm2d(cout), nn.LeakyReLU(LEAK)]
+    raise ValueError(f"unknown normalisation {norm!r}: use one of {', '.join(NORMS)}")
+
+
+def conv_block(cin: int, cout: int, norm: str = "ws") -> nn.Sequential:
+    """conv3x3, conv3x3, conv1x1, each normalised and leaky; valid: trims 2 pixels per side."""
     layers: list[nn.Module] = []
     for i, k in enumerate((3, 3, 1)):
-        layers += [
-            nn.Conv2d(cin if i == 0 else cout, cout, k, bias=False),
-            nn.BatchNorm2d(cout),
-            nn.LeakyReLU(0.2),
-        ]
+        layers += conv_layer(cin if i == 0 else cout, cout, k, norm)
     return nn.Sequential(*layers)
 
 
@@ -60,12 +107,12 @@ class TextureGenerator(nn.Module):
         noise_width = max(cfg.width // 2, 1)
         self.noise_blocks = nn.ModuleList(
             [
-                conv_block(cfg.noise_channels, cfg.width if k == 0 else noise_width)
+                conv_block(cfg.noise_channels, cfg.width if k == 0 else noise_width, cfg.norm)
                 for k in range(cfg.levels)
             ]
         )
         self.joins = nn.ModuleList(
-            [conv_block(cfg.width + noise_width, cfg.width) for _ in range(1, cfg.levels)]
+            [conv_block(cfg.width + noise_width, cfg.width, cfg.norm) for _ in range(1, cfg.levels)]
         )
         self.to_image = nn.Conv2d(cfg.width, cfg.out_channels, 1)
 
@@ -112,24 +159,41 @@ def training_noise(
     return [torch.rand(batch, cfg.noise_channels, n, n, generator=generator) for _, n in w.noise]
 
 
-# --- BatchNorm -> folded affine ---------------------------------------------------------------
+# --- folding: every normalisation -> plain convolutions with bias ---------------------------
 
 
 @torch.no_grad()
-def fold_batchnorm(model: TextureGenerator) -> TextureGenerator:
-    """Fold each eval-mode BatchNorm into the conv before it (in place): conv(x) * a + b with
-    a = gamma / sqrt(var + eps), b = beta - mean * a. The BN becomes an identity."""
+def fold(model: TextureGenerator) -> TextureGenerator:
+    """Turn every [conv, norm, leaky] into [conv with bias, Identity, leaky] (in place, eval mode):
+    the structure saved models and ONNX files have, computing the same function.
+
+    ws: the standardised weight is the conv's weight. batch (eval mode, population statistics):
+    conv(x) * a + b with a = gamma / sqrt(var + eps), b = beta - mean * a. none: nothing to do.
+    """
     for seq in list(model.noise_blocks) + list(model.joins):
         for i in range(0, len(seq), 3):
-            conv, bn = seq[i], seq[i + 1]
-            if not isinstance(bn, nn.BatchNorm2d):
+            conv, norm = seq[i], seq[i + 1]
+            if isinstance(conv, StandardizedConv2d):
+                weight, bias = conv.standardized_weight(), conv.bias
+            elif isinstance(norm, nn.BatchNorm2d):
+                a = norm.weight / torch.sqrt(norm.running_var + norm.eps)
+                weight = conv.weight * a[:, None, None, None]
+                bias = norm.bias - norm.running_mean * a
+            else:
                 continue
-            a = bn.weight / torch.sqrt(bn.running_var + bn.eps)
-            folded = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, bias=True)
-            folded.weight.copy_(conv.weight * a[:, None, None, None])
-            folded.bias.copy_(bn.bias - bn.running_mean * a)
-            seq[i], seq[i + 1] = folded.to(conv.weight.device), nn.Identity()
+            plain = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, bias=True)
+            plain.weight.copy_(weight)
+            plain.bias.copy_(bias)
+            seq[i], seq[i + 1] = plain.to(conv.weight.device), nn.Identity()
     return model.eval()
+
+
+def is_folded(model: nn.Module) -> bool:
+    """True when every layer is a plain convolution (nothing left to fold)."""
+    return not any(
+        isinstance(m, (nn.modules.batchnorm._BatchNorm, StandardizedConv2d))
+        for m in model.modules()
+    )
 
 
 # --- BatchNorm population statistics ----------------------------------------------------------
