@@ -103,3 +103,20 @@ def test_pyramid_halves_and_keeps_the_mean():
 def test_exemplar_too_small_is_refused():
     with pytest.raises(ValueError, match="smaller than 32"):
         PatchOTLoss(torch.rand(1, 3, 20, 40), OTConfig(), True, torch.Generator())
+
+
+def test_psi_steps_never_draw_more_rows_than_the_level_holds():
+    """A level with fewer patches than psi_batch (256 at the coarsest level of a 128^2 synth)
+    takes each of them once per step instead of drawing psi_batch rows with repeats."""
+    ot = SemiDiscreteOT(torch.rand(50, 12), chunk=64)
+    seen, assign = [], ot.assign
+
+    def counting_assign(x):
+        seen.append(x.shape[0])
+        return assign(x)
+
+    ot.assign = counting_assign
+    ot.ascend(torch.rand(256, 12), steps=3, lr=1.0, batch=4096)
+    assert seen == [256, 256, 256]
+    ot.ascend(torch.rand(10000, 12), steps=2, lr=1.0, batch=4096)
+    assert seen[3:] == [4096, 4096]
