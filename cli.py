@@ -422,6 +422,16 @@ def train_cmd(
         float | None, typer.Option(help="Adam learning rate (default 0.01).", show_default=False)
     ] = None,
     seed: Annotated[int | None, typer.Option(help=_settings_help("Random seed", 0))] = None,
+    projection: Annotated[
+        int | None,
+        typer.Option(
+            help=_settings_help(
+                "Exemplar patches of the final patch projection, which paints the exemplar's "
+                "own fine detail over the network's output (0: none)",
+                2000,
+            )
+        ),
+    ] = None,
     ema: Annotated[
         float | None,
         typer.Option(
@@ -483,7 +493,7 @@ def train_cmd(
         default_size, default_iters = default_schedule(device)
         size = default_size if size is None else size
         iters = default_iters if iters is None else iters
-    given = dict(size=size, batch=batch, seed=seed, ema=ema)
+    given = dict(size=size, batch=batch, seed=seed, ema=ema, projection=projection)
     given = {k: v for k, v in given.items() if v is not None}
     gen_given = {k: v for k, v in dict(levels=levels, width=width).items() if v is not None}
     ot_given = {k: v for k, v in dict(scales=scales, n_target=targets).items() if v is not None}
@@ -559,6 +569,7 @@ def train_cmd(
         typer.echo(
             f"patch-OT distance of {c['size']}x{c['size']} samples: inference mode "
             f"{c['eval_mode']:.5f}, training mode {c['train_mode']:.5f}"
+            + (f", with the patch projection {c['projected']:.5f}" if "projected" in c else "")
         )
     if checkpoint_every:
         typer.echo(f"checkpoint {ckpt} kept: --resume --iters N trains further")

@@ -109,8 +109,8 @@ class _Builder:
 def _axis(b: _Builder, arch: Arch, start: str, size: int):
     """In-graph tilegen.windows.axis_window: per-level noise (start, size) and the crop offset,
     as int64 scalar tensors."""
-    s, tj = arch.stride, arch.tj
-    offset, shrink = tj * (s - 1), 2 * tj * (s - 1)
+    s, tj, tr = arch.stride, arch.tj, arch.tr
+    offset, shrink = tj * (s - 1) + tr, 2 * tj * (s - 1) + 2 * tr
     q = b.floordiv(b.sub(start, b.i64(offset)), s)  # Y_0
     out_start = b.add(b.mul(q, b.i64(s)), b.i64(offset))
     crop = b.sub(start, out_start)

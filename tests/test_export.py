@@ -287,7 +287,7 @@ def _newer(src: Path, path: Path) -> Path:
     proto = onnx.load(str(src))
     for p in proto.metadata_props:
         if p.key == "tilegen.format_version":
-            p.value = "2"
+            p.value = "3"
     onnx.save(proto, str(path))
     return path
 

@@ -1,14 +1,16 @@
 """The ONNX contract: what a tilegen .onnx file says about itself in metadata_props.
 
-export/ writes these keys, tilegen/ reads them and nothing else (format version 1). Every value is
-a string; structured values are JSON. A consumer in another runtime needs only this table:
+export/ writes these keys, tilegen/ reads them and nothing else (format version 1, or 2 for a
+model that ends with a patch projection). Every value is a string; structured values are JSON. A
+consumer in another runtime needs only this table:
 
-    tilegen.format_version   "1"
+    tilegen.format_version   "1"; "2" when arch has "tr" (older readers would ignore it)
     tilegen.version          tilegen version that wrote the file
     tilegen.form             "windowed": inputs z0..z{K-1} (1, C_noise, H_k, W_k) float32 noise
                              windows, output "image" (1, C_out, H, W);
                              "self-contained": inputs seed, y0, x0 (int64 scalars), output the tile
-    tilegen.arch             {"levels", "t0", "tb", "tj", "noise_channels", "out_channels"}
+    tilegen.arch             {"levels", "t0", "tb", "tj", "noise_channels", "out_channels"},
+                             and "tr" (format 2: the final patch projection's trim per side)
                              (window arithmetic: tilegen/windows.py, docs/FORMAT.md)
     tilegen.noise            {"spec": "tilegen-hash32", "version": 1, "range": [0, 1]}
     tilegen.value_range      [0, 1]: output values; clip, then quantise
@@ -30,7 +32,7 @@ from tilegen.errors import UserError
 from tilegen.noise import NOISE_SPEC, NOISE_SPEC_VERSION
 from tilegen.windows import Arch
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # the newest this tilegen reads and writes
 PREFIX = "tilegen."
 
 
@@ -53,21 +55,16 @@ class ModelInfo:
 
 
 def to_metadata(info: ModelInfo) -> dict[str, str]:
-    """The metadata_props of a tilegen ONNX file, format version 1."""
+    """The metadata_props of a tilegen ONNX file: format version 1, or 2 with a projection."""
     a = info.arch
+    arch = {"levels": a.levels, "t0": a.t0, "tb": a.tb, "tj": a.tj}
+    if a.tr:
+        arch["tr"] = a.tr
+    arch |= {"noise_channels": info.noise_channels, "out_channels": info.out_channels}
     meta = {
         "version": info.version,
         "form": info.form,
-        "arch": json.dumps(
-            {
-                "levels": a.levels,
-                "t0": a.t0,
-                "tb": a.tb,
-                "tj": a.tj,
-                "noise_channels": info.noise_channels,
-                "out_channels": info.out_channels,
-            }
-        ),
+        "arch": json.dumps(arch),
         "noise": json.dumps({"spec": NOISE_SPEC, "version": NOISE_SPEC_VERSION, "range": [0, 1]}),
         "value_range": json.dumps(list(info.value_range)),
         "channels": info.channels,
@@ -80,7 +77,7 @@ def to_metadata(info: ModelInfo) -> dict[str, str]:
         meta["period"] = json.dumps(list(info.period))
     # Last on purpose: metadata_props is the last field of the file, so a truncated file always
     # loses format_version (or fails to parse) and is refused as incomplete.
-    meta["format_version"] = str(FORMAT_VERSION)
+    meta["format_version"] = "2" if a.tr else "1"
     return {PREFIX + k: v for k, v in meta.items()}
 
 
@@ -110,7 +107,7 @@ def from_metadata(props: dict[str, str], source: str = "model") -> ModelInfo:
         arch = json.loads(meta["arch"])
         noise = json.loads(meta["noise"])
         info = ModelInfo(
-            arch=Arch(arch["levels"], arch["t0"], arch["tb"], arch["tj"]),
+            arch=Arch(arch["levels"], arch["t0"], arch["tb"], arch["tj"], arch.get("tr", 0)),
             noise_channels=arch["noise_channels"],
             out_channels=arch["out_channels"],
             channels=meta.get("channels", ""),

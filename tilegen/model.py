@@ -52,8 +52,10 @@ class LoadedModel:
 
     @property
     def tile(self) -> int:
-        """The largest output tile one evaluation renders (memory bound)."""
-        return GPU_TILE if self.device == "cuda" else CPU_TILE
+        """The largest output tile one evaluation renders (memory bound). A model that ends with
+        a patch projection holds a (tile/2)^2 x J score matrix (131 MB for 256^2, J = 2000)."""
+        tile = GPU_TILE if self.device == "cuda" else CPU_TILE
+        return tile // 2 if self.info.arch.tr else tile
 
     @property
     def self_contained(self) -> bool:

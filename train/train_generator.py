@@ -48,13 +48,22 @@ from train.checkpoint import save_checkpoint
 from train.device import pick_device
 from train.generator import (
     GeneratorConfig,
+    PatchProjection,
     TextureGenerator,
     fold,
     recalibrate_batchnorm,
     sample_tile,
     training_noise,
+    with_projection,
 )
-from train.patch_ot import OTConfig, PatchOTLoss, min_size
+from train.patch_ot import (
+    OTConfig,
+    PatchOTLoss,
+    SemiDiscreteOT,
+    extract_patches,
+    min_size,
+    sample_target_patches,
+)
 from train.synth import to_image, to_tensor
 
 CHANNEL_NAMES = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}
@@ -75,6 +84,9 @@ class TrainConfig:
     # iterations, shorter early on) instead of Adam's last iterate. Off by default: 0.995 did
     # not improve the grass model (tilegen/assets/MODELS.md).
     ema: float = 0.0
+    # J > 0: after training, end the model with a patch projection onto J exemplar patches, its
+    # potentials fitted to the model's samples (fit_projection); 0: the network alone.
+    projection: int = 2000
     gen: GeneratorConfig = field(default_factory=GeneratorConfig)
     # The reference's 10 averaged psi steps, without the loss's extra exact step that synth
     # takes: on a 128^2 crop the coarsest of 5 scales has only 25 source patches, so that
@@ -93,13 +105,15 @@ class TrainConfig:
         ot = dict(d.pop("ot", {}))
         ot.setdefault("loss_psi_step", False)  # checkpoints from before these existed: off
         d.setdefault("ema", 0.0)
+        d.setdefault("projection", 0)  # checkpoints from before it existed
         ot = OTConfig(**ot)
         return cls(**d, gen=gen, ot=ot)
 
     def settings(self) -> dict:
-        """What a resumed run must share with the original (all but iters, lr and device)."""
+        """What a resumed run must share with the original (all but iters, lr, device and the
+        projection, which comes after the loop)."""
         d = self.to_dict()
-        for k in ("iters", "lr", "device"):
+        for k in ("iters", "lr", "device", "projection"):
             d.pop(k)
         return d
 
@@ -117,7 +131,7 @@ def default_schedule(device: str) -> tuple[int, int]:
 
 @dataclass
 class TrainResult:
-    model: TextureGenerator  # folded, eval mode, on the training device
+    model: TextureGenerator  # folded, eval mode, on the training device (+ its projection)
     meta: dict  # for save_generator: exemplar hash, settings, version, final loss
     history: list[float]  # loss per iteration (from iteration 1, across resumes)
     train_mode_sample: torch.Tensor  # (1, C, S, S): the unfolded generator in training mode
@@ -128,6 +142,10 @@ def check_config(exemplar_hw: tuple[int, int], cfg: TrainConfig) -> None:
     """Raise UserError with the fix for settings that cannot train."""
     if cfg.iters < 1 or cfg.batch < 1 or cfg.gen.levels < 1 or cfg.gen.width < 1:
         raise UserError("--iters, --batch, --levels and --width must be positive")
+    if cfg.projection < 0:
+        raise UserError(f"--projection {cfg.projection}: use 0 (none) or a number of patches")
+    if cfg.projection and cfg.gen.levels < 2:
+        raise UserError("a patch projection needs --levels 2 or more (its grid follows theirs)")
     if cfg.ot.scales < 1 or cfg.ot.n_target < 1 or not (cfg.lr > 0 and math.isfinite(cfg.lr)):
         raise UserError("--scales, --targets and --lr must be positive")
     if not 0.0 <= cfg.ema < 1.0:
@@ -272,6 +290,8 @@ def train(
     fold(model)
     with torch.no_grad():
         eval_sample = crop_training(gcfg, model(*z), 2 * cfg.size).clone()
+    if cfg.projection:
+        model = fit_projection(model, exemplar, cfg.projection, seed=cfg.seed)
     meta = {
         "exemplar_sha256": ex_hash,
         "exemplar_shape": list(exemplar.shape),
@@ -381,6 +401,34 @@ def restore(
 # --- after training ---------------------------------------------------------------------------
 
 
+@torch.no_grad()
+def fit_projection(
+    model: TextureGenerator,
+    exemplar: np.ndarray,
+    n_targets: int = 2000,
+    seed: int = 0,
+    samples: int = 32,
+    size: int = 128,
+    steps: int = 10,
+) -> TextureGenerator:
+    """`model` (folded) followed by a PatchProjection onto `n_targets` random patches of the
+    exemplar, with potentials fitted to the model's own samples: `samples` windows of
+    size^2 (hashed noise, seeds after `seed`), `steps` averaged ascent steps on each, so that
+    each target patch receives an equal share of the model's patches (train/generator.py)."""
+    device = next(model.parameters()).device
+    gen = torch.Generator().manual_seed(seed)
+    p = PatchProjection.PATCH
+    cfg = OTConfig(patch=p, scales=1, n_target=n_targets)
+    targets = sample_target_patches(to_tensor(exemplar, device), cfg, gen)[0]
+    # psi for the patches as the projection sees them: on the 8-bit levels it rounds to
+    ot = SemiDiscreteOT(torch.round(targets.clamp(0, 1) * 255) / 255)
+    for i in range(samples):
+        image = sample_tile(model, seed + 1 + i, 0, 0, size, size)
+        image = torch.round(image.clamp(0, 1) * 255) / 255
+        ot.ascend(extract_patches(image, p, periodic=False), steps, 1.0, 4096, gen)
+    return with_projection(model, ot.y, ot.psi)
+
+
 def sample(
     model: TextureGenerator,
     height: int,
@@ -422,14 +470,20 @@ def preview_image(exemplar: np.ndarray, image: np.ndarray, gap: int = 8) -> np.n
 def check_modes(exemplar: np.ndarray, result: TrainResult) -> dict:
     """Patch-OT distance (tilegen.evaluate, debiased) to the exemplar of one noise sample through
     the model in training mode and through the folded inference-mode model, and their largest
-    pixel difference: the function sampled should be the function trained."""
+    pixel difference: the function sampled should be the function trained. With a patch
+    projection, also a sample of the whole model (network + projection) of the same size."""
     from tilegen.evaluate import patch_ot_distance
 
     train_img, eval_img = to_image(result.train_mode_sample), to_image(result.eval_mode_sample)
     kw = {"scales": 4, "n": 1000, "seeds": 2}
-    return {
+    out = {
         "size": train_img.shape[0],
         "train_mode": patch_ot_distance(exemplar, train_img, **kw)["debiased"],
         "eval_mode": patch_ot_distance(exemplar, eval_img, **kw)["debiased"],
         "max_difference": float(np.abs(train_img - eval_img).max()),
     }
+    if result.model.project is not None:
+        s = out["size"]
+        projected = sample(result.model, s, s, seed=0)
+        out["projected"] = patch_ot_distance(exemplar, projected, **kw)["debiased"]
+    return out
