@@ -59,12 +59,13 @@ TINY = TrainConfig(
     seed=0,
     device="cpu",
     bn_samples=16,
+    projection=0,  # tests/test_projection.py covers it
     gen=GeneratorConfig(levels=3, width=8),
     ot=OTConfig(scales=2, n_target=256, psi_steps=5, psi_batch=512),
 )
 TINY_CLI = [
     "--size", "32", "--levels", "3", "--width", "8", "--scales", "2", "--lr", "0.02",
-    "--device", "cpu", "--no-check",
+    "--device", "cpu", "--no-check", "--projection", "0",
 ]  # fmt: skip
 
 

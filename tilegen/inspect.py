@@ -179,6 +179,26 @@ def conv_costs(inspected: Inspected, y0: int, x0: int, h: int, w: int) -> list[C
     return costs
 
 
+def projection_cost(inspected: Inspected) -> dict | None:
+    """The final patch projection (format 2): J exemplar patches of D values, one J x D product
+    per patch, patches on a stride-2 grid (a quarter of the pixels). None without one."""
+    if not inspected.info.arch.tr:
+        return None
+    init = {t.name: list(t.dims) for t in inspected.proto.graph.initializer}
+    nodes = inspected.proto.graph.node
+    made_by = {o: n for n in nodes for o in n.output}
+    j = d = None
+    for node in nodes:
+        if node.op_type == "ArgMin" and node.input[0] in made_by:  # ArgMin(x @ -2y^T + bias)
+            biases = [init[i] for i in made_by[node.input[0]].input if len(init.get(i, [])) == 1]
+            j = biases[0][0] if biases else j
+        if node.op_type == "ConvTranspose" and node.input[1] in init:  # patches -> pixels
+            d = init[node.input[1]][0]
+    if j and d:
+        return {"targets": j, "patch_values": d, "macs_per_mp": j * d * 1e6 / 4}
+    raise UserError(f"{inspected.path}: format 2 model without its projection product")
+
+
 def describe(inspected: Inspected, tile: tuple[int, int, int, int] | None = None) -> dict:
     """What `tilegen inspect` prints, as a JSON-able dict."""
     info = inspected.info
@@ -237,6 +257,7 @@ def describe(inspected: Inspected, tile: tuple[int, int, int, int] | None = None
         "convs": len(costs),
         "macs_per_mp_large": total_large,
         "flops_per_mp_large": 2 * total_large,
+        "projection": projection_cost(inspected),
         "tile": {
             "y0": y0,
             "x0": x0,
@@ -289,6 +310,12 @@ def format_text(d: dict) -> str:
         f"cost per output megapixel, large tiles: {_g(d['macs_per_mp_large'])}MACs "
         f"= {_g(d['flops_per_mp_large'])}FLOPs (convolutions only, 1 MAC = 2 FLOPs)"
     )
+    if d["projection"]:
+        pc = d["projection"]
+        lines.append(
+            f"patch projection: {pc['targets']:,} exemplar patches of {pc['patch_values']} "
+            f"values, {_g(pc['macs_per_mp'])}MACs per output megapixel on top"
+        )
     t = d["tile"]
     (oy, oh), (ox, ow) = t["out_window"]
     lines.append(
