@@ -101,7 +101,9 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, d: dict) -> TrainConfig:
         d = dict(d)
-        gen = GeneratorConfig(**d.pop("gen", {}))
+        gen = dict(d.pop("gen", {}))
+        gen.setdefault("norm", "batch")  # checkpoints from before weight standardisation
+        gen = GeneratorConfig(**gen)
         ot = dict(d.pop("ot", {}))
         ot.setdefault("loss_psi_step", False)  # checkpoints from before these existed: off
         d.setdefault("ema", 0.0)
