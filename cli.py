@@ -335,8 +335,18 @@ def generate(
 def tiles(
     store: Annotated[Path, typer.Argument(help="A store written by 'tilegen generate'.")],
     output: Annotated[Path, typer.Option("-o", "--output", help="Folder for the tiles.")],
-    tile: Annotated[int, typer.Option(help="Tile side in pixels.")] = 2048,
-    format: Annotated[str, typer.Option("--format", help="png, tif or jpg.")] = "png",
+    tile: Annotated[
+        int | None, typer.Option(help="Tile side in pixels [default: 2048; xyz/dzi: 256].")
+    ] = None,
+    format: Annotated[
+        str,
+        typer.Option(
+            "--format",
+            help="png, tif or jpg: numbered tiles; xyz or dzi: a web-map pyramid (Leaflet, "
+            "OpenLayers, OpenSeadragon, 'tilegen view').",
+        ),
+    ] = "png",
+    image: Annotated[str, typer.Option(help="xyz/dzi tiles: png or jpg.")] = "png",
     bits: Annotated[
         int | None, typer.Option(help="8 or 16 bits per channel (default: the store's).")
     ] = None,
@@ -348,15 +358,29 @@ def tiles(
     overwrite: Annotated[bool, typer.Option(help="Replace tiles already in the folder.")] = False,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
 ) -> None:
-    """Cut a store (or a region of it) into numbered tiles for engines and map tools.
+    """Cut a store (or a region of it) into numbered tiles for engines and map tools, or into a
+    web-map pyramid.
 
-    Files are DIR/tile_r{row}_c{col}.png, row-major from the top-left, zero-padded, edge tiles
-    smaller; DIR/tiles.json maps each file to its pixels.
+    Numbered: DIR/tile_r{row}_c{col}.png, row-major from the top-left, zero-padded, edge tiles
+    smaller; DIR/tiles.json maps each file to its pixels. xyz: DIR/{z}/{x}/{y}.png and
+    DIR/tilejson.json; dzi: DIR/image.dzi and DIR/image_files/. Web pyramids come from the
+    store's own pyramid, stream, and resume when rerun.
     """
+    from tilegen.webtiles import WEB_FORMATS, write_web_tiles
+
+    if format in WEB_FORMATS:
+        if region or level or bits:
+            raise UserError(f"--region, --level and --bits are for numbered tiles, not {format}")
+        f = write_web_tiles(store, output, format, image, tile or 256, overwrite, progress=progress)
+        typer.echo(
+            f"wrote {f['written']} {format} tiles ({f['kept']} kept from an earlier run), "
+            f"{f['levels']} levels of {f['tile']}-pixel {image} tiles, to {output}"
+        )
+        return
     from tilegen.tiles import cut_tiles
 
     index = cut_tiles(
-        store, output, tile, format, bits, region, level, overwrite, progress=progress
+        store, output, tile or 2048, format, bits, region, level, overwrite, progress=progress
     )
     typer.echo(
         f"wrote {index['rows'] * index['cols']} tiles ({index['rows']} rows x {index['cols']} "
