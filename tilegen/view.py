@@ -36,10 +36,19 @@ WEB = Path(__file__).resolve().parent / "web"
 STATIC, VENDOR = WEB / "static", WEB / "vendor"
 ORT_ENV = "TILEGEN_ORT_WEB"  # another folder holding onnxruntime-web's dist/ files
 HOST = "127.0.0.1"
-TYPES = {".mjs": "text/javascript", ".js": "text/javascript", ".wasm": "application/wasm",
-         ".json": "application/json", ".dzi": "application/xml", ".onnx": "application/octet-stream",
-         ".css": "text/css", ".html": "text/html; charset=utf-8", ".png": "image/png",
-         ".jpg": "image/jpeg", ".txt": "text/plain; charset=utf-8"}  # fmt: skip
+TYPES = {
+    ".mjs": "text/javascript",
+    ".js": "text/javascript",
+    ".wasm": "application/wasm",
+    ".json": "application/json",
+    ".dzi": "application/xml",
+    ".onnx": "application/octet-stream",
+    ".css": "text/css",
+    ".html": "text/html; charset=utf-8",
+    ".png": "image/png",
+    ".jpg": "image/jpeg",
+    ".txt": "text/plain; charset=utf-8",
+}
 
 
 def ort_web_dir() -> Path:
@@ -71,9 +80,16 @@ def _store_target(p: Path) -> Target:
     for lv in range(int(attrs.get("levels", 1))):
         arr = zarr_store.open_level(p, lv, "r", attrs.get("uid", ""))
         levels.append([int(arr.shape[1]), int(arr.shape[2])])
-    info = {"width": w, "height": h, "levels": levels, "tile": int(attrs.get("chunk", 512)),
-            "complete": bool(attrs.get("complete")), "seed": attrs.get("seed"),
-            "model": attrs.get("model"), "period": attrs.get("period")}  # fmt: skip
+    info = {
+        "width": w,
+        "height": h,
+        "levels": levels,
+        "tile": int(attrs.get("chunk", 512)),
+        "complete": bool(attrs.get("complete")),
+        "seed": attrs.get("seed"),
+        "model": attrs.get("model"),
+        "period": attrs.get("period"),
+    }
     return Target("store", p, info)
 
 
@@ -87,8 +103,13 @@ def _dzi_target(p: Path) -> Target:
     size = root.find("{*}Size")
     if size is None:
         raise UserError(f"{p} is not a DeepZoom descriptor (no Size)")
-    info = {"descriptor": p.name, "width": int(size.get("Width")), "height": int(size.get("Height")),
-            "tile": int(root.get("TileSize")), "format": root.get("Format")}  # fmt: skip
+    info = {
+        "descriptor": p.name,
+        "width": int(size.get("Width")),
+        "height": int(size.get("Height")),
+        "tile": int(root.get("TileSize")),
+        "format": root.get("Format"),
+    }
     return Target("dzi", p.parent, info, p.parent)
 
 
@@ -96,8 +117,13 @@ def _xyz_target(p: Path) -> Target:
     try:
         doc = json.loads((p / "tilejson.json").read_text())
         tg = doc["tilegen"]
-        info = {"width": int(tg["width"]), "height": int(tg["height"]), "tile": int(tg["tile_size"]),
-                "maxzoom": int(doc["maxzoom"]), "template": doc["tiles"][0]}  # fmt: skip
+        info = {
+            "width": int(tg["width"]),
+            "height": int(tg["height"]),
+            "tile": int(tg["tile_size"]),
+            "maxzoom": int(doc["maxzoom"]),
+            "template": doc["tiles"][0],
+        }
     except (OSError, ValueError, KeyError, IndexError, TypeError) as e:
         raise UserError(f"{p}/tilejson.json is not a tilegen xyz descriptor ({e})")
     return Target("xyz", p, info, p)
@@ -115,8 +141,9 @@ def _model_target(p: Path) -> Target:
             f"tilegen export {p} -o {p.with_name(p.stem + '_web.onnx')} --self-contained"
         )
     ort_web_dir()
-    return Target("model", p, {"contract": runtime_contract(info), "name": p.name,
-                               "bytes": p.stat().st_size})  # fmt: skip
+    return Target(
+        "model", p, {"contract": runtime_contract(info), "name": p.name, "bytes": p.stat().st_size}
+    )
 
 
 def resolve(path: str | os.PathLike) -> Target:
