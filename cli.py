@@ -388,6 +388,28 @@ def tiles(
     )
 
 
+@app.command()
+def view(
+    path: Annotated[
+        Path,
+        typer.Argument(help="A store, an xyz/dzi folder, or a self-contained .onnx model."),
+    ],
+    port: Annotated[int, typer.Option(help="Port on 127.0.0.1 (0: any free port).")] = 8765,
+    open_browser: Annotated[
+        bool, typer.Option("--open", help="Open the page in the default browser.")
+    ] = False,
+) -> None:
+    """Show a store or a tile folder as a zoomable map, or paint a model in the browser.
+
+    Serves a local page on 127.0.0.1 until Ctrl-C. A model must be the dynamic self-contained
+    form ('tilegen export MODEL -o WEB.onnx --self-contained'); its page needs onnxruntime-web
+    ('npm ci --prefix tilegen/web').
+    """
+    from tilegen.view import view as serve
+
+    serve(path, port, open_browser, log=typer.echo)
+
+
 # --- train, sample (the generator, Alg. 2) ----------------------------------------------------
 
 
