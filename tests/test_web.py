@@ -369,6 +369,23 @@ def test_browser_paints_the_models_tiles(browser, onnx_model, web_model):
         srv.close()
 
 
+def test_web_side_needs_no_torch(store, tmp_path):
+    """tiles --format and view run where torch cannot be imported."""
+    code = (
+        "import sys; sys.modules['torch'] = None; import cli; "
+        "sys.argv = ['tilegen'] + sys.argv[1:]; cli.main()"
+    )
+    import sys
+
+    r = subprocess.run([sys.executable, "-c", code, "tiles", str(store), "-o", str(tmp_path / "d"),
+                        "--format", "dzi", "--no-progress"], cwd=ROOT, capture_output=True,
+                       text=True, timeout=300)  # fmt: skip
+    assert r.returncode == 0 and (tmp_path / "d" / "image.dzi").is_file(), r.stderr
+    r = subprocess.run([sys.executable, "-c", code, "view", str(tmp_path / "nope")], cwd=ROOT,
+                       capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert r.returncode == 2 and "does not exist" in r.stderr and "Traceback" not in r.stderr
+
+
 def test_web_assets_are_small_and_licensed():
     """What the repository ships for the page: small files, OpenSeadragon with its licence."""
     vendored = WEB / "vendor" / "openseadragon"

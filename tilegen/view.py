@@ -138,7 +138,7 @@ def _model_target(p: Path) -> Target:
         what = "windowed" if info.form == "windowed" else "fixed-tile self-contained"
         raise UserError(
             f"{p} is a {what} model; the page needs the dynamic self-contained form: "
-            f"tilegen export {p} -o {p.with_name(p.stem + '_web.onnx')} --self-contained"
+            f"tilegen export {p} -o {p.stem}_web.onnx --self-contained"
         )
     ort_web_dir()
     return Target(

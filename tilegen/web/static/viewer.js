@@ -65,7 +65,8 @@ async function showPyramid(info) {
   const t0 = performance.now();
   const viewer = OpenSeadragon({
     element: div, tileSources: tileSource(info), showNavigationControl: false, drawer: "canvas",
-    visibilityRatio: 0.5, maxZoomPixelRatio: 8, immediateRender: true, blendTime: 0,
+    visibilityRatio: 0.5, maxZoomPixelRatio: 8, minPixelRatio: 0.75, immediateRender: true,
+    blendTime: 0,
     gestureSettingsMouse: { clickToZoom: false },
   });
   window.tilegen.viewer = viewer;
