@@ -282,6 +282,22 @@ def test_node_example_is_byte_exact(onnx_model, web_model, tmp_path):
     assert np.array_equal(read_png(tmp_path / "t.png"), want.transpose(1, 2, 0))
 
 
+def test_python_example_takes_the_dynamic_form(onnx_model, web_model, tmp_path):
+    import sys
+
+    out = tmp_path / "p.png"
+    args = [sys.executable, ROOT / "examples" / "plain_onnxruntime.py", web_model, out]
+    args += ["--seed", 9, "--origin", -8, 2**31 + 3, "--size", 24, 40, "--tiles", 2, 1]
+    args += ["--period", 32, 64]
+    r = subprocess.run(list(map(str, args)), capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and "periodic" in r.stdout, r.stderr
+    info = open_model(onnx_model).info
+    want = quantize_planar(
+        render_tile(onnx_model, 9, -8, 2**31 + 3, 48, 40, (32, 64)), info, "uint8"
+    )
+    assert np.array_equal(read_png(out), want.transpose(1, 2, 0))
+
+
 # --- in a real browser ------------------------------------------------------------------------
 
 needs_chromium = pytest.mark.skipif(_no_chromium() is not None, reason=str(_no_chromium()))
