@@ -14,6 +14,7 @@
 // fixed-tile form takes seed, y0, x0 and its contract is in MODEL.onnx.json beside it.
 
 import { readFileSync, writeFileSync } from "node:fs";
+import { pathToFileURL } from "node:url";
 import { deflateSync } from "node:zlib";
 import * as ort from "onnxruntime-node";
 
@@ -119,7 +120,7 @@ async function main() {
   console.log(`wrote ${args.output}: ${H}x${W} ${contract.channels}, seed ${args.seed}, ${rows}x${cols} tiles of ${th}x${tw}${periodic}`);
 }
 
-if (import.meta.url === `file://${process.argv[1]}`) {
+if (import.meta.url === pathToFileURL(process.argv[1]).href) {
   main().catch((e) => {
     console.error(`error: ${e.message}`);
     process.exit(2);

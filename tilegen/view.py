@@ -255,6 +255,9 @@ class Handler(BaseHTTPRequestHandler):
             pass
         except (BrokenPipeError, ConnectionResetError):
             return None
+        except Exception as e:  # e.g. a damaged shard: the page shows a missing tile, no traceback
+            msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+            return self._send(msg.encode(), "text/plain", HTTPStatus.INTERNAL_SERVER_ERROR)
         self._send(b"not found", "text/plain", HTTPStatus.NOT_FOUND)
 
 
