@@ -171,7 +171,7 @@ def first_view(store: Path) -> None:
             )
             info = page.evaluate("window.tilegen.info")
         print(
-            f"view {store} ({info['width']}x{info['height']}, {len(info['levels'])} levels): "
+            f"view {store} ({info['width']}x{info['height']}, {info['kind']}): "
             f"server up in {t_server:.2f} s, first view drawn {ms / 1000:.2f} s after navigation "
             f"(1280x800): {t_server + ms / 1000:.2f} s in all"
         )
