@@ -335,8 +335,18 @@ def generate(
 def tiles(
     store: Annotated[Path, typer.Argument(help="A store written by 'tilegen generate'.")],
     output: Annotated[Path, typer.Option("-o", "--output", help="Folder for the tiles.")],
-    tile: Annotated[int, typer.Option(help="Tile side in pixels.")] = 2048,
-    format: Annotated[str, typer.Option("--format", help="png, tif or jpg.")] = "png",
+    tile: Annotated[
+        int | None, typer.Option(help="Tile side in pixels [default: 2048; xyz/dzi: 256].")
+    ] = None,
+    format: Annotated[
+        str,
+        typer.Option(
+            "--format",
+            help="png, tif or jpg: numbered tiles; xyz or dzi: a web-map pyramid (Leaflet, "
+            "OpenLayers, OpenSeadragon, 'tilegen view').",
+        ),
+    ] = "png",
+    image: Annotated[str, typer.Option(help="xyz/dzi tiles: png or jpg.")] = "png",
     bits: Annotated[
         int | None, typer.Option(help="8 or 16 bits per channel (default: the store's).")
     ] = None,
@@ -348,20 +358,56 @@ def tiles(
     overwrite: Annotated[bool, typer.Option(help="Replace tiles already in the folder.")] = False,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
 ) -> None:
-    """Cut a store (or a region of it) into numbered tiles for engines and map tools.
+    """Cut a store (or a region of it) into numbered tiles for engines and map tools, or into a
+    web-map pyramid.
 
-    Files are DIR/tile_r{row}_c{col}.png, row-major from the top-left, zero-padded, edge tiles
-    smaller; DIR/tiles.json maps each file to its pixels.
+    Numbered: DIR/tile_r{row}_c{col}.png, row-major from the top-left, zero-padded, edge tiles
+    smaller; DIR/tiles.json maps each file to its pixels. xyz: DIR/{z}/{x}/{y}.png and
+    DIR/tilejson.json; dzi: DIR/image.dzi and DIR/image_files/. Web pyramids come from the
+    store's own pyramid, stream, and resume when rerun.
     """
+    from tilegen.webtiles import WEB_FORMATS, write_web_tiles
+
+    if format in WEB_FORMATS:
+        if region or level or bits:
+            raise UserError(f"--region, --level and --bits are for numbered tiles, not {format}")
+        f = write_web_tiles(store, output, format, image, tile or 256, overwrite, progress=progress)
+        typer.echo(
+            f"wrote {f['written']} {format} tiles ({f['kept']} kept from an earlier run), "
+            f"{f['levels']} levels of {f['tile']}-pixel {image} tiles, to {output}"
+        )
+        return
     from tilegen.tiles import cut_tiles
 
     index = cut_tiles(
-        store, output, tile, format, bits, region, level, overwrite, progress=progress
+        store, output, tile or 2048, format, bits, region, level, overwrite, progress=progress
     )
     typer.echo(
         f"wrote {index['rows'] * index['cols']} tiles ({index['rows']} rows x {index['cols']} "
         f"columns, {index['bits']}-bit {format}) to {output}"
     )
+
+
+@app.command()
+def view(
+    path: Annotated[
+        Path,
+        typer.Argument(help="A store, an xyz/dzi folder, or a self-contained .onnx model."),
+    ],
+    port: Annotated[int, typer.Option(help="Port on 127.0.0.1 (0: any free port).")] = 8765,
+    open_browser: Annotated[
+        bool, typer.Option("--open", help="Open the page in the default browser.")
+    ] = False,
+) -> None:
+    """Show a store or a tile folder as a zoomable map, or paint a model in the browser.
+
+    Serves a local page on 127.0.0.1 until Ctrl-C. A model must be the dynamic self-contained
+    form ('tilegen export MODEL -o WEB.onnx --self-contained'); its page needs onnxruntime-web
+    ('npm ci --prefix tilegen/web').
+    """
+    from tilegen.view import view as serve
+
+    serve(path, port, open_browser, log=typer.echo)
 
 
 # --- train, sample (the generator, Alg. 2) ----------------------------------------------------
@@ -629,25 +675,35 @@ def _parse_period(text: str | None) -> tuple[int, int] | None:
 
 @app.command("export")
 def export_cmd(
-    model: Annotated[Path, typer.Argument(help="A trained model (.pt from 'tilegen train').")],
+    model: Annotated[
+        Path,
+        typer.Argument(
+            help="A trained model (.pt from 'tilegen train'), or a windowed .onnx to wrap into "
+            "the --self-contained form (no torch needed)."
+        ),
+    ],
     output: Annotated[Path, typer.Option("-o", "--output", help="The .onnx file to write.")],
     self_contained: Annotated[
         bool,
         typer.Option(
             "--self-contained",
-            help="Compute the noise inside the graph: inputs seed, y0, x0 (int64), output one "
-            "--tile sized tile. Default: the windowed form the tiler reads.",
+            help="Compute the noise inside the graph: inputs seed, y0, x0, height, width, "
+            "period_y, period_x (int64 scalars); with --tile, inputs seed, y0, x0 and a fixed "
+            "tile. Default: the windowed form the tiler reads.",
         ),
     ] = False,
     tile: Annotated[
         tuple[int, int] | None,
-        typer.Option(help="Tile height and width of the self-contained form.", metavar="H W"),
+        typer.Option(
+            help="Fix the self-contained form's tile height and width (default: inputs).",
+            metavar="H W",
+        ),
     ] = None,
     period: Annotated[
         str | None,
         typer.Option(
-            help="Self-contained form only: make the texture periodic with period P (or PYxPX) "
-            "output pixels, multiples of the model's stride.",
+            help="With --tile: make the texture periodic with period P (or PYxPX) output "
+            "pixels, multiples of the model's stride.",
             metavar="P",
         ),
     ] = None,
@@ -657,21 +713,36 @@ def export_cmd(
     """Export a trained generator to ONE self-describing .onnx file and verify it against torch.
 
     The file is written only when onnxruntime matches torch within 1e-4 (and, for
-    --self-contained, the tiler's tiles within 1e-6); otherwise exit code 2.
+    --self-contained, the tiler's tiles within 1e-6); otherwise exit code 2. MODEL.onnx.json
+    beside it holds the contract for runtimes that cannot read ONNX metadata.
     """
     from dataclasses import replace
-
-    from export.onnx_export import export_verified
-    from tilegen.contract import ModelInfo
-    from train.checkpoint import load_generator
 
     check_output(output, overwrite)
     if (tile or period) and not self_contained:
         raise UserError("--tile and --period belong to --self-contained")
-    if self_contained and tile is None:
-        raise UserError("--self-contained needs --tile H W (the size of the tile it returns)")
+    if period and tile is None:
+        raise UserError("--period needs --tile H W: the dynamic form takes period_y, period_x")
     if opset < 18:
         raise UserError(f"--opset {opset}: tilegen exports opset 18 or newer")
+    tile = check_size(tile) if tile else None
+    if model.suffix.lower() == ".onnx":
+        from export.onnx_export import wrap_verified
+
+        if not self_contained:
+            raise UserError(f"{model} is already an .onnx file: add --self-contained to wrap it")
+        proto, report = wrap_verified(
+            model, output, tile, _parse_period(period), overwrite=overwrite
+        )
+        typer.echo(
+            f"wrote {output} (self-contained, {output.stat().st_size:,} bytes) and "
+            f"{output}.json; tiles vs the tiler's, max |diff| {report.max_diff:.3g}"
+        )
+        return
+    from export.onnx_export import export_verified
+    from tilegen.contract import ModelInfo
+    from train.checkpoint import load_generator
+
     gen, meta = load_generator(model, "cpu")
     cfg = gen.cfg
     extra = ("iterations", "final_loss", "exemplar_shape")
@@ -686,13 +757,12 @@ def export_cmd(
         training=training,
     )
     if self_contained:
-        info = replace(info, form="self-contained", tile=check_size(tile),
-                       period=_parse_period(period))  # fmt: skip
+        info = replace(info, form="self-contained", tile=tile, period=_parse_period(period))
     proto, report = export_verified(gen, info, output, opset=opset, overwrite=overwrite)
     size = output.stat().st_size
     typer.echo(
-        f"wrote {output} ({info.form}, {size:,} bytes, opset {opset}, IR {proto.ir_version}); "
-        f"onnxruntime vs torch, max |diff| {report.max_diff:.3g}:"
+        f"wrote {output} ({info.form}, {size:,} bytes, opset {opset}, IR {proto.ir_version}) "
+        f"and {output}.json; onnxruntime vs torch, max |diff| {report.max_diff:.3g}:"
     )
     for line in report.lines():
         typer.echo(line)

@@ -27,8 +27,6 @@ from tilegen.contract import FORMAT_VERSION, PREFIX, ModelInfo, from_metadata
 from tilegen.errors import UserError
 from tilegen.windows import axis_window, level_periods
 
-WINDOWED_OUT = ["image"]
-SELF_CONTAINED_IN = ["seed", "y0", "x0"]
 REFERENCE_TILE = 1024  # output tile the per-megapixel cost is quoted at (window halo included)
 
 
@@ -47,7 +45,7 @@ def _one_line(e: BaseException) -> str:
 
 
 def expected_inputs(info: ModelInfo) -> list[str]:
-    return SELF_CONTAINED_IN if info.form == "self-contained" else info.input_names()
+    return info.graph_inputs()
 
 
 def load(path: str | os.PathLike) -> Inspected:
@@ -75,10 +73,10 @@ def load(path: str | os.PathLike) -> Inspected:
         raise UserError(f"{p} is a damaged ONNX model ({_one_line(e)}): re-export it")
     ins = [i.name for i in proto.graph.input]
     outs = [o.name for o in proto.graph.output]
-    if ins != expected_inputs(info) or outs != WINDOWED_OUT:
+    if ins != expected_inputs(info) or outs != info.graph_outputs():
         raise UserError(
             f"{p}: graph inputs {ins} / outputs {outs} do not match its {info.form!r} metadata "
-            f"({expected_inputs(info)} / {WINDOWED_OUT}): re-export the model"
+            f"({expected_inputs(info)} / {info.graph_outputs()}): re-export the model"
         )
     meta = {k: v for k, v in props.items() if k.startswith(PREFIX)}
     return Inspected(str(p), proto, info, meta)
@@ -335,7 +333,9 @@ def format_text(d: dict) -> str:
             f"{lv['convs']:>5}  {lv['params']:>7,}  {_g(lv['macs_per_mp_tile']):>14}  "
             f"{_g(lv['macs_per_mp_large']):>15}"
         )
-    if d["form"] == "self-contained" and [t["height"], t["width"]] != d["model_tile"]:
+    if d["form"] == "self-contained" and d["model_tile"] is None:
+        lines.append("dynamic tile size: inputs height, width; period_y, period_x (0: none)")
+    elif d["form"] == "self-contained" and [t["height"], t["width"]] != d["model_tile"]:
         mh, mw = d["model_tile"]
         lines.append(f"note: this file returns {mh}x{mw} tiles; the windows above are for the "
                      f"{t['height']}x{t['width']} tile asked for")  # fmt: skip

@@ -57,7 +57,7 @@ def cut_tiles(
     store = Path(store)
     zarr_store.read_attrs(store)  # a one-line error for anything that is not a tilegen store
     if fmt not in FORMATS:
-        raise UserError(f"--format {fmt}: use png, tif or jpg")
+        raise UserError(f"--format {fmt}: use png, tif or jpg (or xyz, dzi for web maps)")
     if tile < 1:
         raise UserError(f"--tile {tile}: must be positive")
     arr = zarr_store.open_level(store, level, "r")
