@@ -54,6 +54,7 @@ from train.generator import (
     recalibrate_batchnorm,
     sample_tile,
     training_noise,
+    unit_variance_init,
     with_projection,
 )
 from train.patch_ot import (
@@ -84,6 +85,10 @@ class TrainConfig:
     # iterations, shorter early on) instead of Adam's last iterate. Off by default: 0.995 did
     # not improve the grass model (tilegen/assets/MODELS.md).
     ema: float = 0.0
+    # norm=batch: for this last fraction of the iterations BatchNorm uses fixed statistics
+    # (re-estimated once when the phase starts), so the weights the run ends with were trained
+    # as the function inference computes, and nothing is re-estimated after the loop.
+    freeze: float = 0.2
     # J > 0: after training, end the model with a patch projection onto J exemplar patches, its
     # potentials fitted to the model's samples (fit_projection); 0: the network alone.
     projection: int = 2000
@@ -108,6 +113,7 @@ class TrainConfig:
         ot.setdefault("loss_psi_step", False)  # checkpoints from before these existed: off
         d.setdefault("ema", 0.0)
         d.setdefault("projection", 0)  # checkpoints from before it existed
+        d.setdefault("freeze", 0.0)
         ot = OTConfig(**ot)
         return cls(**d, gen=gen, ot=ot)
 
@@ -150,6 +156,8 @@ def check_config(exemplar_hw: tuple[int, int], cfg: TrainConfig) -> None:
         raise UserError("a patch projection needs --levels 2 or more (its grid follows theirs)")
     if cfg.ot.scales < 1 or cfg.ot.n_target < 1 or not (cfg.lr > 0 and math.isfinite(cfg.lr)):
         raise UserError("--scales, --targets and --lr must be positive")
+    if not 0.0 <= cfg.freeze <= 1.0:
+        raise UserError(f"--freeze {cfg.freeze}: use a fraction of the run between 0 and 1")
     if not 0.0 <= cfg.ema < 1.0:
         raise UserError(f"--ema {cfg.ema}: use 0 (keep the last weights) or a decay below 1")
     need = min_size(cfg.ot)
@@ -164,6 +172,13 @@ def check_config(exemplar_hw: tuple[int, int], cfg: TrainConfig) -> None:
             f"--size {cfg.size} is too small for {cfg.ot.scales} scales of {cfg.ot.patch}x"
             f"{cfg.ot.patch} patches: use at least {need} or fewer --scales"
         )
+
+
+def freeze_start(cfg: TrainConfig) -> int:
+    """The first iteration with frozen BatchNorm statistics (past the run: never)."""
+    if cfg.gen.norm != "batch" or cfg.freeze <= 0:
+        return cfg.iters + 1
+    return cfg.iters - int(round(cfg.freeze * cfg.iters)) + 1
 
 
 def learning_rate(cfg: TrainConfig, it: int) -> float:
@@ -183,10 +198,13 @@ def crop_training(cfg: GeneratorConfig, out: torch.Tensor, size: int) -> torch.T
 
 
 def new_generator(cfg: GeneratorConfig, seed: int, device: torch.device) -> TextureGenerator:
-    """A freshly initialised generator; the initial weights depend only on `seed`."""
+    """A freshly initialised generator; the initial weights depend only on `seed` (random init,
+    then unit-variance scaling on noise drawn from `seed` too)."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        return TextureGenerator(cfg).to(device)
+        model = TextureGenerator(cfg)
+        noise = training_noise(cfg, 2, 128, torch.Generator().manual_seed(seed))
+        return unit_variance_init(model, noise).to(device)
 
 
 def eval_noise(cfg: TrainConfig, count: int, seed: int) -> Iterator[list[torch.Tensor]]:
@@ -233,11 +251,14 @@ def train(
     if resume is not None:
         start, history = restore(resume, cfg, exemplar, model, opt, ot_loss, rng, ema)
 
-    model.train()
+    frozen_from = freeze_start(cfg)
+    model.train(start < frozen_from)  # a resumed frozen phase keeps its saved statistics
     last_good = start
     for it in range(start + 1, cfg.iters + 1):
         for group in opt.param_groups:
             group["lr"] = learning_rate(cfg, it)
+        if it == frozen_from:  # BatchNorm: population statistics from here on, fixed
+            recalibrate_batchnorm(model, eval_noise(cfg, cfg.bn_samples, cfg.seed + 1))
         noise = [z.to(device) for z in training_noise(gcfg, cfg.batch, cfg.size, rng)]
         image = crop_training(gcfg, model(*noise), cfg.size)
         ot_loss.fit_potentials(image.detach())
@@ -281,13 +302,14 @@ def train(
         with torch.no_grad():
             for name, p in model.named_parameters():
                 p.copy_(ema[name])
-    # One noise sample through the model as trained (training mode; with BatchNorm that is the
-    # batch's own statistics) and, below, through the folded inference-mode model.
+    # One noise sample through the model as it was trained at the end (BatchNorm: the batch's
+    # own statistics, or the frozen ones) and, below, through the folded inference-mode model.
     z = next(eval_noise(replace(cfg, size=2 * cfg.size), 1, cfg.seed + 2))
+    frozen = frozen_from <= cfg.iters
     with torch.no_grad():
-        train_sample = crop_training(gcfg, model.train()(*z), 2 * cfg.size).clone()
+        train_sample = crop_training(gcfg, model.train(not frozen)(*z), 2 * cfg.size).clone()
 
-    if gcfg.norm == "batch":  # batch statistics -> population statistics, then fold
+    if gcfg.norm == "batch" and not frozen:  # batch -> population statistics, then fold
         recalibrate_batchnorm(model, eval_noise(cfg, cfg.bn_samples, cfg.seed + 1))
     fold(model)
     with torch.no_grad():
