@@ -37,7 +37,7 @@ import torch
 
 from tilegen import __version__
 from tilegen.contract import ModelInfo, from_metadata, to_metadata
-from tilegen.errors import UserError
+from tilegen.errors import UserError, one_line
 from tilegen.model import noise_feeds
 from train.generator import TextureGenerator, fold, is_folded, sample_tile
 
@@ -69,12 +69,6 @@ def bn_nodes(proto: onnx.ModelProto) -> list[str]:
     """Names of BatchNormalization nodes (must be none), functions included."""
     nodes = list(proto.graph.node) + [n for f in proto.functions for n in f.node]
     return [n.name or n.output[0] for n in nodes if n.op_type == "BatchNormalization"]
-
-
-def _one_line(e: BaseException) -> str:
-    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
-    line = lines[0] if lines else type(e).__name__
-    return line if len(line) <= 200 else line[:197] + "..."
 
 
 def _clean(proto: onnx.ModelProto, info: ModelInfo, opset: int) -> onnx.ModelProto:
@@ -138,7 +132,7 @@ def torch_to_onnx(model: TextureGenerator, info: ModelInfo, opset: int = DEFAULT
                 verbose=False,
             )
     except Exception as e:  # torch.export / onnxscript raise many types
-        raise UserError(f"torch could not export the generator to ONNX: {_one_line(e)}")
+        raise UserError(f"torch could not export the generator to ONNX: {one_line(e)}")
     finally:
         quiet.setLevel(level)
     proto = _clean(program.model_proto, info, opset)

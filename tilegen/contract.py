@@ -32,6 +32,7 @@ from tilegen.windows import Arch
 
 FORMAT_VERSION = 1
 PREFIX = "tilegen."
+SELF_CONTAINED_INPUTS = ("seed", "y0", "x0")  # int64 scalars of the self-contained form
 
 
 @dataclass
@@ -49,6 +50,7 @@ class ModelInfo:
     version: str = __version__
 
     def input_names(self) -> list[str]:
+        """The windowed graph's inputs z0..z{K-1} (self-contained: SELF_CONTAINED_INPUTS)."""
         return [f"z{k}" for k in range(self.arch.levels)]
 
 

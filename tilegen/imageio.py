@@ -13,11 +13,15 @@ from pathlib import Path
 
 import numpy as np
 import png  # pypng
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
-from tilegen.errors import UserError
+from tilegen import memory
+from tilegen.errors import UserError, one_line, os_error_text
 
-Image.MAX_IMAGE_PIXELS = None  # our own outputs can be large; exemplars are checked by size
+# Deliberate: Pillow refuses (DecompressionBombError) images above twice this many pixels and
+# warns above it; read_image refuses above it from the header alone, and checks the memory the
+# decoded image needs, before decoding anything.
+Image.MAX_IMAGE_PIXELS = memory.MAX_PIXELS
 
 
 def _png_bitdepth(path: Path) -> int:
@@ -55,17 +59,66 @@ def _from_pil(im: Image.Image) -> np.ndarray:
     return out if out.ndim == 3 else out[:, :, None]
 
 
+def image_header(path: Path) -> tuple[int, int, int, int, int]:
+    """(height, width, channels, bytes per sample, frames) from the file's header, no decoding."""
+    if path.suffix.lower() in (".tif", ".tiff"):
+        import tifffile
+
+        with tifffile.TiffFile(path) as tif:
+            series = tif.series[0]
+            shape, dtype = series.shape, series.dtype
+        if len(shape) not in (2, 3):
+            raise UserError(
+                f"cannot read image {path}: its pixels have shape {tuple(shape)}; use a 2-D "
+                "image with 1 to 4 channels (not a stack or a volume)"
+            )
+        if dtype.kind not in "uif":
+            raise UserError(f"cannot read image {path}: {dtype} samples; use integers or floats")
+        c = shape[2] if len(shape) == 3 else 1
+        return shape[0], shape[1], c, dtype.itemsize, 1
+    limit, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None  # a header is no bomb: we
+    try:  # compare its size with the limit ourselves, for a clearer message
+        im = Image.open(path)
+    finally:
+        Image.MAX_IMAGE_PIXELS = limit
+    with im:
+        w, h = im.size
+        sample = 2 if im.mode.startswith("I;16") else 4 if im.mode in ("I", "F") else 1
+        return h, w, max(3, len(im.getbands())), sample, getattr(im, "n_frames", 1)
+
+
 def read_image(path: str | os.PathLike) -> np.ndarray:
-    """An image as float32 (H, W, C) in [0, 1], C in {1, 2, 3, 4}; UserError if unreadable."""
+    """An image as float32 (H, W, C) in [0, 1], C in {1, 2, 3, 4}; UserError if unreadable.
+
+    The header is read first: an image above memory.MAX_PIXELS, one whose decoded pixels would
+    not fit in memory, or an animated one is refused before anything is decoded. The EXIF
+    orientation of a photo is applied; NaN or infinite samples (float TIFF) are refused."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"cannot read image {path}: no such file")
     try:
+        h, w, c, sample, frames = image_header(path)
+        if h * w > memory.MAX_PIXELS:
+            raise UserError(
+                f"{path} declares {w}x{h} pixels ({h * w / 1e6:.0f} MP), more than tilegen reads "
+                f"({memory.MAX_PIXELS / 1e6:.0f} MP): use a smaller image"
+            )
+        if frames > 1:
+            raise UserError(
+                f"{path} is animated ({frames} frames): save the frame you want as a PNG"
+            )
+        memory.require(
+            memory.decode_bytes(h, w, c, sample), f"reading {path} ({w}x{h})", "use a smaller image"
+        )
         if path.suffix.lower() in (".tif", ".tiff"):
             import tifffile
 
             arr = tifffile.imread(path)
             arr = arr if arr.ndim == 3 else arr[:, :, None]
+            if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+                raise UserError(
+                    f"{path} holds NaN or infinite values: tilegen needs finite pixel values"
+                )
             scale = np.iinfo(arr.dtype).max if arr.dtype.kind in "ui" else 1.0
             out = arr.astype(np.float32) / scale
         elif _png_bitdepth(path) == 16:
@@ -73,9 +126,13 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
         else:
             with Image.open(path) as im:
                 im.load()
+                im = ImageOps.exif_transpose(im)  # a photo taken sideways reads upright
                 out = _from_pil(im)
-    except (UnidentifiedImageError, OSError, ValueError, png.Error) as e:
-        raise UserError(f"cannot read image {path}: {e}. Use a PNG, JPEG or TIFF file")
+    except UserError:
+        raise
+    except (UnidentifiedImageError, OSError, ValueError, png.Error, Image.DecompressionBombError,
+            MemoryError, KeyError, IndexError, TypeError, SyntaxError) as e:  # fmt: skip
+        raise UserError(f"cannot read image {path}: {one_line(e)}. Use a PNG, JPEG or TIFF file")
     # Drop alpha that is fully opaque: it would only cost a channel.
     if out.shape[2] in (2, 4) and np.all(out[:, :, -1] >= 1.0):
         out = out[:, :, :-1]
@@ -99,9 +156,9 @@ def write_image(path: str | os.PathLike, img: np.ndarray, bits: int = 8) -> None
     q = img if img.dtype in (np.uint8, np.uint16) else quantize(img, bits)
     bits = 16 if q.dtype == np.uint16 else 8
     suffix = path.suffix.lower()
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".partial")
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         if suffix in (".tif", ".tiff"):
             import tifffile
 
@@ -122,11 +179,17 @@ def write_image(path: str | os.PathLike, img: np.ndarray, bits: int = 8) -> None
             raise UserError(f"{path}: unknown image type {suffix!r}; use .png, .tif or .jpg")
         os.replace(tmp, path)
     except OSError as e:
-        tmp.unlink(missing_ok=True)
-        raise UserError(f"cannot write {path}: {e.strerror or e}")
+        raise UserError(os_error_text(e, path))
     finally:
-        if tmp.exists():
-            tmp.unlink()
+        remove_quietly(tmp)
+
+
+def remove_quietly(path: Path) -> None:
+    """Delete a temporary file if it is there; a folder we cannot write keeps it (no error)."""
+    try:
+        path.unlink(missing_ok=True)
+    except OSError:
+        pass
 
 
 def pixels_sha256(img: np.ndarray) -> str:

@@ -20,6 +20,7 @@ import os
 import sys
 import threading
 import time
+import warnings
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from itertools import islice
@@ -27,8 +28,9 @@ from pathlib import Path
 
 import numpy as np
 
-from tilegen import zarr_store
-from tilegen.errors import Interrupted, UserError
+from tilegen import memory, zarr_store
+from tilegen.errors import Interrupted, UserError, os_error_text
+from tilegen.grid import grid_shape, tiles
 from tilegen.model import file_sha256, open_model, render_region
 
 LOCAL_SCHEDULERS = ("threads", "processes", "local", "sync")
@@ -207,6 +209,9 @@ class DistributedRunner:
             raise UserError("dask.distributed is not installed: pip install distributed")
         self.cluster = None
         if address is None:
+            # The scheduler's HTTP server falls back to a free port when 8787 is taken (another
+            # cluster, a notebook): nothing the user must act on, so no 4-line warning.
+            warnings.filterwarnings("ignore", message="Port .* is already in use")
             self.cluster = LocalCluster(
                 n_workers=workers,
                 threads_per_worker=threads,
@@ -414,27 +419,29 @@ def generate(cfg: GenerateConfig) -> Summary:
         channel_names=info.channels,
     )
     name = Path(model_path).stem
+    check_disk(store_path, spec.raw_bytes(), "the store")
     state = zarr_store.prepare(store_path, spec, name, cfg.overwrite)
     uid = zarr_store.read_attrs(store_path).get("uid", "")
     levels = len(spec.level_shapes())
-    todo = []
-    done_before = total = 0
-    for level in range(levels):
-        done = zarr_store.done_regions(store_path, spec, level) if state != "new" else set()
-        regions = spec.shard_regions(level)
-        total += len(regions)
-        done_before += sum((y, x) in done for y, x, _, _ in regions)
-        todo.append([Job(level, *r) for r in regions if (r[0], r[1]) not in done])
-    n_todo = sum(len(t) for t in todo)
+    # Planned lazily: counts are arithmetic and jobs are generated, so the plan of a store of
+    # 10^12 shards costs what the shards already written cost.
+    done = [zarr_store.done_regions(store_path, spec, lv) if state != "new" else set()
+            for lv in range(levels)]  # fmt: skip
+    total = sum(spec.shard_count(lv) for lv in range(levels))
+    done_before = sum(len(d) for d in done)
+    left = [spec.shard_count(lv) - len(done[lv]) for lv in range(levels)]
+    todo = [_jobs(spec, lv, done[lv]) for lv in range(levels)]
+    n_todo = sum(left)
     providers: set[str] = set()
     summary = Summary(state, total, done_before, 0, 0.0, 0.0, providers, "", None, levels)
     if n_todo == 0:
-        zarr_store.mark_complete(store_path, spec, name)
-        summary.state = "complete"
+        if state != "complete":
+            mark_complete(store_path, spec, name, total)
         summary.seconds = time.perf_counter() - t_start
         return summary
 
-    runner, ort = _make_runner(cfg, max(len(todo[0]), 1))
+    runner, ort = _make_runner(cfg, max(left[0], 1))
+    check_task_memory(cfg, spec, model, runner, ort)
     summary.scheduler, summary.ort_threads = runner.describe(), ort
     if state == "resume":
         cfg.log(f"resuming {cfg.output}: {done_before} of {total} shards already written")
@@ -470,9 +477,8 @@ def generate(cfg: GenerateConfig) -> Summary:
         return on_done
 
     try:
-        level0 = spec.shard_regions(0)
-        px_total = sum(r[2] * r[3] for r in level0)
-        px_left = sum(j.pixels for j in todo[0])
+        px_total = h * w
+        px_left = px_total - sum(_region_pixels(spec, 0, y, x) for y, x in done[0])
         t0 = time.perf_counter()
         bar = Progress(px_total, px_total - px_left, "render", cfg.progress)
         try:
@@ -480,9 +486,12 @@ def generate(cfg: GenerateConfig) -> Summary:
         finally:
             bar.close()
         summary.megapixels, summary.seconds = px_left / 1e6, time.perf_counter() - t0
-        pyr_jobs = [j for level in todo[1:] for j in level]
-        if pyr_jobs:
-            bar = Progress(sum(j.pixels for j in pyr_jobs), 0, "pyramid", cfg.progress)
+        if sum(left[1:]):
+            pyr_px = sum(a * b for a, b in spec.level_shapes()[1:])
+            pyr_done = sum(
+                _region_pixels(spec, lv, *r) for lv in range(1, levels) for r in done[lv]
+            )
+            bar = Progress(pyr_px, pyr_done, "pyramid", cfg.progress)
             try:
                 for level_jobs in todo[1:]:  # each level needs the one above it finished
                     runner.run(pyramid_shard, task_cfg, level_jobs, done_cb(bar))
@@ -509,8 +518,64 @@ def generate(cfg: GenerateConfig) -> Summary:
             f"interrupted: {kept} of {total} shards of {cfg.output} are written; rerun the "
             "same command to finish (the result is the same)"
         )
-    zarr_store.mark_complete(store_path, spec, name)
+    mark_complete(store_path, spec, name, total)
     return summary
+
+
+def _jobs(spec: zarr_store.StoreSpec, level: int, done: set[tuple[int, int]]) -> Iterator[Job]:
+    return (Job(level, *r) for r in spec.shard_regions(level) if (r[0], r[1]) not in done)
+
+
+def _region_pixels(spec: zarr_store.StoreSpec, level: int, y: int, x: int) -> int:
+    h, w = spec.level_shapes()[level]
+    sh, sw = spec.level_shard(level)
+    return min(sh, h - y) * min(sw, w - x)
+
+
+def mark_complete(store_path: str, spec: zarr_store.StoreSpec, name: str, total: int) -> None:
+    """The last write of a run: until it succeeds the store is not "complete" (a rerun does it)."""
+    try:
+        zarr_store.mark_complete(store_path, spec, name)
+    except OSError as e:
+        raise UserError(
+            f"{os_error_text(e, store_path)}; all {total} shards are written, only the mark "
+            "'complete' is missing: rerun the same command to finish"
+        )
+
+
+def check_disk(path: str, raw_bytes: int, what: str) -> None:
+    """Refuse an output that could not fit on its disk even compressed 8:1 (textures are
+    noise-like and compress far less)."""
+    free = memory.disk_free(path)
+    if raw_bytes / 8 > free:
+        raise UserError(
+            f"{what} would hold {memory.fmt(raw_bytes)} of pixels and {path} has "
+            f"{memory.fmt(free)} free: choose a smaller --size or another disk"
+        )
+
+
+def task_bytes(spec_shard: tuple[int, int], channels: int, itemsize: int, tile: int) -> int:
+    """What one task holds: its shard (quantised, then encoded: about 3 copies) and one
+    evaluation's activations (about 256 bytes per pixel of a tile with its halo)."""
+    sh, sw = spec_shard
+    return 3 * sh * sw * channels * itemsize + 256 * (tile + 64) ** 2
+
+
+def check_task_memory(cfg: GenerateConfig, spec, model, runner, ort) -> None:
+    """generate streams: memory is per task, whatever the output's size. Say so, and refuse
+    when the tasks running at once would not fit."""
+    itemsize = 1 if spec.dtype == "uint8" else 2
+    per_task = task_bytes(spec.level_shard(0), spec.channels, itemsize, cfg.tile or model.tile)
+    at_once = getattr(runner, "workers", 1)
+    at_once = at_once if isinstance(at_once, int) else len(at_once)
+    need = per_task * max(1, at_once)
+    remote = isinstance(runner, DistributedRunner) and runner.cluster is None
+    cfg.log(
+        f"streaming {spec.height}x{spec.width} in {spec.shard_count(0)} shards: about "
+        f"{memory.fmt(per_task)} per task, {memory.fmt(need)} for {at_once} at once"
+    )
+    if not remote:  # a remote cluster's memory is its workers'
+        memory.require(need, "generate", "use a smaller --shard or fewer --workers/--threads")
 
 
 # --- single-file outputs (PNG, TIFF) -----------------------------------------------------------
@@ -557,11 +622,22 @@ def generate_image(cfg: GenerateConfig) -> Summary:
     model_path = str(Path(cfg.model).resolve())
     parallel = 1 if cfg.scheduler == "sync" else (cfg.threads or cores())
     tile = cfg.tile or TIFF_TILE
-    regions = list(_grid(h, w, tile))
+    rows, cols = grid_shape(0, 0, h, w, tile)
+    regions = [t[2:] for t in tiles(0, 0, h, w, tile)] if rows * cols < 1 << 20 else None
+    if regions is None:
+        raise UserError(
+            f"{h}x{w} is too large for one image file: write a .zarr store (it streams)"
+        )
     tasks, ort = plan_threads(len(regions), parallel)
     model = open_model(model_path, ort, cfg.device)
     period = effective_period(model, cfg.period)
     bits = 8 if cfg.dtype == "uint8" else 16
+    c = model.info.out_channels
+    raw = h * w * c * (bits // 8)
+    check_disk(str(out), raw * 8, str(out))  # written uncompressed or nearly so
+    tiled = suffix in (".tif", ".tiff") and mp > TIFF_STRIPE_MP
+    held = tasks * task_bytes((tile, tile), c, bits // 8, tile) + (0 if tiled else 3 * raw)
+    memory.require(held, f"writing {out.name} ({h}x{w})", "write a .zarr store (it streams)")
     cfg.log(
         f"{h}x{w} {cfg.dtype}, seed {cfg.seed}{', periodic' if period else ''}; "
         f"{tasks} threads, onnxruntime {model.providers[0]}, {ort} intra-op threads each"
@@ -576,7 +652,7 @@ def generate_image(cfg: GenerateConfig) -> Summary:
     from tilegen.imageio import write_image
 
     try:
-        if suffix in (".tif", ".tiff") and mp > TIFF_STRIPE_MP:
+        if tiled:
             _write_tiled_tiff(
                 out,
                 h,
@@ -611,12 +687,6 @@ def generate_image(cfg: GenerateConfig) -> Summary:
         ort,
         1,
     )
-
-
-def _grid(h: int, w: int, tile: int):
-    for y in range(0, h, tile):
-        for x in range(0, w, tile):
-            yield y, x, min(tile, h - y), min(tile, w - x)
 
 
 def _write_tiled_tiff(path: Path, h, w, c, dtype, tile, bar: Progress, pieces) -> None:
