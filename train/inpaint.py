@@ -27,6 +27,7 @@ import torch.nn.functional as F
 
 from train.device import pick_device
 from train.patch_ot import OTConfig, PatchOTLoss, extract_patches, gaussian_pyramid, min_size
+from train.pixels import optimise_pixels
 from train.synth import to_tensor
 
 
@@ -135,11 +136,10 @@ def inpaint(
     noise = torch.rand(1, c, hole_idx.numel(), generator=gen).to(device) * 2 - 1
     hole = (mean[None, :, None] + 3**0.5 * std[None, :, None] * noise).clamp(0, 1)
     hole.requires_grad_()
-    opt = torch.optim.Adam([hole], lr=cfg.lr)
     flat_known = known.flatten(2)
     scatter_idx = hole_idx.expand(1, c, -1)
 
-    def composite() -> torch.Tensor:
+    def composite(hole: torch.Tensor) -> torch.Tensor:
         # Out-of-place scatter: known pixels are copied, the hole's come from the parameter.
         return flat_known.scatter(2, scatter_idx, hole).view(1, c, h, w)
 
@@ -150,21 +150,12 @@ def inpaint(
             out.append(extract_patches(crop, ot.patch, periodic=False)[s.rows])
         return out
 
-    for it in range(cfg.iters):
-        img = composite()
-        patches = source_patches(img)
+    def objective(hole: torch.Tensor) -> torch.Tensor:
+        patches = source_patches(composite(hole))
         ot_loss.fit_patches([x.detach() for x in patches])
-        loss = ot_loss.patch_loss(patches)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        with torch.no_grad():
-            hole.clamp_(0.0, 1.0)
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"the loss became {float(loss)} at iteration {it + 1}")
-        if on_step is not None:
-            on_step(it + 1, composite().detach(), float(loss.detach()))
+        return ot_loss.patch_loss(patches)
 
+    optimise_pixels(hole, objective, cfg.iters, cfg.lr, on_step, view=composite)
     out = image.astype(np.float32, copy=True)
     out[mask] = hole.detach()[0].t().cpu().numpy()
     return out

@@ -16,6 +16,7 @@ import torch
 
 from train.device import pick_device
 from train.patch_ot import OTConfig, PatchOTLoss, min_size
+from train.pixels import optimise_pixels
 
 
 @dataclass
@@ -73,17 +74,9 @@ def synthesize(
 
     h, w = cfg.size
     image = torch.rand(1, exemplar.shape[2], h, w, generator=gen).to(device).requires_grad_()
-    opt = torch.optim.Adam([image], lr=cfg.lr)
-    for it in range(cfg.iters):
+
+    def objective(image: torch.Tensor) -> torch.Tensor:
         ot_loss.fit_potentials(image.detach())
-        loss = ot_loss.loss(image)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        with torch.no_grad():
-            image.clamp_(0.0, 1.0)
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"the loss became {float(loss)} at iteration {it + 1}")
-        if on_step is not None:
-            on_step(it + 1, image.detach(), float(loss))
-    return to_image(image)
+        return ot_loss.loss(image)
+
+    return to_image(optimise_pixels(image, objective, cfg.iters, cfg.lr, on_step))
