@@ -24,7 +24,7 @@ def positive(option: str, value: float | None, allow_zero: bool = False) -> None
     ok = value >= 0 if allow_zero else value > 0
     if not (ok and math.isfinite(value)):
         need = "0 or positive" if allow_zero else "positive"
-        raise UserError(f"{option} {value}: must be {need}")
+        raise UserError(f"{option} must be {need}, not {value}")
 
 
 def size(hw: tuple[int, int], option: str = "--size") -> tuple[int, int]:
@@ -59,14 +59,14 @@ def min_side(patch: int, scales: int) -> int:
 
 
 def room(what: str, hw: tuple[int, int], patch: int, scales: int, fix: str) -> None:
-    """'the exemplar is 20x20 but 4 scales of 4x4 patches need at least 32x32: ...'.
+    """'the exemplar is 20x20, too small: 4 scales of 4x4 patches need at least 32x32; ...'.
 
     `what` names the image ('the exemplar', '--size 16 50'); `fix` says what to change."""
     need = min_side(patch, scales)
     if min(hw) < need:
         raise UserError(
-            f"{what} is {hw[0]}x{hw[1]} but {scales} scales of {patch}x{patch} patches need at "
-            f"least {need}x{need}: {fix}"
+            f"{what} is {hw[0]}x{hw[1]}, too small: {scales} scales of {patch}x{patch} patches "
+            f"need at least {need}x{need}; {fix}"
         )
 
 

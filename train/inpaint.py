@@ -25,8 +25,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from tilegen import options
 from train.device import pick_device
-from train.patch_ot import OTConfig, PatchOTLoss, extract_patches, gaussian_pyramid, min_size
+from train.patch_ot import OTConfig, PatchOTLoss, extract_patches, gaussian_pyramid
 from train.pixels import optimise_pixels
 from train.synth import to_tensor
 
@@ -115,11 +116,7 @@ def inpaint(
     check_mask(image.shape[:2], mask)
     ot = cfg.ot
     h, w, c = image.shape
-    if min(h, w) < min_size(ot):
-        raise ValueError(
-            f"the image is {h}x{w} but {ot.scales} scales of {ot.patch}x{ot.patch} patches need "
-            f"at least {min_size(ot)} px a side: use fewer --scales"
-        )
+    options.room("the image", (h, w), ot.patch, ot.scales, "use fewer --scales")
     device = pick_device(cfg.device)
     gen = torch.Generator().manual_seed(cfg.seed)
     hole_idx = torch.from_numpy(np.flatnonzero(mask)).to(device)  # flat indices of the hole

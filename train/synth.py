@@ -14,8 +14,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from tilegen import options
 from train.device import pick_device
-from train.patch_ot import OTConfig, PatchOTLoss, min_size
+from train.patch_ot import OTConfig, PatchOTLoss
 from train.pixels import optimise_pixels
 
 
@@ -41,19 +42,11 @@ def to_image(t: torch.Tensor) -> np.ndarray:
 
 
 def check_sizes(exemplar_hw: tuple[int, int], size: tuple[int, int], ot: OTConfig) -> None:
-    """Raise ValueError with the fix when the pyramid has no room for a patch."""
-    need = min_size(ot)
-    if min(exemplar_hw) < need:
-        raise ValueError(
-            f"the exemplar is {exemplar_hw[0]}x{exemplar_hw[1]} but {ot.scales} scales of "
-            f"{ot.patch}x{ot.patch} patches need at least {need}x{need}: use a larger image "
-            f"or fewer --scales"
-        )
-    if min(size) < need:
-        raise ValueError(
-            f"--size {size[0]} {size[1]} is too small for {ot.scales} scales of {ot.patch}x"
-            f"{ot.patch} patches: use at least {need} or fewer --scales"
-        )
+    """UserError with the fix when the pyramid has no room for a patch."""
+    fix = "use a larger image or fewer --scales"
+    options.room("the exemplar", exemplar_hw, ot.patch, ot.scales, fix)
+    what = f"--size {size[0]} {size[1]}"
+    options.room(what, size, ot.patch, ot.scales, "use a larger --size or fewer --scales")
 
 
 def synthesize(

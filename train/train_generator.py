@@ -41,6 +41,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from tilegen import options
 from tilegen.errors import UserError
 from tilegen.imageio import pixels_sha256
 from tilegen.windows import axis_window
@@ -54,7 +55,7 @@ from train.generator import (
     sample_tile,
     training_noise,
 )
-from train.patch_ot import OTConfig, PatchOTLoss, min_size
+from train.patch_ot import OTConfig, PatchOTLoss
 from train.synth import to_image, to_tensor
 
 CHANNEL_NAMES = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}
@@ -103,6 +104,41 @@ class TrainConfig:
             d.pop(k)
         return d
 
+    # --- merging and validation (kept last: the class's fields and defaults come above) -------
+
+    # option name -> field path: what `merged` accepts and `check` names in its messages
+    OPTIONS = {
+        "--iters": "iters",
+        "--size": "size",
+        "--batch": "batch",
+        "--lr": "lr",
+        "--seed": "seed",
+        "--ema": "ema",
+        "--device": "device",
+        "--width": "gen.width",
+        "--levels": "gen.levels",
+        "--scales": "ot.scales",
+        "--targets": "ot.n_target",
+    }
+
+    def merged(self, given: dict) -> TrainConfig:
+        """This config (the defaults, or a checkpoint's) with the options the user gave; `given`
+        maps option names ("--iters", "--targets", ...) to values, None meaning not given."""
+        top: dict = {}
+        nested: dict[str, dict] = {"gen": {}, "ot": {}}
+        for option, value in given.items():
+            if value is None:
+                continue
+            part, _, name = self.OPTIONS[option].rpartition(".")
+            (nested[part] if part else top)[name] = value
+        return replace(
+            self, **top, gen=replace(self.gen, **nested["gen"]), ot=replace(self.ot, **nested["ot"])
+        )
+
+    def check(self, exemplar_hw: tuple[int, int]) -> None:
+        """UserError naming the option for settings that cannot train on this exemplar."""
+        check_config(exemplar_hw, self)
+
 
 # The schedule `tilegen train` uses when --size / --iters are not given. On a GPU it is the
 # reference's (256^2 crops, 5000 iterations): 4.5 min on one H100, and the bundled model. On the
@@ -126,24 +162,18 @@ class TrainResult:
 
 def check_config(exemplar_hw: tuple[int, int], cfg: TrainConfig) -> None:
     """Raise UserError with the fix for settings that cannot train."""
-    if cfg.iters < 1 or cfg.batch < 1 or cfg.gen.levels < 1 or cfg.gen.width < 1:
-        raise UserError("--iters, --batch, --levels and --width must be positive")
-    if cfg.ot.scales < 1 or cfg.ot.n_target < 1 or not (cfg.lr > 0 and math.isfinite(cfg.lr)):
-        raise UserError("--scales, --targets and --lr must be positive")
+    for option in ("--iters", "--batch", "--levels", "--width", "--scales", "--targets", "--size"):
+        part, _, name = TrainConfig.OPTIONS[option].rpartition(".")
+        options.positive(option, getattr(getattr(cfg, part) if part else cfg, name))
+    options.learning_rate(cfg.lr)
+    options.seed(cfg.seed)
     if not 0.0 <= cfg.ema < 1.0:
         raise UserError(f"--ema {cfg.ema}: use 0 (keep the last weights) or a decay below 1")
-    need = min_size(cfg.ot)
-    if min(exemplar_hw) < need:
-        raise UserError(
-            f"the exemplar is {exemplar_hw[0]}x{exemplar_hw[1]} but {cfg.ot.scales} scales of "
-            f"{cfg.ot.patch}x{cfg.ot.patch} patches need at least {need}x{need}: use a larger "
-            f"image or fewer --scales"
-        )
-    if cfg.size < need:
-        raise UserError(
-            f"--size {cfg.size} is too small for {cfg.ot.scales} scales of {cfg.ot.patch}x"
-            f"{cfg.ot.patch} patches: use at least {need} or fewer --scales"
-        )
+    p, n = cfg.ot.patch, cfg.ot.scales
+    options.room("the exemplar", exemplar_hw, p, n, "use a larger image or fewer --scales")
+    options.room(
+        f"--size {cfg.size}", (cfg.size, cfg.size), p, n, "use a larger one or fewer --scales"
+    )
 
 
 def learning_rate(cfg: TrainConfig, it: int) -> float:
