@@ -9,19 +9,24 @@ from __future__ import annotations
 
 import hashlib
 import os
+import struct
+import zlib
 from pathlib import Path
 
 import numpy as np
 import png  # pypng
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageOps, PngImagePlugin, UnidentifiedImageError
 
-from tilegen import memory
+from tilegen import __version__, memory
 from tilegen.errors import UserError, one_line, os_error_text
 
 # Deliberate: Pillow refuses (DecompressionBombError) images above twice this many pixels and
 # warns above it; read_image refuses above it from the header alone, and checks the memory the
 # decoded image needs, before decoding anything.
 Image.MAX_IMAGE_PIXELS = memory.MAX_PIXELS
+# Every PNG and TIFF tilegen writes says so (PNG tEXt / TIFF tag "Software"), which is how
+# `generate --overwrite` tells its own image from a photo it must never replace.
+SOFTWARE = f"tilegen {__version__}"
 
 
 def _png_bitdepth(path: Path) -> int:
@@ -162,19 +167,26 @@ def write_image(path: str | os.PathLike, img: np.ndarray, bits: int = 8) -> None
         if suffix in (".tif", ".tiff"):
             import tifffile
 
-            tifffile.imwrite(tmp, q if q.shape[2] > 1 else q[:, :, 0], photometric=None)
+            tifffile.imwrite(
+                tmp, q if q.shape[2] > 1 else q[:, :, 0], photometric=None, software=SOFTWARE
+            )
         elif suffix == ".png" and bits == 16:
             h, w, c = q.shape
             writer = png.Writer(w, h, greyscale=c < 3, alpha=c in (2, 4), bitdepth=16)
             with open(tmp, "wb") as f:
                 writer.write(f, q.reshape(h, w * c))
+            _sign_png(tmp)
         elif suffix in (".png", ".jpg", ".jpeg"):
             if bits == 16:
                 raise UserError(f"{path}: JPEG is 8-bit only; write a .png or .tif for 16 bits")
             mode = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}[q.shape[2]]
             im = Image.fromarray(q[:, :, 0] if q.shape[2] == 1 else q, mode)
-            fmt = "PNG" if suffix == ".png" else "JPEG"
-            im.save(tmp, format=fmt, **({"quality": 95} if fmt == "JPEG" else {}))
+            if suffix == ".png":
+                info = PngImagePlugin.PngInfo()
+                info.add_text("Software", SOFTWARE)
+                im.save(tmp, format="PNG", pnginfo=info)
+            else:
+                im.save(tmp, format="JPEG", quality=95)
         else:
             raise UserError(f"{path}: unknown image type {suffix!r}; use .png, .tif or .jpg")
         os.replace(tmp, path)
@@ -184,12 +196,57 @@ def write_image(path: str | os.PathLike, img: np.ndarray, bits: int = 8) -> None
         remove_quietly(tmp)
 
 
+def _png_chunk(kind: bytes, data: bytes) -> bytes:
+    crc = zlib.crc32(kind + data) & 0xFFFFFFFF
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", crc)
+
+
+def _sign_png(path: Path) -> None:
+    """Add the Software text chunk before the IEND chunk (the file's last 12 bytes)."""
+    with open(path, "r+b") as f:
+        f.seek(-12, os.SEEK_END)
+        f.write(_png_chunk(b"tEXt", b"Software\0" + SOFTWARE.encode()) + _png_chunk(b"IEND", b""))
+
+
+def written_by_tilegen(path: str | os.PathLike) -> bool:
+    """Whether a PNG or TIFF file carries tilegen's Software mark (headers only are read)."""
+    path = Path(path)
+    try:
+        if path.suffix.lower() in (".tif", ".tiff"):
+            import tifffile
+
+            with tifffile.TiffFile(path) as tif:
+                tag = tif.pages[0].tags.get("Software")
+                return bool(tag) and str(tag.value).startswith("tilegen")
+        with open(path, "rb") as f:
+            if f.read(8) != b"\x89PNG\r\n\x1a\n":
+                return False
+            while head := f.read(8):
+                n, kind = struct.unpack(">I4s", head)
+                if kind == b"tEXt" and n < 4096:
+                    if f.read(n).startswith(b"Software\0tilegen"):
+                        return True
+                    f.seek(4, os.SEEK_CUR)
+                else:
+                    f.seek(n + 4, os.SEEK_CUR)
+                if kind == b"IEND":
+                    return False
+    except Exception:  # unreadable: not ours as far as we can tell
+        return False
+    return False
+
+
 def remove_quietly(path: Path) -> None:
     """Delete a temporary file if it is there; a folder we cannot write keeps it (no error)."""
     try:
         path.unlink(missing_ok=True)
     except OSError:
         pass
+
+
+def exact_bits(img: np.ndarray) -> int:
+    """8 when every value is an 8-bit level (so writing 8 bits changes no pixel), else 16."""
+    return 8 if np.array_equal(quantize(img, 8).astype(np.float32) / 255.0, img) else 16
 
 
 def pixels_sha256(img: np.ndarray) -> str:

@@ -28,9 +28,10 @@ from pathlib import Path
 
 import numpy as np
 
-from tilegen import memory, zarr_store
+from tilegen import memory, options, zarr_store
 from tilegen.errors import Interrupted, UserError, os_error_text
 from tilegen.grid import grid_shape, tiles
+from tilegen.imageio import written_by_tilegen
 from tilegen.model import file_sha256, open_model, render_region
 
 LOCAL_SCHEDULERS = ("threads", "processes", "local", "sync")
@@ -321,6 +322,22 @@ class GenerateConfig:
     progress: bool = True
     tile: int | None = None  # evaluation size (default: the model's)
     log: Callable[[str], None] = field(default=lambda msg: print(msg, file=sys.stderr))
+    max_memory: float | None = None  # GB; None: the memory available
+
+    def check(self) -> None:
+        """The settings, each named by its option (one place for store and image outputs)."""
+        options.size(self.size)
+        options.seed(self.seed)
+        options.choice("--dtype", self.dtype, zarr_store.DTYPES)
+        options.choice("--codec", self.codec, zarr_store.CODECS)
+        for name in ("workers", "threads", "chunk", "shard", "tile"):
+            options.positive(f"--{name}", getattr(self, name))
+        check_scheduler(self.scheduler)
+        memory.set_limit(self.max_memory)
+
+    @property
+    def single_image(self) -> bool:
+        return Path(self.output).suffix.lower() in IMAGE_SUFFIXES
 
 
 @dataclass
@@ -388,20 +405,45 @@ def check_scheduler(name: str) -> str:
     )
 
 
+def run(cfg: GenerateConfig) -> str:
+    """`tilegen generate`: the store or the image, and the line that reports it."""
+    out, (h, w) = Path(cfg.output), cfg.size
+    if cfg.single_image:
+        cfg.check()
+        if out.exists() and not (cfg.overwrite and written_by_tilegen(out)):
+            raise UserError(
+                f"{out} exists and is not a tilegen image: tilegen never replaces it, even with "
+                "--overwrite; choose another -o" if out.exists() and cfg.overwrite else
+                f"{out} already exists: pass --overwrite or choose another -o"
+            )  # fmt: skip
+        options.output(out, True)
+        s, what = generate_image(cfg), f"{h}x{w}"
+    elif out.suffix.lower() == ".zarr" or out.is_dir():
+        s = generate(cfg)
+        if s.shards_written == 0 and s.state == "complete":
+            return f"{out} is already complete ({s.shards_total} shards): nothing to do"
+        if s.shards_written == 0:
+            return f"{out}: all {s.shards_total} shards were already written; marked complete"
+        what = f"{h}x{w}, {s.levels} level{'s' if s.levels > 1 else ''}, OME-NGFF 0.5"
+    else:
+        raise UserError(f"-o {out}: use a .zarr store, or .png / .tif for a single image")
+    used = ", ".join(sorted(s.providers)) or "none"
+    return (
+        f"wrote {out} ({what}): {s.megapixels:.1f} MP in {s.seconds:.1f} s "
+        f"({s.mp_per_s:.2f} MP/s), onnxruntime provider {used}"
+    )
+
+
 def generate(cfg: GenerateConfig) -> Summary:
     """Render the whole store (or finish an interrupted one)."""
-    check_scheduler(cfg.scheduler)
+    cfg.check()
     t_start = time.perf_counter()
     model_path = str(Path(cfg.model).resolve())
     store_path = str(Path(cfg.output).resolve())
     model = open_model(model_path, 1, cfg.device)  # validates; reports the provider
     info = model.info
     h, w = cfg.size
-    if h < 1 or w < 1:
-        raise UserError(f"--size {h} {w}: both sides must be positive")
     period = effective_period(model, cfg.period)
-    if not 0 <= cfg.seed < 2**32:
-        raise UserError(f"--seed {cfg.seed}: use 0 .. 2**32-1")
     shard = cfg.shard or default_shard(h, w, cfg.chunk)
     model_sha256 = file_sha256(model_path)
     spec = zarr_store.StoreSpec(
@@ -580,6 +622,7 @@ def check_task_memory(cfg: GenerateConfig, spec, model, runner, ort) -> None:
 
 # --- single-file outputs (PNG, TIFF) -----------------------------------------------------------
 
+IMAGE_SUFFIXES = (".png", ".tif", ".tiff")
 PNG_MAX_MP = 256  # beyond this, a single PNG is impractical: write .zarr or a tiled .tif
 TIFF_STRIPE_MP = 64  # above this a .tif is written tiled from an iterator (BigTIFF)
 TIFF_TILE = 1024
@@ -606,11 +649,8 @@ def generate_image(cfg: GenerateConfig) -> Summary:
     """Write a PNG or TIFF (small images whole, large TIFFs tiled BigTIFF from an iterator)."""
     out = Path(cfg.output)
     suffix = out.suffix.lower()
+    cfg.check()
     h, w = cfg.size
-    if h < 1 or w < 1:
-        raise UserError(f"--size {h} {w}: both sides must be positive")
-    if not 0 <= cfg.seed < 2**32:
-        raise UserError(f"--seed {cfg.seed}: use 0 .. 2**32-1")
     mp = h * w / 1e6
     if suffix == ".png" and mp > PNG_MAX_MP:
         raise UserError(
@@ -651,28 +691,25 @@ def generate_image(cfg: GenerateConfig) -> Summary:
     bar = Progress(h * w, 0, "render", cfg.progress)
     from tilegen.imageio import write_image
 
+    pieces = ordered_map(render, regions, tasks, 2 * tasks)
     try:
         if tiled:
-            _write_tiled_tiff(
-                out,
-                h,
-                w,
-                model.info.out_channels,
-                cfg.dtype,
-                tile,
-                bar,
-                ordered_map(render, regions, tasks, 2 * tasks),
-            )
+            _write_tiled_tiff(out, h, w, c, cfg.dtype, tile, bar, pieces)
         else:
-            img = np.empty((h, w, model.info.out_channels), cfg.dtype)
-            pieces = ordered_map(render, regions, tasks, 2 * tasks)
+            img = np.empty((h, w, c), cfg.dtype)
             for (y, x, th, tw), piece in zip(regions, pieces):
                 img[y : y + th, x : x + tw] = piece.transpose(1, 2, 0)
                 bar.advance(th * tw)
             write_image(out, img, bits)
     except OSError as e:
-        raise UserError(f"cannot write {out}: {e.strerror or e}")
+        raise UserError(os_error_text(e, out))
+    except KeyboardInterrupt:
+        raise Interrupted(
+            f"interrupted: {out} was not written (one image file is written whole, at the end); "
+            "rerun the same command, or write a .zarr store, which resumes where it stopped"
+        )
     finally:
+        pieces.close()  # the pool's running pieces finish before we report
         bar.close()
     dt = time.perf_counter() - t0
     return Summary(
@@ -700,9 +737,11 @@ def _write_tiled_tiff(path: Path, h, w, c, dtype, tile, bar: Progress, pieces) -
             full[:th, :tw] = piece.transpose(1, 2, 0)
             yield full
 
+    from tilegen.imageio import SOFTWARE, remove_quietly
+
     tmp = path.with_name(path.name + ".partial")
-    path.parent.mkdir(parents=True, exist_ok=True)
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         tifffile.imwrite(
             tmp,
             data=tiles(),
@@ -713,8 +752,8 @@ def _write_tiled_tiff(path: Path, h, w, c, dtype, tile, bar: Progress, pieces) -
             photometric="rgb" if c == 3 else "minisblack",
             planarconfig="contig",
             compression="zlib",
+            software=SOFTWARE,
         )
         os.replace(tmp, path)
     finally:
-        if tmp.exists():
-            tmp.unlink()
+        remove_quietly(tmp)
