@@ -40,13 +40,16 @@ def os_error_text(e: OSError, path: object = None) -> str:
     """'cannot write PATH: no space left on device (free some space ...)' and the like."""
     where = path or e.filename or "a file"
     reason = (e.strerror or one_line(e)).rstrip(".")
+    code = e.errno
+    if code is None and "requested and" in reason:  # tifffile's short write: the disk is full
+        reason, code = f"no space left on device ({reason})", errno.ENOSPC
     hint = {
         errno.ENOSPC: "; free some space, then rerun the same command",
         errno.EDQUOT: "; free some space, then rerun the same command",
         errno.EROFS: "; choose an output folder you can write",
         errno.EACCES: "; choose an output folder you can write",
         errno.EPERM: "; choose an output folder you can write",
-    }.get(e.errno, "")
+    }.get(code, "")
     return f"cannot use {where}: {reason[:1].lower() + reason[1:]}{hint}"
 
 

@@ -74,12 +74,12 @@ def output(path: Path, overwrite: bool, suffixes: Iterable[str] | None = None) -
     """Refuse to clobber an existing output unless asked; check its type and that its folder can
     be written (before any work, so a read-only folder costs nothing)."""
     path = Path(path)
+    if path.is_dir():
+        raise UserError(f"-o {path}: is a folder; give a file name")
     if suffixes is not None:
         suffixes = list(suffixes)
         if path.suffix.lower() not in suffixes:
             raise UserError(f"-o {path}: write one of {', '.join(suffixes)}")
-    if path.is_dir():
-        raise UserError(f"-o {path}: is a folder; give a file name")
     if path.exists() and not overwrite:
         raise UserError(f"{path} already exists: pass --overwrite or choose another -o")
     writable_folder(path.parent if str(path.parent) else Path("."), path)

@@ -358,6 +358,20 @@ class Summary:
         return self.megapixels / self.seconds if self.seconds > 0 else float("nan")
 
 
+def planned_tasks(cfg: GenerateConfig, n_jobs: int) -> int | None:
+    """How many tasks `_make_runner` will run at once (None: a remote cluster's business)."""
+    if cfg.scheduler in ("threads", "processes"):
+        parallel = (cfg.threads if cfg.scheduler == "threads" else cfg.workers) or cores()
+        return plan_threads(n_jobs, parallel)[0]
+    if cfg.scheduler == "sync":
+        return 1
+    if cfg.scheduler == "local":
+        threads = cfg.threads or 1
+        workers = cfg.workers or max(1, cores() // threads)
+        return max(1, min(workers, math.ceil(n_jobs / threads))) * threads
+    return None
+
+
 def _make_runner(cfg: GenerateConfig, n_jobs: int):
     """The executor and the onnxruntime threads per task."""
     sched = cfg.scheduler
@@ -462,6 +476,7 @@ def generate(cfg: GenerateConfig) -> Summary:
     )
     name = Path(model_path).stem
     check_disk(store_path, spec.raw_bytes(), "the store")
+    check_task_memory(cfg, spec, model)  # before anything is written
     state = zarr_store.prepare(store_path, spec, name, cfg.overwrite)
     uid = zarr_store.read_attrs(store_path).get("uid", "")
     levels = len(spec.level_shapes())
@@ -483,7 +498,6 @@ def generate(cfg: GenerateConfig) -> Summary:
         return summary
 
     runner, ort = _make_runner(cfg, max(left[0], 1))
-    check_task_memory(cfg, spec, model, runner, ort)
     summary.scheduler, summary.ort_threads = runner.describe(), ort
     if state == "resume":
         cfg.log(f"resuming {cfg.output}: {done_before} of {total} shards already written")
@@ -580,8 +594,8 @@ def mark_complete(store_path: str, spec: zarr_store.StoreSpec, name: str, total:
         zarr_store.mark_complete(store_path, spec, name)
     except OSError as e:
         raise UserError(
-            f"{os_error_text(e, store_path)}; all {total} shards are written, only the mark "
-            "'complete' is missing: rerun the same command to finish"
+            f"cannot mark {store_path} complete: {e.strerror or e}; all {total} shards are "
+            "written: free some space, then rerun the same command to finish"
         )
 
 
@@ -603,21 +617,18 @@ def task_bytes(spec_shard: tuple[int, int], channels: int, itemsize: int, tile: 
     return 3 * sh * sw * channels * itemsize + 256 * (tile + 64) ** 2
 
 
-def check_task_memory(cfg: GenerateConfig, spec, model, runner, ort) -> None:
+def check_task_memory(cfg: GenerateConfig, spec, model) -> None:
     """generate streams: memory is per task, whatever the output's size. Say so, and refuse
     when the tasks running at once would not fit."""
     itemsize = 1 if spec.dtype == "uint8" else 2
     per_task = task_bytes(spec.level_shard(0), spec.channels, itemsize, cfg.tile or model.tile)
-    at_once = getattr(runner, "workers", 1)
-    at_once = at_once if isinstance(at_once, int) else len(at_once)
-    need = per_task * max(1, at_once)
-    remote = isinstance(runner, DistributedRunner) and runner.cluster is None
+    at_once = planned_tasks(cfg, spec.shard_count(0))
     cfg.log(
         f"streaming {spec.height}x{spec.width} in {spec.shard_count(0)} shards: about "
-        f"{memory.fmt(per_task)} per task, {memory.fmt(need)} for {at_once} at once"
+        f"{memory.fmt(per_task)} per task" + (f", {at_once} at once" if at_once else "")
     )
-    if not remote:  # a remote cluster's memory is its workers'
-        memory.require(need, "generate", "use a smaller --shard or fewer --workers/--threads")
+    if at_once:  # a remote cluster's memory is its workers'
+        memory.require(per_task * at_once, "generate", "use a smaller --shard or fewer tasks")
 
 
 # --- single-file outputs (PNG, TIFF) -----------------------------------------------------------

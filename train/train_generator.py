@@ -43,6 +43,7 @@ import torch
 
 from tilegen import options
 from tilegen.errors import UserError
+from tilegen.grid import tiles
 from tilegen.imageio import pixels_sha256
 from tilegen.windows import axis_window
 from train.checkpoint import save_checkpoint
@@ -432,10 +433,8 @@ def sample(
         )
     period = (height, width) if periodic else None
     out = np.empty((height, width, model.cfg.out_channels), dtype=np.float32)
-    for y in range(0, height, tile):
-        for x in range(0, width, tile):
-            h, w = min(tile, height - y), min(tile, width - x)
-            out[y : y + h, x : x + w] = to_image(sample_tile(model, seed, y, x, h, w, period))
+    for _, _, y, x, h, w in tiles(0, 0, height, width, tile):
+        out[y : y + h, x : x + w] = to_image(sample_tile(model, seed, y, x, h, w, period))
     return out
 
 
