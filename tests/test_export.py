@@ -46,17 +46,18 @@ ROOT = Path(__file__).resolve().parents[1]
 LEVELS, WIDTH = 4, 8  # stride 8: small and fast
 
 
-def make_generator(seed: int, fold: bool) -> TextureGenerator:
-    """Random init, a few train-mode forwards so BatchNorm has non-trivial running statistics."""
+def make_generator(seed: int, folded: bool, norm: str = "batch") -> TextureGenerator:
+    """Random init, a few train-mode forwards so BatchNorm has non-trivial running statistics
+    (BatchNorm by default: its folding is the case with the most to get wrong)."""
     torch.manual_seed(seed)
-    cfg = GeneratorConfig(levels=LEVELS, width=WIDTH)
+    cfg = GeneratorConfig(levels=LEVELS, width=WIDTH, norm=norm)
     model = TextureGenerator(cfg).train()
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for _ in range(3):
             model(*training_noise(cfg, 2, 32, g))
     model.eval()
-    return fold(model) if fold else model
+    return fold(model) if folded else model
 
 
 def info_for(model: TextureGenerator, **kw) -> ModelInfo:
@@ -73,7 +74,7 @@ def info_for(model: TextureGenerator, **kw) -> ModelInfo:
 
 @pytest.fixture(scope="module")
 def unfolded():
-    return make_generator(0, fold=False)
+    return make_generator(0, folded=False)
 
 
 @pytest.fixture(scope="module")
@@ -140,7 +141,7 @@ def test_parity_with_torch(exported, unfolded, origin, size, period):
 
 def test_parity_failure_is_one_line_user_error(exported):
     path, _ = exported
-    other = make_generator(1, fold=True)
+    other = make_generator(1, folded=True)
     with pytest.raises(UserError) as e:
         verify_parity(other, path, [(16, 16), (17, 9)])
     assert "\n" not in str(e.value) and "parity check failed" in str(e.value)
@@ -234,7 +235,7 @@ def test_inspect_reports_params_cost_and_windows(exported, unfolded):
     path, _ = exported
     from tilegen.windows import axis_window
 
-    folded = fold(make_generator(0, fold=False))
+    folded = fold(make_generator(0, folded=False))
     params, macs_per_px = _expected_costs(folded)
     d = describe(load(path), (-13, 29, 37, 53))
     assert d["params_conv"] == params
@@ -369,7 +370,7 @@ def model_pt(tmp_path_factory):
     checkpoint = pytest.importorskip("train.checkpoint")
     path = tmp_path_factory.mktemp("pt") / "model.pt"
     meta = {"exemplar_sha256": "ab" * 32, "training": {"iters": 3}, "channels": "RGB"}
-    checkpoint.save_generator(path, make_generator(0, fold=True), meta)
+    checkpoint.save_generator(path, make_generator(0, folded=True), meta)
     return path
 
 
@@ -428,7 +429,7 @@ def test_cli_export_self_contained(model_pt, exported, tmp_path, monkeypatch, ca
 
 def test_cli_export_refuses_when_parity_fails(model_pt, exported, tmp_path, monkeypatch, capsys):
     """A deliberately wrong graph (another generator's) must not be written: exit 2, one line."""
-    _reuse_export(monkeypatch, _with_weights_of(make_generator(7, fold=True), exported[1]))
+    _reuse_export(monkeypatch, _with_weights_of(make_generator(7, folded=True), exported[1]))
     out = tmp_path / "bad.onnx"
     code, stdout, err = _run_cli(monkeypatch, capsys, "export", str(model_pt), "-o", str(out))
     assert code == 2
@@ -503,3 +504,19 @@ def test_plain_onnxruntime_example(self_contained, tmp_path):
     tile = self_contained_tile(sc, 4, -8 + 24, 16 + 40)[0].transpose(1, 2, 0)
     want = np.rint(np.clip(tile, 0, 1) * 255).astype(np.uint8)
     assert np.array_equal(img[24:48, 40:80], want)
+
+
+def test_weight_standardised_generator_exports_with_parity(tmp_path):
+    """The default normalisation (weight standardisation) folds into plain convolutions on
+    export, and onnxruntime matches the unfolded torch model."""
+    model = make_generator(1, folded=False, norm="ws")
+    proto, _ = export_protos(model, info_for(model))
+    assert not bn_nodes(proto)
+    save(proto, tmp_path / "ws.onnx")
+    report = verify_parity(model, tmp_path / "ws.onnx", [(16, 16), (23, 41)], tol=1e-5)
+    assert report.max_diff < 1e-5
+    feeds, _ = noise_feeds(info_for(model), 0, 0, 0, 16, 16, None)
+    with torch.no_grad():
+        direct = model(*[torch.from_numpy(z) for z in feeds.values()]).numpy()
+    got = session(tmp_path / "ws.onnx").run(["image"], feeds)[0]
+    assert np.abs(got - direct).max() < 1e-5

@@ -103,3 +103,39 @@ def test_pyramid_halves_and_keeps_the_mean():
 def test_exemplar_too_small_is_refused():
     with pytest.raises(ValueError, match="smaller than 32"):
         PatchOTLoss(torch.rand(1, 3, 20, 40), OTConfig(), True, torch.Generator())
+
+
+def test_psi_steps_never_draw_more_rows_than_the_level_holds():
+    """A level with fewer patches than psi_batch (256 at the coarsest level of a 128^2 synth)
+    takes each of them once per step instead of drawing psi_batch rows with repeats."""
+    ot = SemiDiscreteOT(torch.rand(50, 12), chunk=64)
+    seen, assign = [], ot.assign
+
+    def counting_assign(x):
+        seen.append(x.shape[0])
+        return assign(x)
+
+    ot.assign = counting_assign
+    ot.ascend(torch.rand(256, 12), steps=3, lr=1.0, batch=4096)
+    assert seen == [256, 256, 256]
+    ot.ascend(torch.rand(10000, 12), steps=2, lr=1.0, batch=4096)
+    assert seen[3:] == [4096, 4096]
+
+
+@pytest.mark.parametrize("periodic", [True, False])
+def test_strided_patches_are_the_grid_subset_and_cover_pixels_evenly(periodic):
+    img = torch.rand(1, 3, 12, 16)
+    full = extract_patches(img, 4, periodic)
+    n_x = 16 if periodic else 13
+    for offset in [(0, 0), (1, 0), (1, 1)]:
+        got = extract_patches(img, 4, periodic, stride=2, offset=offset)
+        rows = [
+            y * n_x + x
+            for y in range(offset[0], 12 if periodic else 9, 2)
+            for x in range(offset[1], n_x, 2)
+        ]
+        assert torch.equal(got, full[rows])
+    if periodic:  # every pixel lies in (4 / 2)^2 = 4 of the strided patches
+        ones = torch.zeros(1, 1, 12, 16, requires_grad=True)
+        extract_patches(ones, 4, True, stride=2, offset=(1, 0)).sum().backward()
+        assert torch.equal(ones.grad, torch.full_like(ones.grad, 4.0))

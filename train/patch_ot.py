@@ -38,6 +38,10 @@ class OTConfig:
     # With it, 5 subsampled steps match the reference's 10 in quality at 0.7x the time
     # (bench/RESULTS.md, "Synthesis speed").
     loss_psi_step: bool = True
+    # The loss at the finest level takes the patches on a stride-s grid, its offset drawn anew
+    # at every call: every pixel still lies in (p/s)^2 of them, and the finest level (3/4 of all
+    # patches) costs 1/s^2 (bench/RESULTS.md, "Cutting work"). 1: every patch.
+    loss_stride: int = 1
 
 
 # --- images -> pyramids -> patches ------------------------------------------------------------
@@ -65,15 +69,23 @@ def gaussian_pyramid(img: torch.Tensor, scales: int, periodic: bool) -> list[tor
     return levels
 
 
-def extract_patches(img: torch.Tensor, patch: int, periodic: bool) -> torch.Tensor:
-    """All p x p patches at stride 1 of (B,C,H,W) as rows (B*N, C*p*p).
+def extract_patches(
+    img: torch.Tensor,
+    patch: int,
+    periodic: bool,
+    stride: int = 1,
+    offset: tuple[int, int] = (0, 0),
+) -> torch.Tensor:
+    """The p x p patches of (B,C,H,W) as rows (B*N, C*p*p): all of them (stride 1), or those
+    whose top-left corner lies on the grid offset + stride * k.
 
-    Periodic: every pixel starts a patch (N = H*W, wrapping around), so every pixel is seen by
-    the same number of patches and the result has no seam.
+    Periodic: every pixel starts a patch (N = H*W at stride 1, wrapping around), so every pixel
+    is seen by the same number of patches and the result has no seam.
     """
     if periodic:
         img = F.pad(img, (0, patch - 1, 0, patch - 1), mode="circular")
-    cols = F.unfold(img, patch)  # (B, C*p*p, N)
+    img = img[:, :, offset[0] :, offset[1] :]
+    cols = F.unfold(img, patch, stride=stride)  # (B, C*p*p, N)
     return cols.transpose(1, 2).reshape(-1, cols.shape[1])
 
 
@@ -266,16 +278,22 @@ class PatchOTLoss:
         self.scales = [SemiDiscreteOT(t, cfg.chunk) for t in targets]
         self.last_values: list[float] = [0.0] * cfg.scales  # per-scale dual estimates
 
-    def source_patches(self, image: torch.Tensor) -> list[torch.Tensor]:
+    def source_patches(self, image: torch.Tensor, finest_stride: int = 1) -> list[torch.Tensor]:
+        """Every level's patches; at the finest, those on a stride grid at a random offset."""
         levels = gaussian_pyramid(image, self.cfg.scales, self.periodic)
-        return [extract_patches(level, self.cfg.patch, self.periodic) for level in levels]
+        out = [extract_patches(level, self.cfg.patch, self.periodic) for level in levels[1:]]
+        offset = (0, 0)
+        if finest_stride > 1:
+            offset = tuple(torch.randint(finest_stride, (2,), generator=self.generator).tolist())
+        finest = extract_patches(levels[0], self.cfg.patch, self.periodic, finest_stride, offset)
+        return [finest, *out]
 
     @torch.no_grad()
     def fit_potentials(self, image: torch.Tensor) -> None:
         self.fit_patches(self.source_patches(image))
 
     def loss(self, image: torch.Tensor) -> torch.Tensor:
-        return self.patch_loss(self.source_patches(image))
+        return self.patch_loss(self.source_patches(image, self.cfg.loss_stride))
 
     # The same two steps on source patches the caller built (a subset of an image's patches, or
     # patches shared by several losses), optionally weighted per patch: `weights` is None or one
