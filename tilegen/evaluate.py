@@ -3,7 +3,7 @@
 Torch-free: numpy and POT (`ot`, imported only when a patch distance is computed). Three figures,
 each comparing distributions, never pixels at the same place, so images of any size compare:
 
-1. Debiased multiscale patch-OT distance (DESIGN.md section 6). Per pyramid level l and seed s,
+1. Debiased multiscale patch-OT distance (docs/DESIGN.md section 6). Per pyramid level l and seed s,
    with A1, A2 two independent draws of n random p x p patches of the exemplar's level l and
    B1, B2 two of the image's, and W2^2 the exact squared 2-Wasserstein distance between the
    uniform empirical measures (POT `ot.emd2`, squared Euclidean cost) divided by the patch
