@@ -20,7 +20,7 @@ from tilegen.commandline import O
 from tilegen.errors import UserError
 from tilegen.evaluate import EvaluateJob
 from tilegen.tiler import GenerateConfig
-from train.jobs import BlendJob, InpaintJob, PixelJob, SampleJob, SynthJob, TrainJob
+from tilegen.train.jobs import BlendJob, InpaintJob, PixelJob, SampleJob, SynthJob, TrainJob
 
 app = typer.Typer(
     help="Learn a texture from one example image with patch optimal transport, then paint "
@@ -312,9 +312,9 @@ def export_cmd(
     """
     from dataclasses import replace
 
-    from export.onnx_export import export_verified
     from tilegen.contract import ModelInfo
-    from train.checkpoint import load_generator
+    from tilegen.export.onnx_export import export_verified
+    from tilegen.train.checkpoint import load_generator
 
     check_output(output, overwrite)
     if (tile or period) and not self_contained:

@@ -39,7 +39,7 @@ from tilegen import __version__
 from tilegen.contract import ModelInfo, from_metadata, to_metadata
 from tilegen.errors import UserError, one_line
 from tilegen.model import noise_feeds
-from train.generator import TextureGenerator, fold, is_folded, sample_tile
+from tilegen.train.generator import TextureGenerator, fold, is_folded, sample_tile
 
 DEFAULT_OPSET = 18  # the oldest opset the self-contained form can use (BitwiseXor)
 PARITY_TOL = 1e-4  # max |onnxruntime - torch| an export accepts
@@ -153,7 +153,7 @@ def export_protos(
         raise ValueError(f"unknown tilegen form {info.form!r}")
     if info.tile is None:
         raise UserError("the self-contained form needs a tile size: --tile H W")
-    from export.self_contained import build_self_contained
+    from tilegen.export.self_contained import build_self_contained
 
     return build_self_contained(windowed, info, info.tile, info.period), windowed
 

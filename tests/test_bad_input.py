@@ -108,7 +108,7 @@ def model_pt(tmp_path_factory) -> Path:
     """A small trained-format model (a folded random generator; training is not the point)."""
     from conftest import fixture_generator
 
-    from train.checkpoint import save_generator
+    from tilegen.train.checkpoint import save_generator
 
     path = tmp_path_factory.mktemp("pt") / "small.pt"
     save_generator(path, fixture_generator(4, 8), {"exemplar_sha256": "", "training": {}})
@@ -116,7 +116,7 @@ def model_pt(tmp_path_factory) -> Path:
 
 
 def run_inproc(monkeypatch, capsys, *args) -> tuple[int, str, str]:
-    import cli
+    from tilegen import cli
 
     code = 0
     try:
@@ -129,7 +129,7 @@ def run_inproc(monkeypatch, capsys, *args) -> tuple[int, str, str]:
 
 def run_sub(*args, timeout: int = 240) -> tuple[int, str, str]:
     p = subprocess.run(
-        [sys.executable, "-c", "import cli; cli.main()", *map(str, args)],
+        [sys.executable, "-c", "from tilegen import cli; cli.main()", *map(str, args)],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -438,8 +438,8 @@ def _interrupt(
     """Start the command, wait until stderr shows `ready` (its progress bar), send SIGINT."""
     err_path = tmp_path / "stderr.txt"
     with open(err_path, "w") as err:
-        p = subprocess.Popen([sys.executable, "-c", "import cli; cli.main()", *map(str, args)],
-                             cwd=ROOT, stdout=subprocess.DEVNULL, stderr=err)  # fmt: skip
+        cmd = [sys.executable, "-c", "from tilegen import cli; cli.main()", *map(str, args)]
+        p = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=err)
         t0 = time.time()
         while ready not in err_path.read_text() and time.time() - t0 < timeout:
             if p.poll() is not None:

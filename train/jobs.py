@@ -35,7 +35,7 @@ def _bar(total: int, desc: str, initial: int = 0, enabled: bool = True):
 
 
 def _on_cpu(device: str) -> bool:
-    from train.device import pick_device
+    from tilegen.train.device import pick_device
 
     return pick_device(device).type == "cpu"
 
@@ -66,14 +66,14 @@ class PixelJob:
         memory.set_limit(self.max_memory)
 
     def ot(self):
-        from train.patch_ot import OTConfig
+        from tilegen.train.patch_ot import OTConfig
 
         return OTConfig(patch=self.patch, scales=self.scales)
 
     def start(self) -> None:
         """Before reading inputs: the settings, then torch's threads."""
         self.check()
-        from train.device import use_threads
+        from tilegen.train.device import use_threads
 
         use_threads(self.threads)
 
@@ -122,7 +122,7 @@ class SynthJob(PixelJob):
     def run(self) -> str:
         self.start()
         from tilegen.imageio import read_image, write_image
-        from train.synth import SynthConfig, check_sizes, synthesize, to_image
+        from tilegen.train.synth import SynthConfig, check_sizes, synthesize, to_image
 
         img = read_image(self.exemplar)
         size = options.size(self.size) if self.size else img.shape[:2]
@@ -191,7 +191,7 @@ class InpaintJob(PixelJob):
     def run(self) -> str:
         self.start()
         from tilegen.imageio import exact_bits, read_image, write_image
-        from train.inpaint import InpaintConfig, check_mask, inpaint
+        from tilegen.train.inpaint import InpaintConfig, check_mask, inpaint
 
         img = read_image(self.image)
         hw = img.shape[:2]
@@ -235,7 +235,7 @@ class BlendJob(PixelJob):
         return out
 
     def check(self) -> None:
-        from train.blend import RAMPS
+        from tilegen.train.blend import RAMPS
 
         for p in self.exemplars:  # --weights 0.5 0.5 leaves the second 0.5 as an exemplar
             try:
@@ -264,7 +264,7 @@ class BlendJob(PixelJob):
     def run(self) -> str:
         self.start()
         from tilegen.imageio import read_image, write_image
-        from train.blend import BlendConfig, blend
+        from tilegen.train.blend import BlendConfig, blend
 
         w = self.parsed_weights()
         imgs = [read_image(p) for p in self.exemplars]
@@ -301,9 +301,9 @@ class SampleJob:
     def run(self) -> str:
         self.check()
         from tilegen.imageio import write_image
-        from train.checkpoint import load_generator
-        from train.device import pick_device, use_threads
-        from train.train_generator import sample
+        from tilegen.train.checkpoint import load_generator
+        from tilegen.train.device import pick_device, use_threads
+        from tilegen.train.train_generator import sample
 
         use_threads(self.threads)
         h, w = self.size
@@ -352,8 +352,8 @@ class TrainJob:
 
     def config(self, img):
         """(TrainConfig, checkpoint or None): the defaults or the checkpoint's, merged."""
-        from train.checkpoint import load_checkpoint
-        from train.train_generator import TrainConfig, check_resume, default_schedule
+        from tilegen.train.checkpoint import load_checkpoint
+        from tilegen.train.train_generator import TrainConfig, check_resume, default_schedule
 
         given, state = dict(self.given), None
         if self.resume:
@@ -379,7 +379,7 @@ class TrainJob:
         return cfg, state
 
     def interrupted(self, at: int) -> Interrupted:
-        from train.checkpoint import load_checkpoint
+        from tilegen.train.checkpoint import load_checkpoint
 
         try:  # what is on disk, whenever the Ctrl-C came
             kept = load_checkpoint(self.checkpoint)["iteration"] if self.checkpoint_every else 0
@@ -398,10 +398,10 @@ class TrainJob:
     def run(self) -> list[str]:
         self.check()
         from tilegen.imageio import read_image, write_image
-        from train.checkpoint import save_generator
-        from train.device import use_threads
-        from train.synth import to_image
-        from train.train_generator import check_modes, preview_image, sample, train
+        from tilegen.train.checkpoint import save_generator
+        from tilegen.train.device import use_threads
+        from tilegen.train.synth import to_image
+        from tilegen.train.train_generator import check_modes, preview_image, sample, train
 
         use_threads(self.threads)
         img = read_image(self.exemplar)

@@ -15,9 +15,9 @@ import numpy as np
 import torch
 
 from tilegen import options
-from train.device import pick_device
-from train.patch_ot import OTConfig, PatchOTLoss
-from train.pixels import optimise_pixels
+from tilegen.train.device import pick_device
+from tilegen.train.patch_ot import OTConfig, PatchOTLoss
+from tilegen.train.pixels import optimise_pixels
 
 
 @dataclass

@@ -45,10 +45,9 @@ from tilegen import options
 from tilegen.errors import UserError
 from tilegen.grid import tiles
 from tilegen.imageio import pixels_sha256
-from tilegen.windows import axis_window
-from train.checkpoint import save_checkpoint
-from train.device import pick_device
-from train.generator import (
+from tilegen.train.checkpoint import save_checkpoint
+from tilegen.train.device import pick_device
+from tilegen.train.generator import (
     GeneratorConfig,
     TextureGenerator,
     fold,
@@ -56,8 +55,9 @@ from train.generator import (
     sample_tile,
     training_noise,
 )
-from train.patch_ot import OTConfig, PatchOTLoss
-from train.synth import to_image, to_tensor
+from tilegen.train.patch_ot import OTConfig, PatchOTLoss
+from tilegen.train.synth import to_image, to_tensor
+from tilegen.windows import axis_window
 
 CHANNEL_NAMES = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}
 
