@@ -432,6 +432,12 @@ def test_full_disk_is_one_line(onnx_model, full_disk, monkeypatch, capsys):
 # --- Ctrl-C: every long command says what was kept ---------------------------------------------
 
 
+def _default_sigint() -> None:
+    """A shell starts background jobs with SIGINT ignored, and Python keeps an inherited 'ignore':
+    give the command the default handler a terminal's Ctrl-C meets."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _interrupt(
     args: list, ready: str, tmp_path: Path, timeout: float = 120, settle: float = 0.5
 ) -> tuple[int, str]:
@@ -439,7 +445,8 @@ def _interrupt(
     err_path = tmp_path / "stderr.txt"
     with open(err_path, "w") as err:
         cmd = [sys.executable, "-c", "from tilegen import cli; cli.main()", *map(str, args)]
-        p = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=err)
+        p = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=err,
+                             preexec_fn=_default_sigint)  # fmt: skip
         t0 = time.time()
         while ready not in err_path.read_text() and time.time() - t0 < timeout:
             if p.poll() is not None:
@@ -490,10 +497,10 @@ def test_ctrl_c_torch_commands(name, args, ready, kept, tmp_path):
 
 def test_ctrl_c_generate_tiles_sample_export(onnx_model, model_pt, tmp_path):
     store = tmp_path / "s.zarr"
-    big = ["--size", 4096, 4096, "--chunk", 64, "--shard", 128]
+    big = ["--size", 8192, 8192, "--chunk", 64, "--shard", 128]
     code, err = _interrupt(["generate", onnx_model, "-o", store, *big], "render", tmp_path)
     assert "rerun the same command to finish" in assert_one_line(code, err, "shards", 130)
-    code, err = _interrupt(["generate", onnx_model, "-o", tmp_path / "i.png", *big[:3]],
+    code, err = _interrupt(["generate", onnx_model, "-o", tmp_path / "i.png", "--size", 4096, 4096],
                            "render", tmp_path)  # fmt: skip
     assert_one_line(code, err, "was not written", 130)
     assert not (tmp_path / "i.png").exists() and not list(tmp_path.glob("*.partial"))
@@ -505,7 +512,13 @@ def test_ctrl_c_generate_tiles_sample_export(onnx_model, model_pt, tmp_path):
     code, err = _interrupt(["sample", model_pt, "-o", tmp_path / "s.png", "--size", 8000, 8000,
                             "--device", "cpu"], "\x00", tmp_path, timeout=8)  # fmt: skip
     assert_one_line(code, err, "was not written", 130)
-    code, err = _interrupt(["export", model_pt, "-o", tmp_path / "m.onnx"], "\x00", tmp_path,
+    from conftest import fixture_generator
+
+    from tilegen.train.checkpoint import save_generator
+
+    big = tmp_path / "big.pt"  # the bundled model's shape: its export takes tens of seconds
+    save_generator(big, fixture_generator(6, 16), {"exemplar_sha256": "", "training": {}})
+    code, err = _interrupt(["export", big, "-o", tmp_path / "m.onnx"], "\x00", tmp_path,
                            timeout=8)  # fmt: skip
     assert_one_line(code, err, "interrupted", 130)
     assert not (tmp_path / "m.onnx").exists()

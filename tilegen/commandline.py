@@ -13,6 +13,7 @@ from typing import Annotated
 
 import typer
 
+from tilegen import memory
 from tilegen.errors import Interrupted, describe
 
 
@@ -70,6 +71,7 @@ def run(app: typer.Typer, argv: list[str] | None = None) -> int:
         code = app(args=argv, standalone_mode=False)
         if code == 130:  # typer turned a Ctrl-C outside a command body into Exit(130)
             raise Interrupted("interrupted before the command started: nothing was written")
+        memory.set_limit(None)  # --max-memory holds for one command (tests run many in a process)
         return code or 0
     except click.ClickException as e:  # usage errors: click's own message, exit 2
         e.show()
@@ -82,6 +84,7 @@ def run(app: typer.Typer, argv: list[str] | None = None) -> int:
             raise
         code, line = describe(e)
         print(f"tilegen: {line}", file=sys.stderr)
+        memory.set_limit(None)
         if code == 130 and threading.active_count() > 1:
             sys.stdout.flush()  # worker threads still in a C call (exact OT) must not hold
             sys.stderr.flush()  # the exit: the message is out, what was kept is on disk

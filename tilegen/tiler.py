@@ -476,7 +476,7 @@ def generate(cfg: GenerateConfig) -> Summary:
     )
     name = Path(model_path).stem
     check_disk(store_path, spec.raw_bytes(), "the store")
-    check_task_memory(cfg, spec, model)  # before anything is written
+    streaming = check_task_memory(cfg, spec, model)  # before anything is written
     state = zarr_store.prepare(store_path, spec, name, cfg.overwrite)
     uid = zarr_store.read_attrs(store_path).get("uid", "")
     levels = len(spec.level_shapes())
@@ -502,6 +502,7 @@ def generate(cfg: GenerateConfig) -> Summary:
     if state == "resume":
         cfg.log(f"resuming {cfg.output}: {done_before} of {total} shards already written")
     threads_note = ort if isinstance(ort, int) else "per worker"
+    cfg.log(streaming)
     cfg.log(
         f"{h}x{w} {cfg.dtype}, seed {cfg.seed}{', periodic' if period else ''}; "
         f"{runner.describe()}; onnxruntime {model.providers[0]}, "
@@ -617,18 +618,18 @@ def task_bytes(spec_shard: tuple[int, int], channels: int, itemsize: int, tile: 
     return 3 * sh * sw * channels * itemsize + 256 * (tile + 64) ** 2
 
 
-def check_task_memory(cfg: GenerateConfig, spec, model) -> None:
-    """generate streams: memory is per task, whatever the output's size. Say so, and refuse
-    when the tasks running at once would not fit."""
+def check_task_memory(cfg: GenerateConfig, spec, model) -> str:
+    """generate streams: memory is per task, whatever the output's size. Refuse when the tasks
+    running at once would not fit; return the line that says so, for the log."""
     itemsize = 1 if spec.dtype == "uint8" else 2
     per_task = task_bytes(spec.level_shard(0), spec.channels, itemsize, cfg.tile or model.tile)
     at_once = planned_tasks(cfg, spec.shard_count(0))
-    cfg.log(
+    if at_once:  # a remote cluster's memory is its workers'
+        memory.require(per_task * at_once, "generate", "use a smaller --shard or fewer tasks")
+    return (
         f"streaming {spec.height}x{spec.width} in {spec.shard_count(0)} shards: about "
         f"{memory.fmt(per_task)} per task" + (f", {at_once} at once" if at_once else "")
     )
-    if at_once:  # a remote cluster's memory is its workers'
-        memory.require(per_task * at_once, "generate", "use a smaller --shard or fewer tasks")
 
 
 # --- single-file outputs (PNG, TIFF) -----------------------------------------------------------

@@ -58,7 +58,7 @@ class PixelJob:
     suffixes = IMAGE_SUFFIXES
 
     def check(self) -> None:
-        for option in ("iters", "scales", "patch", "threads"):
+        for option in ("iters", "scales", "patch"):  # --threads: train.device.use_threads
             options.positive(f"--{option}", getattr(self, option))
         options.learning_rate(self.lr)
         options.seed(self.seed)
@@ -295,7 +295,6 @@ class SampleJob:
         options.size(self.size)
         options.seed(self.seed)
         options.choice("--bits", self.bits, (8, 16))
-        options.positive("--threads", self.threads)
         memory.set_limit(self.max_memory)
 
     def run(self) -> str:
@@ -347,7 +346,6 @@ class TrainJob:
         options.output(self.output, self.overwrite)
         options.positive("--checkpoint-every", self.checkpoint_every, allow_zero=True)
         options.positive("--preview-every", self.preview_every, allow_zero=True)
-        options.positive("--threads", self.threads)
         memory.set_limit(self.max_memory)
 
     def config(self, img):
