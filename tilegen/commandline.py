@@ -14,7 +14,7 @@ from typing import Annotated
 import typer
 
 from tilegen import memory
-from tilegen.errors import Interrupted, describe
+from tilegen.errors import Interrupted, describe, one_line
 
 
 def command_decorator(app: typer.Typer):
@@ -62,21 +62,40 @@ Bits = O(int, "8 or 16 bits per channel (16 needs .png/.tif).")
 Progress = O(bool, "Show a progress bar.")
 
 
+def _click_exceptions() -> tuple[tuple[type, ...], tuple[type, ...]]:
+    """(usage errors, aborts) of click and of the copy of click typer may carry."""
+    import click
+
+    usage, abort = [click.ClickException], [click.exceptions.Abort]
+    try:
+        from typer import _click  # typer >= 0.2x vendors click
+
+        usage.append(_click.exceptions.ClickException)
+        abort.append(_click.exceptions.Abort)
+    except (ImportError, AttributeError):
+        pass
+    return tuple(usage), tuple(abort)
+
+
 def run(app: typer.Typer, argv: list[str] | None = None) -> int:
     """Run the app; every failure is one line on stderr. The exit code: 0, 2 (bad input or
     environment), 130 (Ctrl-C), 1 (a bug: TILEGEN_DEBUG=1 shows its traceback)."""
-    import click
-
+    usage, abort = _click_exceptions()
     try:
         code = app(args=argv, standalone_mode=False)
         if code == 130:  # typer turned a Ctrl-C outside a command body into Exit(130)
             raise Interrupted("interrupted before the command started: nothing was written")
         memory.set_limit(None)  # --max-memory holds for one command (tests run many in a process)
         return code or 0
-    except click.ClickException as e:  # usage errors: click's own message, exit 2
-        e.show()
+    except usage as e:  # a usage error: one line too, pointing at the command's help
+        if type(e).__name__ == "NoArgsIsHelpError" or not hasattr(e, "format_message"):
+            e.show()  # `tilegen` alone: the help is the answer
+            return e.exit_code
+        ctx = getattr(e, "ctx", None)
+        where = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
+        print(f"tilegen: error: {one_line(e.format_message())}{where}", file=sys.stderr)
         return e.exit_code
-    except click.exceptions.Abort:
+    except abort:
         print("tilegen: aborted", file=sys.stderr)
         return 1
     except BaseException as e:
