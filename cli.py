@@ -155,37 +155,67 @@ def generate(
     typer.echo(run(cfg))
 
 
-@command("the tiles in {output} are incomplete; rerun the same command with --overwrite")
+@command("the tiles in {output} are incomplete; rerun the same command (--overwrite for numbered)")
 def tiles(
     store: Annotated[Path, typer.Argument(help="A store written by 'tilegen generate'.")],
-    output: Annotated[Path, typer.Option("-o", "--output", help="Folder for the tiles.")],
-    tile: Annotated[int, typer.Option(help="Tile side in pixels.")] = 2048,
-    format: Annotated[str, typer.Option("--format", help="png, tif or jpg.")] = "png",
-    bits: Annotated[
-        int | None, typer.Option(help="8 or 16 bits per channel (default: the store's).")
-    ] = None,
-    region: Annotated[
-        tuple[int, int, int, int] | None,
-        typer.Option(help="Y X H W: cut only this region (default: everything)."),
-    ] = None,
-    level: Annotated[int, typer.Option(help="Pyramid level (0: full resolution).")] = 0,
-    overwrite: Annotated[bool, typer.Option(help="Replace tiles already in the folder.")] = False,
-    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
-) -> None:
-    """Cut a store (or a region of it) into numbered tiles for engines and map tools.
+    output: O(Path, "Folder for the tiles.", "-o", "--output"),
+    tile: O(int | None, "Tile side in pixels [default: 2048; xyz/dzi: 256].") = None,
+    format: O(str, "png, tif or jpg: numbered tiles; xyz or dzi: a web-map pyramid (Leaflet, "
+              "OpenLayers, OpenSeadragon, 'tilegen view').", "--format") = "png",
+    image: O(str, "xyz/dzi tiles: png or jpg.") = "png",
+    bits: O(int | None, "8 or 16 bits per channel (default: the store's).") = None,
+    region: O(tuple[int, int, int, int] | None, "Y X H W: cut only this region (default: "
+              "everything).") = None,
+    level: O(int, "Pyramid level (0: full resolution).") = 0,
+    overwrite: O(bool, "Replace tiles already in the folder.") = False,
+    progress: cl.Progress = True,
+) -> None:  # fmt: skip
+    """Cut a store (or a region of it) into numbered tiles for engines and map tools, or into a
+    web-map pyramid.
 
-    Files are DIR/tile_r{row}_c{col}.png, row-major from the top-left, zero-padded, edge tiles
-    smaller; DIR/tiles.json maps each file to its pixels.
+    Numbered: DIR/tile_r{row}_c{col}.png, row-major from the top-left, zero-padded, edge tiles
+    smaller; DIR/tiles.json maps each file to its pixels. xyz: DIR/{z}/{x}/{y}.png and
+    DIR/tilejson.json; dzi: DIR/image.dzi and DIR/image_files/. Web pyramids come from the
+    store's own pyramid, stream, and resume when rerun.
     """
+    from tilegen.webtiles import WEB_FORMATS, write_web_tiles
+
+    if format in WEB_FORMATS:
+        if region or level or bits:
+            raise UserError(f"--region, --level and --bits are for numbered tiles, not {format}")
+        f = write_web_tiles(store, output, format, image, tile or 256, overwrite, progress=progress)
+        typer.echo(
+            f"wrote {f['written']} {format} tiles ({f['kept']} kept from an earlier run), "
+            f"{f['levels']} levels of {f['tile']}-pixel {image} tiles, to {output}"
+        )
+        return
     from tilegen.tiles import cut_tiles
 
     index = cut_tiles(
-        store, output, tile, format, bits, region, level, overwrite, progress=progress
+        store, output, tile or 2048, format, bits, region, level, overwrite, progress=progress
     )
     typer.echo(
         f"wrote {index['rows'] * index['cols']} tiles ({index['rows']} rows x {index['cols']} "
         f"columns, {index['bits']}-bit {format}) to {output}"
     )
+
+
+@command("the page was not served")
+def view(
+    path: Annotated[Path, typer.Argument(help="A store, an xyz/dzi folder, or a self-contained "
+                                              ".onnx model.")],
+    port: O(int, "Port on 127.0.0.1 (0: any free port).") = 8765,
+    open_browser: O(bool, "Open the page in the default browser.", "--open") = False,
+) -> None:  # fmt: skip
+    """Show a store or a tile folder as a zoomable map, or paint a model in the browser.
+
+    Serves a local page on 127.0.0.1 until Ctrl-C. A model must be the dynamic self-contained
+    form ('tilegen export MODEL -o WEB.onnx --self-contained'); its page needs onnxruntime-web
+    ('npm ci --prefix tilegen/web').
+    """
+    from tilegen.view import view as serve
+
+    serve(path, port, open_browser, log=typer.echo)
 
 
 # --- train, sample (the generator, Alg. 2) ----------------------------------------------------
@@ -211,6 +241,8 @@ def train_cmd(
     batch: S(int, "Noise samples per iteration", 1) = None,
     lr: S(float, "Adam learning rate", 0.01) = None,
     seed: S(int, "Random seed", 0) = None,
+    projection: S(int, "Exemplar patches of the final patch projection, which paints the "
+                  "exemplar's own fine detail over the network's output (0: none)", 2000) = None,
     ema: S(float, "Keep a moving average of the weights with this decay, e.g. 0.995, not the "
            "last ones", 0) = None,
     device: cl.Device = "auto",
@@ -226,7 +258,7 @@ def train_cmd(
     """Learn a generator of the exemplar's texture (Alg. 2); writes OUTPUT and a preview PNG."""
     given = {"--iters": iters, "--scales": scales, "--targets": targets, "--width": width,
              "--levels": levels, "--size": size, "--batch": batch, "--lr": lr, "--seed": seed,
-             "--ema": ema, "--device": device}  # fmt: skip
+             "--ema": ema, "--device": device, "--projection": projection}  # fmt: skip
     job = TrainJob(exemplar=exemplar, output=output, given=given, threads=threads,
                    checkpoint_every=checkpoint_every, resume=resume, preview_every=preview_every,
                    check_modes=check, overwrite=overwrite, max_memory=max_memory)  # fmt: skip
@@ -254,97 +286,65 @@ def sample_cmd(
 # --- export, inspect (the ONNX contract: export/, tilegen/inspect.py, docs/FORMAT.md) ----------
 
 
-def _parse_period(text: str | None, arch=None) -> tuple[int, int] | None:
-    """--period P or PYxPX; with the model's `arch`, checked against its stride."""
-    if text is None:
-        return None
-    parts = text.lower().replace(",", "x").split("x")
-    try:
-        vals = [int(v) for v in parts]
-    except ValueError:
-        vals = []
-    if len(vals) not in (1, 2) or min(vals) < 1:
-        raise UserError(f"--period {text}: give P or PYxPX, positive integers")
-    if arch is not None:
-        from tilegen.windows import level_periods
-
-        try:
-            [level_periods(arch, p) for p in vals]
-        except ValueError as e:
-            raise UserError(f"--period {text}: {e}")
-    return (vals[0], vals[-1])
-
-
-@command(
-    "{output} was not written (it is written only after its checks pass); rerun the same command",
-    "export",
-)
+@command("{output} was not written (it is written only after its checks pass); rerun", "export")
 def export_cmd(
-    model: Annotated[Path, typer.Argument(help="A trained model (.pt from 'tilegen train').")],
-    output: Annotated[Path, typer.Option("-o", "--output", help="The .onnx file to write.")],
-    self_contained: Annotated[
-        bool,
-        typer.Option(
-            "--self-contained",
-            help="Compute the noise inside the graph: inputs seed, y0, x0 (int64), output one "
-            "--tile sized tile. Default: the windowed form the tiler reads.",
-        ),
-    ] = False,
-    tile: Annotated[
-        tuple[int, int] | None,
-        typer.Option(help="Tile height and width of the self-contained form.", metavar="H W"),
-    ] = None,
-    period: Annotated[
-        str | None,
-        typer.Option(
-            help="Self-contained form only: make the texture periodic with period P (or PYxPX) "
-            "output pixels, multiples of the model's stride.",
-            metavar="P",
-        ),
-    ] = None,
-    opset: Annotated[int, typer.Option(help="ONNX opset (18 or newer).")] = 18,
+    model: Annotated[Path, typer.Argument(
+        help="A trained model (.pt from 'tilegen train'), or a windowed .onnx to wrap into the "
+        "--self-contained form (no torch needed).")],
+    output: O(Path, "The .onnx file to write.", "-o", "--output"),
+    self_contained: O(bool, "Compute the noise inside the graph: inputs seed, y0, x0, height, "
+                      "width, period_y, period_x (int64 scalars); with --tile, inputs seed, y0, "
+                      "x0 and a fixed tile. Default: the windowed form the tiler reads.",
+                      "--self-contained") = False,
+    tile: O(tuple[int, int] | None, "Fix the self-contained form's tile height and width "
+            "(default: inputs).", metavar="H W") = None,
+    period: O(str | None, "With --tile: make the texture periodic with period P (or PYxPX) "
+              "output pixels, multiples of the model's stride.", metavar="P") = None,
+    opset: O(int, "ONNX opset (18 or newer).") = 18,
     overwrite: cl.Overwrite = False,
-) -> None:
+) -> None:  # fmt: skip
     """Export a trained generator to ONE self-describing .onnx file and verify it against torch.
 
     The file is written only when onnxruntime matches torch within 1e-4 (and, for
-    --self-contained, the tiler's tiles within 1e-6); otherwise exit code 2.
+    --self-contained, the tiler's tiles within 1e-6); otherwise exit code 2. MODEL.onnx.json
+    beside it holds the contract for runtimes that cannot read ONNX metadata.
     """
     from dataclasses import replace
-
-    from tilegen.contract import ModelInfo
-    from tilegen.export.onnx_export import export_verified
-    from tilegen.train.checkpoint import load_generator
 
     check_output(output, overwrite)
     if (tile or period) and not self_contained:
         raise UserError("--tile and --period belong to --self-contained")
-    if self_contained and tile is None:
-        raise UserError("--self-contained needs --tile H W (the size of the tile it returns)")
+    if period and tile is None:
+        raise UserError("--period needs --tile H W: the dynamic form takes period_y, period_x")
     if opset < 18:
         raise UserError(f"--opset {opset}: tilegen exports opset 18 or newer")
+    tile = check_size(tile) if tile else None
+    if model.suffix.lower() == ".onnx":
+        from tilegen.export.onnx_export import wrap_verified
+
+        if not self_contained:
+            raise UserError(f"{model} is already an .onnx file: add --self-contained to wrap it")
+        proto, report = wrap_verified(
+            model, output, tile, options.period(period), overwrite=overwrite
+        )
+        typer.echo(
+            f"wrote {output} (self-contained, {output.stat().st_size:,} bytes) and "
+            f"{output}.json; tiles vs the tiler's, max |diff| {report.max_diff:.3g}"
+        )
+        return
+    from tilegen.export.onnx_export import export_verified, model_info
+    from tilegen.train.checkpoint import load_generator
+
     gen, meta = load_generator(model, "cpu")
-    _parse_period(period, gen.cfg.arch)  # now, not after the export's 20 s
-    cfg = gen.cfg
-    extra = ("iterations", "final_loss", "exemplar_shape")
-    training = {**meta.get("training", {}), **{k: meta[k] for k in extra if k in meta}}
-    training["generator"] = cfg.to_dict()
-    info = ModelInfo(
-        arch=cfg.arch,
-        noise_channels=cfg.noise_channels,
-        out_channels=cfg.out_channels,
-        channels=meta.get("channels") or {1: "L", 3: "RGB", 4: "RGBA"}.get(cfg.out_channels, ""),
-        exemplar_sha256=meta.get("exemplar_sha256", ""),
-        training=training,
-    )
-    if self_contained:
-        info = replace(info, form="self-contained", tile=check_size(tile),
-                       period=_parse_period(period))  # fmt: skip
+    info = model_info(gen, meta)
+    if self_contained:  # the period checked now, not after the export's 20 s
+        info = replace(info, form="self-contained", tile=tile,
+                       period=options.period(period, gen.cfg.arch))  # fmt: skip
     proto, report = export_verified(gen, info, output, opset=opset, overwrite=overwrite)
     size = output.stat().st_size
     typer.echo(
-        f"wrote {output} ({info.form}, {size:,} bytes, opset {opset}, IR {proto.ir_version}); "
-        f"onnxruntime vs torch, max |diff| {report.max_diff:.3g}:"
+        f"wrote {output} ({info.form}, {size:,} bytes, opset {opset}, IR {proto.ir_version}) "
+        f"and {output}.json; onnxruntime vs torch, max |diff| {report.max_diff:.3g}:"
     )
     for line in report.lines():
         typer.echo(line)
@@ -353,16 +353,11 @@ def export_cmd(
 @command("nothing was written", "inspect")
 def inspect_cmd(
     model: Annotated[Path, typer.Argument(help="A tilegen .onnx file.")],
-    tile: Annotated[
-        tuple[int, int, int, int] | None,
-        typer.Option(
-            help="Output tile origin and size: show the noise windows it needs "
-            "[default: 0 0 1024 1024, or the self-contained tile].",
-            metavar="Y X H W",
-        ),
-    ] = None,
-    json_out: Annotated[bool, typer.Option("--json", help="Print JSON only.")] = False,
-) -> None:
+    tile: O(tuple[int, int, int, int] | None, "Output tile origin and size: show the noise "
+            "windows it needs [default: 0 0 1024 1024, or the self-contained tile].",
+            metavar="Y X H W") = None,
+    json_out: O(bool, "Print JSON only.", "--json") = False,
+) -> None:  # fmt: skip
     """Show an .onnx model's metadata, parameters, cost per megapixel and noise windows.
 
     Needs only the onnx package (no torch, no onnxruntime).

@@ -24,22 +24,25 @@ from __future__ import annotations
 import contextlib
 import copy
 import io
+import json
 import logging
 import os
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import onnx
-import torch
 
 from tilegen import __version__
-from tilegen.contract import ModelInfo, from_metadata, to_metadata
+from tilegen.contract import ModelInfo, from_metadata, runtime_contract, to_metadata
 from tilegen.errors import UserError, one_line
 from tilegen.model import noise_feeds
-from tilegen.train.generator import TextureGenerator, fold, is_folded, sample_tile
+
+if TYPE_CHECKING:  # torch is imported where it is used: wrapping an .onnx file needs none
+    from tilegen.train.generator import TextureGenerator
 
 DEFAULT_OPSET = 18  # the oldest opset the self-contained form can use (BitwiseXor)
 PARITY_TOL = 1e-4  # max |onnxruntime - torch| an export accepts
@@ -47,6 +50,8 @@ TILE_TOL = 1e-6  # max |self-contained - windowed path| an export accepts (bit-i
 # Output tiles checked by `tilegen export`: square/aligned, odd/non-square at a negative origin.
 PARITY_CASES = (((0, 0), (64, 64)), ((-13, 29), (37, 53)))
 SELF_CONTAINED_ORIGINS = ((0, 0), (-37, 101), (1000003, -(2**31) - 5))
+# The dynamic form's checks: (size, period) at every origin above.
+DYNAMIC_CASES = (((64, 64), None), ((37, 53), None), ((48, 80), (64, 128)))
 
 
 def ir_version_for(opset: int) -> int:
@@ -59,6 +64,10 @@ def ir_version_for(opset: int) -> int:
 
 def prepared(model: TextureGenerator) -> TextureGenerator:
     """A CPU float32 eval-mode copy with its normalisation folded into plain convolutions."""
+    import torch
+
+    from tilegen.train.generator import fold, is_folded
+
     m = copy.deepcopy(model).to("cpu", torch.float32)
     if not is_folded(m):
         fold(m)
@@ -73,6 +82,8 @@ def bn_nodes(proto: onnx.ModelProto) -> list[str]:
 
 def _clean(proto: onnx.ModelProto, info: ModelInfo, opset: int) -> onnx.ModelProto:
     """Make the dynamo output small and honest: no stack traces, readable dims, our metadata."""
+    import torch
+
     if proto.functions:  # keep metadata_props the last field of the file (see tilegen/inspect.py)
         proto = onnx.inliner.inline_local_functions(proto)
         del proto.functions[:]
@@ -106,6 +117,8 @@ def _clean(proto: onnx.ModelProto, info: ModelInfo, opset: int) -> onnx.ModelPro
 
 def torch_to_onnx(model: TextureGenerator, info: ModelInfo, opset: int = DEFAULT_OPSET):
     """The windowed ModelProto of a (folded) generator, with metadata; not written anywhere."""
+    import torch
+
     m = prepared(model)
     arch = info.arch
     if arch.levels != m.cfg.levels or info.noise_channels != m.cfg.noise_channels:
@@ -151,8 +164,6 @@ def export_protos(
         return windowed, windowed
     if info.form != "self-contained":
         raise ValueError(f"unknown tilegen form {info.form!r}")
-    if info.tile is None:
-        raise UserError("the self-contained form needs a tile size: --tile H W")
     from tilegen.export.self_contained import build_self_contained
 
     return build_self_contained(windowed, info, info.tile, info.period), windowed
@@ -194,9 +205,23 @@ def tiler_tile(sess, info: ModelInfo, seed, y0, x0, h, w, period=None) -> np.nda
     return sess.run(["image"], feeds)[0][:, :, cy : cy + h, cx : cx + w]
 
 
-def self_contained_tile(sess, seed: int, y0: int, x0: int) -> np.ndarray:
-    """Run a self-contained session: (1, C, H, W)."""
-    feed = {k: np.array(v, dtype=np.int64) for k, v in (("seed", seed), ("y0", y0), ("x0", x0))}
+def self_contained_tile(
+    sess,
+    seed: int,
+    y0: int,
+    x0: int,
+    size: tuple[int, int] | None = None,
+    period: tuple[int, int] | None = None,
+) -> np.ndarray:
+    """Run a self-contained session: (1, C, H, W). The dynamic form needs `size` (and takes a
+    `period`); the fixed-tile form has both baked in."""
+    feed = {"seed": seed, "y0": y0, "x0": x0}
+    if "height" in [i.name for i in sess.get_inputs()]:
+        if size is None:
+            raise ValueError("the dynamic self-contained form needs a tile size")
+        feed |= {"height": size[0], "width": size[1]}
+        feed |= {"period_y": (period or (0, 0))[0], "period_x": (period or (0, 0))[1]}
+    feed = {k: np.array(v, dtype=np.int64) for k, v in feed.items()}
     return sess.run(["image"], feed)[0]
 
 
@@ -238,6 +263,8 @@ def verify_parity(
 ) -> ParityReport:
     """onnxruntime (windowed file at `path`) vs torch on the noise windows of output tiles of
     these sizes at `origin`: the whole network output is compared. One-line UserError above tol."""
+    import torch
+
     report = report or ParityReport()
     m = prepared(model)
     info = _info_of(path)
@@ -258,7 +285,7 @@ def verify_parity(
 
 
 def verify_self_contained(
-    model: TextureGenerator,
+    model: TextureGenerator | None,
     path: str | os.PathLike,
     windowed: str | os.PathLike | onnx.ModelProto,
     origins: Sequence[tuple[int, int]] = SELF_CONTAINED_ORIGINS,
@@ -269,25 +296,60 @@ def verify_self_contained(
     report: ParityReport | None = None,
 ) -> ParityReport:
     """The self-contained file's tiles vs the tiler's (windowed graph + tilegen.noise, within
-    tile_tol) and vs torch's sample_tile (within tol), at each origin."""
+    tile_tol) and vs torch's sample_tile (within tol; skipped for `model` None), at each origin:
+    the file's tile (fixed form) or DYNAMIC_CASES (dynamic form)."""
     report = report or ParityReport()
-    m = prepared(model)
+    m = prepared(model) if model is not None else None
     info = _info_of(path)
     sc, win = session(path), session(windowed)
-    h, w = info.tile
+    cases = DYNAMIC_CASES if info.dynamic else ((tuple(info.tile), info.period),)
     for y0, x0 in origins:
-        got = self_contained_tile(sc, seed, y0, x0)
-        tiler = tiler_tile(win, info, seed, y0, x0, h, w, info.period)
-        ref = sample_tile(m, seed, y0, x0, h, w, info.period).numpy()
-        what = f"self-contained tile {h}x{w} at ({y0}, {x0})"
-        if got.shape != tiler.shape:
-            raise UserError(f"self-contained check failed: shape {got.shape} != {tiler.shape}")
-        d_tiler, d_torch = float(np.abs(got - tiler).max()), float(np.abs(got - ref).max())
-        report.cases.append((what + " vs the tiler", d_tiler))
-        report.cases.append((what + " vs torch", d_torch))
-        _fail(what, d_tiler, tile_tol, "the tiler's windowed path")
-        _fail(what, d_torch, tol, "torch")
+        for (h, w), period in cases:
+            got = self_contained_tile(sc, seed, y0, x0, (h, w), period)
+            tiler = tiler_tile(win, info, seed, y0, x0, h, w, period)
+            what = f"self-contained tile {h}x{w} at ({y0}, {x0})"
+            what += f", period {period[0]}x{period[1]}" if period else ""
+            if got.shape != tiler.shape:
+                raise UserError(f"self-contained check failed: shape {got.shape} != {tiler.shape}")
+            d_tiler = float(np.abs(got - tiler).max())
+            report.cases.append((what + " vs the tiler", d_tiler))
+            _fail(what, d_tiler, tile_tol, "the tiler's windowed path")
+            if m is not None:
+                from tilegen.train.generator import sample_tile
+
+                ref = sample_tile(m, seed, y0, x0, h, w, period).numpy()
+                d_torch = float(np.abs(got - ref).max())
+                report.cases.append((what + " vs torch", d_torch))
+                _fail(what, d_torch, tol, "torch")
     return report
+
+
+def sidecar_path(path: str | os.PathLike) -> Path:
+    """MODEL.onnx.json: the runtime contract beside the file (tilegen.contract.runtime_contract)."""
+    return Path(str(path) + ".json")
+
+
+def write_sidecar(path: str | os.PathLike, info: ModelInfo) -> Path:
+    side = sidecar_path(path)
+    side.write_text(json.dumps(runtime_contract(info), indent=1) + "\n")
+    return side
+
+
+def model_info(model: TextureGenerator, meta: dict) -> ModelInfo:
+    """The windowed ModelInfo of a trained generator from its checkpoint metadata (what a .pt
+    knows about its training), the form every export starts from."""
+    cfg = model.cfg
+    extra = ("iterations", "final_loss", "exemplar_shape")
+    training = {**meta.get("training", {}), **{k: meta[k] for k in extra if k in meta}}
+    training["generator"] = cfg.to_dict()
+    return ModelInfo(
+        arch=cfg.arch,
+        noise_channels=cfg.noise_channels,
+        out_channels=cfg.out_channels,
+        channels=meta.get("channels") or {1: "L", 3: "RGB", 4: "RGBA"}.get(cfg.out_channels, ""),
+        exemplar_sha256=meta.get("exemplar_sha256", ""),
+        training=training,
+    )
 
 
 def export_verified(
@@ -302,8 +364,7 @@ def export_verified(
     Windowed: parity on PARITY_CASES (+ a periodic case); self-contained: the windowed graph's
     parity, then its tiles against the tiler and torch."""
     path = Path(path)
-    if path.exists() and not overwrite:
-        raise UserError(f"{path} already exists: pass --overwrite or choose another -o")
+    _check_outputs(path, overwrite)
     proto, windowed = export_protos(model, info, opset)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -322,9 +383,54 @@ def export_verified(
         if info.form == "self-contained":
             verify_self_contained(model, tmp, windowed, report=report)
         os.replace(tmp, path)
+        write_sidecar(path, _info_of(path))
     except OSError as e:
         raise UserError(f"cannot write {path}: {e.strerror or e}")
     finally:
         tmp.unlink(missing_ok=True)
         wtmp.unlink(missing_ok=True)
+    return proto, report
+
+
+def _check_outputs(path: Path, overwrite: bool) -> None:
+    for p in (path, sidecar_path(path)):
+        if p.exists() and not overwrite:
+            raise UserError(f"{p} already exists: pass --overwrite or choose another -o")
+
+
+def wrap_verified(
+    windowed_path: str | os.PathLike,
+    path: str | os.PathLike,
+    tile: tuple[int, int] | None,
+    period: tuple[int, int] | None = None,
+    *,
+    overwrite: bool = False,
+) -> tuple[onnx.ModelProto, ParityReport]:
+    """`tilegen export WINDOWED.onnx --self-contained`: wrap an exported windowed file into the
+    self-contained form (fixed `tile`, or dynamic for None) without torch, check its tiles
+    against the tiler's (bit-identical expected), then write it and its sidecar."""
+    from tilegen.export.self_contained import build_self_contained
+    from tilegen.inspect import load
+
+    path = Path(path)
+    _check_outputs(path, overwrite)
+    src = load(windowed_path)
+    if src.info.form != "windowed":
+        raise UserError(
+            f"{windowed_path} is already a {src.info.form} model: give the windowed .onnx (or "
+            "the .pt) to export from"
+        )
+    proto = build_self_contained(src.proto, src.info, tile, period)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        try:
+            save(proto, tmp)
+            report = verify_self_contained(None, tmp, src.proto)
+            os.replace(tmp, path)
+            write_sidecar(path, _info_of(path))
+        finally:
+            tmp.unlink(missing_ok=True)
+    except OSError as e:
+        raise UserError(f"cannot write {path}: {e.strerror or e}")
     return proto, report

@@ -9,8 +9,18 @@ runtime must then implement the tilegen-hash32 noise (docs/NOISE.md) and the win
              x0    int64 scalar, left column (any sign: the texture is infinite)
     output   image float32 [1, C_out, H, W]: output pixels [y0, y0+H) x [x0, x0+W)
 
-H, W (metadata tilegen.tile) and, for periodic textures, the period (tilegen.period, [py, px] in
-full-resolution pixels, multiples of the model's stride 2^(K-1)) are fixed at export. The result
+Two variants. The fixed-tile form (`tile` given): H, W (metadata tilegen.tile) and, for periodic
+textures, the period (tilegen.period, [py, px] in full-resolution pixels, multiples of the model's
+stride 2^(K-1)) are fixed at export. The dynamic form (`tile` None, format version 2) takes them
+as inputs too, and returns its contract as a second output (for runtimes that cannot read
+metadata_props, such as onnxruntime's JavaScript API):
+
+    inputs   seed, y0, x0 as above; height, width (int64 scalars >= 1): the tile size;
+             period_y, period_x (int64 scalars): the output period, 0 = not periodic
+    outputs  image    float32 [1, C_out, height, width]
+             contract uint8 [N]: UTF-8 JSON of tilegen.contract.runtime_contract
+
+The result
 is the tiler's tile for the same (seed, y0, x0): the graph computes the same windows as
 tilegen.windows.axis_window (Python floor division, done as (a - mod(a, s)) / s because ONNX's
 integer Div truncates), fills them with the same uint32 operations as tilegen.noise.noise_window
@@ -23,13 +33,14 @@ This module needs only `onnx`: it rewires an exported windowed graph, it never c
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 
 import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from tilegen.contract import ModelInfo, to_metadata
+from tilegen.contract import CONTRACT_OUTPUT, ModelInfo, runtime_contract, to_metadata
 from tilegen.errors import UserError
 from tilegen.noise import NOISE_SPEC
 from tilegen.windows import Arch, level_periods
@@ -106,15 +117,16 @@ class _Builder:
         return self.op("Cast", self.mod(v, self.i64(2**32)), to=TensorProto.UINT32)
 
 
-def _axis(b: _Builder, arch: Arch, start: str, size: int):
+def _axis(b: _Builder, arch: Arch, start: str, size: int | str):
     """In-graph tilegen.windows.axis_window: per-level noise (start, size) and the crop offset,
-    as int64 scalar tensors."""
-    s, tj = arch.stride, arch.tj
-    offset, shrink = tj * (s - 1), 2 * tj * (s - 1)
+    as int64 scalar tensors. `size` is a number (fixed tile) or an int64 scalar tensor's name."""
+    s, tj, tr = arch.stride, arch.tj, arch.tr
+    offset, shrink = tj * (s - 1) + tr, 2 * tj * (s - 1) + 2 * tr
     q = b.floordiv(b.sub(start, b.i64(offset)), s)  # Y_0
     out_start = b.add(b.mul(q, b.i64(s)), b.i64(offset))
     crop = b.sub(start, out_start)
-    need = b.add(crop, b.i64(size))  # >= 1, so Div is a floor: ceil(m / s) = (m + s - 1) / s
+    size = b.i64(size) if isinstance(size, int) else size
+    need = b.add(crop, size)  # >= 1, so Div is a floor: ceil(m / s) = (m + s - 1) / s
     o0 = b.op("Div", b.add(need, b.i64(shrink + s - 1)), b.i64(s))
     o0 = b.op("Max", o0, b.i64(2 * tj))
     noise = [(b.sub(q, b.i64(arch.t0)), b.add(o0, b.i64(2 * arch.t0)))]
@@ -127,33 +139,45 @@ def _axis(b: _Builder, arch: Arch, start: str, size: int):
     return noise, crop
 
 
-def _coords(b: _Builder, start: str, size: str, period: int | None, shape: list[int]) -> str:
-    """uint32 coordinates start .. start+size-1 (wrapped modulo `period`), reshaped."""
+def _coords(b: _Builder, start: str, size: str, period: int | str | None, shape: list[int]) -> str:
+    """uint32 coordinates start .. start+size-1 (wrapped modulo `period`), reshaped. A `period`
+    tensor (int64 scalar) wraps only where it is positive."""
     c = b.op("Range", start, b.add(start, size), b.i64(1))
-    if period is not None:
+    if isinstance(period, int):
         c = b.mod(c, b.i64(period))
+    elif period is not None:
+        wrapped = b.mod(c, b.op("Max", period, b.i64(1)))  # never Mod by 0
+        c = b.op("Where", b.op("Greater", period, b.i64(0)), wrapped, c)
     return b.op("Reshape", b.to_u32(c), b.i64(shape))
+
+
+def _level_periods(b: _Builder, arch: Arch, period: str) -> list[str]:
+    """In-graph level_periods for a period input P (0: not periodic): P / 2^(K-1-k), or 0."""
+    positive = b.op("Max", period, b.i64(0))
+    return [b.op("Div", positive, b.i64(2 ** (arch.levels - 1 - k))) for k in range(arch.levels)]
 
 
 def noise_subgraph(
     b: _Builder,
     arch: Arch,
     channels: int,
-    tile: tuple[int, int],
-    period: tuple[int, int] | None,
+    tile: tuple[int | str, int | str],
+    period: tuple[int, int] | tuple[str, str] | None,
     seed: str,
     y0: str,
     x0: str,
 ) -> tuple[list[str], str, str]:
     """Nodes computing z0..z{K-1} (float32 [1, C, H_k, W_k]) for the tile at (y0, x0), and the
-    crop offsets (cy, cx). Output tensors are named z0..z{K-1}."""
+    crop offsets (cy, cx). Output tensors are named z0..z{K-1}. Tile sides and period are numbers
+    (fixed at export) or int64 scalar tensor names (inputs; a period of 0 does not wrap)."""
     ny, cy = _axis(b, arch, y0, tile[0])
     nx, cx = _axis(b, arch, x0, tile[1])
-    periods = (
-        list(zip(level_periods(arch, period[0]), level_periods(arch, period[1])))
-        if period
-        else [(None, None)] * arch.levels
-    )
+    if period is None:
+        periods = [(None, None)] * arch.levels
+    elif isinstance(period[0], str):
+        periods = list(zip(_level_periods(b, arch, period[0]), _level_periods(b, arch, period[1])))
+    else:
+        periods = list(zip(level_periods(arch, period[0]), level_periods(arch, period[1])))
     seed_h = b.mix32(b.to_u32(seed))
     chans = b.u32(np.arange(channels).reshape(channels, 1, 1))
     names = []
@@ -173,14 +197,23 @@ def noise_subgraph(
 def build_self_contained(
     windowed: onnx.ModelProto,
     info: ModelInfo,
-    tile: tuple[int, int],
+    tile: tuple[int, int] | None,
     period: tuple[int, int] | None = None,
 ) -> onnx.ModelProto:
-    """The self-contained model around a windowed tilegen graph (inputs z0.., output "image")."""
+    """The self-contained model around a windowed tilegen graph (inputs z0.., output "image"):
+    the fixed-tile form for a `tile` (H, W), the dynamic form (tile size and period as inputs)
+    for `tile` None."""
     arch = info.arch
-    th, tw = (int(v) for v in tile)
-    if th < 1 or tw < 1:
-        raise UserError(f"--tile {th} {tw}: both sides must be positive")
+    dynamic = tile is None
+    if dynamic and period is not None:
+        raise UserError(
+            "--period belongs to the fixed-tile form (--tile H W): the dynamic form takes the "
+            "period as its inputs period_y, period_x"
+        )
+    if not dynamic:
+        th, tw = (int(v) for v in tile)
+        if th < 1 or tw < 1:
+            raise UserError(f"--tile {th} {tw}: both sides must be positive")
     if period is not None:
         period = (int(period[0]), int(period[1]))
         try:
@@ -196,12 +229,17 @@ def build_self_contained(
     if gin != info.input_names() or [o.name for o in windowed.graph.output] != ["image"]:
         raise ValueError(f"not a windowed tilegen graph: inputs {gin}")
 
+    meta_info = replace(
+        info, form="self-contained", tile=None if dynamic else (th, tw), period=period
+    )
+    names = meta_info.graph_inputs()
+    inputs = [helper.make_tensor_value_info(n, TensorProto.INT64, []) for n in names]
     b = _Builder("noise/")
-    int_scalar = [
-        helper.make_tensor_value_info(n, TensorProto.INT64, []) for n in ("seed", "y0", "x0")
-    ]
-    seed, y0, x0 = "seed", "y0", "x0"
-    _, cy, cx = noise_subgraph(b, arch, info.noise_channels, (th, tw), period, seed, y0, x0)
+    if dynamic:
+        size, per = ("height", "width"), ("period_y", "period_x")
+    else:
+        size, per = (th, tw), period
+    _, cy, cx = noise_subgraph(b, arch, info.noise_channels, size, per, "seed", "y0", "x0")
 
     # The generator, unchanged, reading z0.. from the noise nodes; its output renamed WINDOW.
     gen = onnx.GraphProto()
@@ -214,27 +252,50 @@ def build_self_contained(
     starts = c.op(
         "Concat", c.op("Unsqueeze", cy, c.i64([0])), c.op("Unsqueeze", cx, c.i64([0])), axis=0
     )
-    ends = c.add(starts, c.i64([th, tw]))
+    if dynamic:
+        sizes = c.op("Concat", *(c.op("Unsqueeze", n, c.i64([0])) for n in size), axis=0)
+    else:
+        sizes = c.i64([th, tw])
+    ends = c.add(starts, sizes)
     c.op("Slice", WINDOW, starts, ends, c.i64([2, 3]), out="image")
+    outputs = [
+        helper.make_tensor_value_info(
+            "image", TensorProto.FLOAT, [1, info.out_channels, *(size if dynamic else (th, tw))]
+        )
+    ]
+    if dynamic:  # the contract, for runtimes that cannot read metadata_props
+        doc = json.dumps(runtime_contract(meta_info)).encode()
+        c.op("Identity", c.const(np.frombuffer(doc, np.uint8), np.uint8), out=CONTRACT_OUTPUT)
+        outputs.append(
+            helper.make_tensor_value_info(CONTRACT_OUTPUT, TensorProto.UINT8, [len(doc)])
+        )
 
     ours = {n.output[0] for n in b.nodes + c.nodes} | {t.name for t in b.inits + c.inits}
     theirs = {o for n in gen.node for o in n.output} | {t.name for t in gen.initializer}
     clash = (ours - set(info.input_names()) - {"image"}) & theirs
-    if clash or {"seed", "y0", "x0"} & theirs:
+    if clash or set(names) & theirs:
         raise ValueError(f"name clash between noise and generator graphs: {sorted(clash)[:5]}")
 
     graph = helper.make_graph(
         b.nodes + list(gen.node) + c.nodes,
         "tilegen_self_contained",
-        int_scalar,
-        [helper.make_tensor_value_info("image", TensorProto.FLOAT, [1, info.out_channels, th, tw])],
+        inputs,
+        outputs,
         initializer=b.inits + list(gen.initializer) + c.inits,
     )
-    graph.doc_string = (
-        f"tilegen self-contained texture tile: {NOISE_SPEC} noise computed in-graph; "
-        f"output pixels [y0, y0+{th}) x [x0, x0+{tw}) for the given seed"
-        + (f", periodic with period {period[0]}x{period[1]}" if period else "")
-    )
+    if dynamic:
+        graph.doc_string = (
+            f"tilegen self-contained texture tile: {NOISE_SPEC} noise computed in-graph; output "
+            "pixels [y0, y0+height) x [x0, x0+width) for the given seed, periodic with period "
+            "period_y x period_x when they are positive (multiples of the stride); output "
+            "'contract': this model's contract as UTF-8 JSON"
+        )
+    else:
+        graph.doc_string = (
+            f"tilegen self-contained texture tile: {NOISE_SPEC} noise computed in-graph; "
+            f"output pixels [y0, y0+{th}) x [x0, x0+{tw}) for the given seed"
+            + (f", periodic with period {period[0]}x{period[1]}" if period else "")
+        )
     model = helper.make_model(
         graph,
         opset_imports=list(windowed.opset_import),
@@ -244,7 +305,6 @@ def build_self_contained(
     )
     model.functions.extend(windowed.functions)
     model.doc_string = windowed.doc_string.replace("(windowed)", "(self-contained)")
-    meta_info = replace(info, form="self-contained", tile=(th, tw), period=period)
     for k, v in to_metadata(meta_info).items():
         model.metadata_props.append(onnx.StringStringEntryProto(key=k, value=v))
     onnx.checker.check_model(model)

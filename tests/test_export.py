@@ -18,7 +18,13 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from tilegen.contract import ModelInfo, from_metadata, to_metadata  # noqa: E402
+from tilegen.contract import (  # noqa: E402  # noqa: E402
+    FORMAT_VERSION,
+    ModelInfo,
+    from_metadata,
+    runtime_contract,
+    to_metadata,
+)
 from tilegen.errors import UserError  # noqa: E402
 from tilegen.export.onnx_export import (  # noqa: E402
     bn_nodes,
@@ -38,6 +44,7 @@ from tilegen.train.generator import (  # noqa: E402
     GeneratorConfig,
     TextureGenerator,
     fold,
+    is_folded,
     sample_tile,
     training_noise,
 )
@@ -80,7 +87,7 @@ def unfolded():
 @pytest.fixture(scope="module")
 def exported(unfolded, tmp_path_factory):
     """(windowed path, windowed proto) exported from an eval-mode generator with BatchNorm."""
-    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in unfolded.modules())
+    assert not is_folded(unfolded)  # folding (weight standardisation or BatchNorm) is exercised
     proto, windowed = export_protos(unfolded, info_for(unfolded))
     assert proto is windowed
     path = tmp_path_factory.mktemp("onnx") / "w.onnx"
@@ -90,11 +97,16 @@ def exported(unfolded, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def self_contained(exported, unfolded, tmp_path_factory):
-    """Self-contained files: a 37x53 tile, and a periodic 24x40 tile with period 32x64."""
+    """Self-contained files: a 37x53 tile, a periodic 24x40 tile with period 32x64, and the
+    dynamic form (tile size and period as inputs)."""
     _, proto = exported
     d = tmp_path_factory.mktemp("sc")
     out = {}
-    for name, tile, period in (("plain", (37, 53), None), ("periodic", (24, 40), (32, 64))):
+    for name, tile, period in (
+        ("plain", (37, 53), None),
+        ("periodic", (24, 40), (32, 64)),
+        ("dynamic", None, None),
+    ):
         sc = build_self_contained(proto, info_for(unfolded), tile, period)
         save(sc, d / f"{name}.onnx")
         out[name] = d / f"{name}.onnx"
@@ -203,12 +215,64 @@ def test_self_contained_is_periodic(self_contained):
     assert not np.array_equal(a, self_contained_tile(sc, 9, -3 + 8, 5))
 
 
+DYNAMIC_SIZES = [(1, 1), (37, 53), (64, 64), (17, 130)]
+
+
+@pytest.mark.parametrize("origin", ORIGINS)
+def test_dynamic_tile_equals_tiler_tile(sessions, unfolded, origin):
+    """Any size, periodic or not, from one file: bit-identical to the tiler's tile."""
+    info = info_for(unfolded)
+    for size in DYNAMIC_SIZES:
+        for period in (None, (32, 64), (8, 16)):
+            seed = 2**32 - 1 if period else 0
+            got = self_contained_tile(sessions["dynamic"], seed, *origin, size, period)
+            want = tiler_tile(sessions["windowed"], info, seed, *origin, *size, period)
+            assert got.shape == want.shape == (1, 3, *size)
+            assert np.array_equal(got, want), (size, period)
+    ref = sample_tile(unfolded, 3, *origin, 37, 53, (32, 64)).numpy()
+    got = self_contained_tile(sessions["dynamic"], 3, *origin, (37, 53), (32, 64))
+    assert np.abs(got - ref).max() <= 1e-5
+
+
+def test_dynamic_form_contract(self_contained, sessions, unfolded):
+    """Inputs, outputs, format version 2 and the contract output (= the sidecar's JSON)."""
+    sess = sessions["dynamic"]
+    assert [i.name for i in sess.get_inputs()] == [
+        "seed", "y0", "x0", "height", "width", "period_y", "period_x"
+    ]  # fmt: skip
+    assert all(i.type == "tensor(int64)" and i.shape == [] for i in sess.get_inputs())
+    assert [o.name for o in sess.get_outputs()] == ["image", "contract"]
+    inspected = load(self_contained["dynamic"])
+    info = inspected.info
+    assert info.dynamic and info.tile is None and info.period is None
+    assert inspected.metadata["tilegen.format_version"] == "2"
+    feed = {i.name: np.array(1, np.int64) for i in sess.get_inputs()}
+    doc = json.loads(bytes(sess.run(["contract"], feed)[0]).decode())
+    assert doc == runtime_contract(info)
+    assert doc["stride"] == 2 ** (LEVELS - 1) and doc["tile"] is None
+    assert (
+        list(doc["inputs"]) == info.graph_inputs() and "round_half_to_even" in doc["quantisation"]
+    )
+    assert "dynamic tile size" in format_text(describe(inspected))
+
+
+def test_dynamic_form_in_the_tiler(exported, self_contained):
+    """tilegen.model renders with the dynamic form exactly as with the windowed one."""
+    model = pytest.importorskip("tilegen.model")
+    for period in (None, (32, 64)):
+        want = model.render_tile(exported[0], 6, -29, 2**31 + 3, 45, 70, period)
+        got = model.render_tile(self_contained["dynamic"], 6, -29, 2**31 + 3, 45, 70, period)
+        assert np.array_equal(got, want)
+
+
 def test_self_contained_refuses_bad_period_and_tile(exported, unfolded):
     _, proto = exported
     with pytest.raises(UserError, match="multiple of 8"):
         build_self_contained(proto, info_for(unfolded), (16, 16), (30, 32))
     with pytest.raises(UserError, match="positive"):
         build_self_contained(proto, info_for(unfolded), (0, 16))
+    with pytest.raises(UserError, match="period_y"):  # the dynamic form takes it as inputs
+        build_self_contained(proto, info_for(unfolded), None, (32, 32))
 
 
 # --- inspect ------------------------------------------------------------------------------------
@@ -287,7 +351,7 @@ def _newer(src: Path, path: Path) -> Path:
     proto = onnx.load(str(src))
     for p in proto.metadata_props:
         if p.key == "tilegen.format_version":
-            p.value = "2"
+            p.value = str(FORMAT_VERSION + 1)
     onnx.save(proto, str(path))
     return path
 
@@ -414,7 +478,9 @@ def test_cli_export_self_contained(model_pt, exported, tmp_path, monkeypatch, ca
     assert info.form == "self-contained" and info.tile == (24, 40) and info.period == (32, 64)
     assert info.exemplar_sha256 == "ab" * 32 and info.training["iters"] == 3
     assert info.training["generator"]["levels"] == LEVELS
-    assert not [p for p in tmp_path.iterdir() if p.name != "sc.onnx"]  # no temp files left
+    # no temp files left; the sidecar holds the contract
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["sc.onnx", "sc.onnx.json"]
+    assert json.loads((tmp_path / "sc.onnx.json").read_text()) == runtime_contract(info)
     sc = session(out)
     for origin in ((0, 0), (-11, 13)):
         want = tiler_tile(session(exported[0]), info, 5, *origin, 24, 40, (32, 64))
@@ -425,6 +491,44 @@ def test_cli_export_self_contained(model_pt, exported, tmp_path, monkeypatch, ca
     code, _, err = _run_cli(monkeypatch, capsys, "export", str(model_pt), "-o", str(out), "--tile",
                             "8", "8", "--overwrite")  # fmt: skip
     assert code == 2 and "--self-contained" in err
+
+
+def test_cli_export_dynamic_and_wrap_without_torch(
+    model_pt, exported, tmp_path, monkeypatch, capsys
+):
+    """--self-contained without --tile: the dynamic form, from a .pt, or from a windowed .onnx
+    with torch unimportable; both equal the tiler's tiles and carry their sidecar."""
+    _reuse_export(monkeypatch, exported[1])
+    out = tmp_path / "dyn.onnx"
+    code, stdout, err = _run_cli(monkeypatch, capsys, "export", str(model_pt), "-o", str(out),
+                                 "--self-contained")  # fmt: skip
+    assert code == 0, err
+    assert load(out).info.dynamic
+    wrapped = tmp_path / "wrapped.onnx"
+    r = _cli("export", str(exported[0]), "-o", str(wrapped), "--self-contained", block_torch=True)
+    assert r.returncode == 0, r.stderr
+    assert "wrapped.onnx.json" in r.stdout
+    side = json.loads((tmp_path / "wrapped.onnx.json").read_text())
+    assert side == runtime_contract(load(wrapped).info) and side["form"] == "self-contained"
+    win = session(exported[0])
+    info = load(out).info
+    for path in (out, wrapped):
+        sc = session(path)
+        for origin, size in (((0, 0), (16, 24)), ((-11, 2**31 + 13), (33, 9))):
+            want = tiler_tile(win, info, 5, *origin, *size, (32, 64))
+            assert np.array_equal(self_contained_tile(sc, 5, *origin, size, (32, 64)), want)
+    # refusals: one line, exit 2
+    for args, message in (
+        ((str(exported[0]), "-o", str(tmp_path / "x.onnx")), "--self-contained"),
+        ((str(wrapped), "-o", str(tmp_path / "y.onnx"), "--self-contained"), "already a"),
+        ((str(model_pt), "-o", str(tmp_path / "z.onnx"), "--self-contained", "--period", "32"),
+         "--period needs --tile"),
+    ):  # fmt: skip
+        r = _cli("export", *args, block_torch=True)
+        assert r.returncode == 2 and message in r.stderr and r.stderr.count("\n") == 1, r.stderr
+    (tmp_path / "w2.onnx.json").write_text("{}")  # an existing sidecar is kept too
+    r = _cli("export", str(exported[0]), "-o", str(tmp_path / "w2.onnx"), "--self-contained")
+    assert r.returncode == 2 and "w2.onnx.json already exists" in r.stderr
 
 
 def test_cli_export_refuses_when_parity_fails(model_pt, exported, tmp_path, monkeypatch, capsys):

@@ -59,12 +59,13 @@ TINY = TrainConfig(
     seed=0,
     device="cpu",
     bn_samples=16,
+    projection=0,  # tests/test_projection.py covers it
     gen=GeneratorConfig(levels=3, width=8),
     ot=OTConfig(scales=2, n_target=256, psi_steps=5, psi_batch=512),
 )
 TINY_CLI = [
     "--size", "32", "--levels", "3", "--width", "8", "--scales", "2", "--lr", "0.02",
-    "--device", "cpu", "--no-check",
+    "--device", "cpu", "--no-check", "--projection", "0",
 ]  # fmt: skip
 
 
@@ -157,13 +158,31 @@ def test_inference_mode_computes_the_training_function(exemplar, trained):
 
 
 def test_batchnorm_variant_still_trains_and_folds(exemplar):
-    """norm=batch (the reference's BatchNorm, population statistics re-estimated, then folded)
-    stays available to compare against; its inference function is not the trained one."""
-    cfg = replace(TINY, iters=10, gen=replace(TINY.gen, norm="batch"))
+    """norm=batch with no frozen phase (the reference's BatchNorm, population statistics
+    re-estimated after the loop, then folded): its inference function is not the trained one."""
+    cfg = replace(TINY, iters=10, freeze=0.0, gen=replace(TINY.gen, norm="batch"))
     result = train(exemplar, cfg)
     c = check_modes(exemplar, result)
     assert is_folded(result.model)
     assert c["max_difference"] > 1e-3, c  # batch-1 statistics are not the population's
+
+
+def test_frozen_batchnorm_trains_the_inference_function(tmp_path, exemplar):
+    """With a frozen last phase the weights were trained with the statistics folded in, and a run
+    killed before the freeze and resumed after it ends bit-identical."""
+    cfg = replace(TINY, iters=12, freeze=0.5, gen=replace(TINY.gen, norm="batch"))
+    full = train(exemplar, cfg, checkpoint=tmp_path / "a.ckpt", checkpoint_every=4)
+    c = check_modes(exemplar, full)
+    assert c["max_difference"] < 1e-5, c
+    killed = train(exemplar, cfg, checkpoint=tmp_path / "b.ckpt", checkpoint_every=4, stop_after=5)
+    assert killed is None and load_checkpoint(tmp_path / "b.ckpt")["iteration"] == 4
+    resumed = train(
+        exemplar, cfg, checkpoint=tmp_path / "b.ckpt", checkpoint_every=4,
+        resume=load_checkpoint(tmp_path / "b.ckpt"),
+    )  # fmt: skip
+    assert resumed.history == full.history
+    for (k, a), b in zip(full.model.state_dict().items(), resumed.model.state_dict().values()):
+        assert torch.equal(a, b), k
 
 
 def test_fold_keeps_the_function_for_every_norm():

@@ -1,14 +1,18 @@
 """The ONNX contract: what a tilegen .onnx file says about itself in metadata_props.
 
-export/ writes these keys, tilegen/ reads them and nothing else (format version 1). Every value is
-a string; structured values are JSON. A consumer in another runtime needs only this table:
+export/ writes these keys, tilegen/ reads them and nothing else (format version 1, or 2 for a
+model that ends with a patch projection). Every value is a string; structured values are JSON. A
+consumer in another runtime needs only this table:
 
-    tilegen.format_version   "1"
+    tilegen.format_version   "1"; "2" when arch has "tr" (older readers would ignore it)
     tilegen.version          tilegen version that wrote the file
     tilegen.form             "windowed": inputs z0..z{K-1} (1, C_noise, H_k, W_k) float32 noise
                              windows, output "image" (1, C_out, H, W);
-                             "self-contained": inputs seed, y0, x0 (int64 scalars), output the tile
-    tilegen.arch             {"levels", "t0", "tb", "tj", "noise_channels", "out_channels"}
+                             "self-contained": inputs seed, y0, x0 (int64 scalars), output the
+                             tile; without tilegen.tile (the dynamic form, format version 2) also
+                             inputs height, width, period_y, period_x and an output "contract"
+    tilegen.arch             {"levels", "t0", "tb", "tj", "noise_channels", "out_channels"},
+                             and "tr" (format 2: the final patch projection's trim per side)
                              (window arithmetic: tilegen/windows.py, docs/FORMAT.md)
     tilegen.noise            {"spec": "tilegen-hash32", "version": 1, "range": [0, 1]}
     tilegen.value_range      [0, 1]: output values; clip, then quantise
@@ -30,9 +34,17 @@ from tilegen.errors import UserError
 from tilegen.noise import NOISE_SPEC, NOISE_SPEC_VERSION
 from tilegen.windows import Arch
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # the newest this tilegen reads; files are written at the oldest that fits
 PREFIX = "tilegen."
-SELF_CONTAINED_INPUTS = ("seed", "y0", "x0")  # int64 scalars of the self-contained form
+FIXED_INPUTS = ["seed", "y0", "x0"]
+DYNAMIC_INPUTS = ["seed", "y0", "x0", "height", "width", "period_y", "period_x"]
+CONTRACT_OUTPUT = "contract"
+# The one rounding rule from model values to integers (tilegen.model.quantize_planar), exactly.
+QUANTISATION = (
+    "u = v if value_range == [0, 1] else f32(f32(v - lo) * f32(1 / (hi - lo))); "
+    "u = min(max(u, 0), 1); q = round_half_to_even(f32(u * top)), top = 255 (8-bit) or 65535; "
+    "f32() rounds to the nearest float32 (JavaScript: Math.fround; numpy: float32 arithmetic)"
+)
 
 
 @dataclass
@@ -50,26 +62,40 @@ class ModelInfo:
     version: str = __version__
 
     def input_names(self) -> list[str]:
-        """The windowed graph's inputs z0..z{K-1} (self-contained: SELF_CONTAINED_INPUTS)."""
+        """The windowed graph's inputs (z0..z{K-1})."""
         return [f"z{k}" for k in range(self.arch.levels)]
+
+    @property
+    def dynamic(self) -> bool:
+        """A self-contained model whose tile size (and period) are inputs."""
+        return self.form == "self-contained" and self.tile is None
+
+    def graph_inputs(self) -> list[str]:
+        """The inputs of the graph of this form."""
+        if self.form != "self-contained":
+            return self.input_names()
+        return list(DYNAMIC_INPUTS if self.dynamic else FIXED_INPUTS)
+
+    def graph_outputs(self) -> list[str]:
+        return ["image", CONTRACT_OUTPUT] if self.dynamic else ["image"]
+
+    def format_version(self) -> int:
+        """1, except the dynamic self-contained form and a model ending with a patch projection
+        (2): older readers refuse them cleanly instead of misreading them."""
+        return 2 if self.dynamic or self.arch.tr else 1
 
 
 def to_metadata(info: ModelInfo) -> dict[str, str]:
-    """The metadata_props of a tilegen ONNX file, format version 1."""
+    """The metadata_props of a tilegen ONNX file: format version 1, or 2 with a projection."""
     a = info.arch
+    arch = {"levels": a.levels, "t0": a.t0, "tb": a.tb, "tj": a.tj}
+    if a.tr:
+        arch["tr"] = a.tr
+    arch |= {"noise_channels": info.noise_channels, "out_channels": info.out_channels}
     meta = {
         "version": info.version,
         "form": info.form,
-        "arch": json.dumps(
-            {
-                "levels": a.levels,
-                "t0": a.t0,
-                "tb": a.tb,
-                "tj": a.tj,
-                "noise_channels": info.noise_channels,
-                "out_channels": info.out_channels,
-            }
-        ),
+        "arch": json.dumps(arch),
         "noise": json.dumps({"spec": NOISE_SPEC, "version": NOISE_SPEC_VERSION, "range": [0, 1]}),
         "value_range": json.dumps(list(info.value_range)),
         "channels": info.channels,
@@ -82,8 +108,38 @@ def to_metadata(info: ModelInfo) -> dict[str, str]:
         meta["period"] = json.dumps(list(info.period))
     # Last on purpose: metadata_props is the last field of the file, so a truncated file always
     # loses format_version (or fails to parse) and is refused as incomplete.
-    meta["format_version"] = str(FORMAT_VERSION)
+    meta["format_version"] = str(info.format_version())
     return {PREFIX + k: v for k, v in meta.items()}
+
+
+def runtime_contract(info: ModelInfo) -> dict:
+    """What a runtime needs to call the graph and use its output, as one JSON-able dict: written
+    beside an exported file (MODEL.onnx.json) and, in the dynamic form, as the graph's `contract`
+    output (onnxruntime's JavaScript API cannot read metadata_props)."""
+    a = info.arch
+    scalar = {"type": "int64", "shape": []}
+    return {
+        "tilegen_format_version": info.format_version(),
+        "tilegen_version": info.version,
+        "form": info.form,
+        "inputs": (
+            {n: scalar for n in info.graph_inputs()}
+            if info.form == "self-contained"
+            else {n: {"type": "float32", "shape": [1, info.noise_channels, f"{n}_height",
+                                                   f"{n}_width"]} for n in info.input_names()}
+        ),  # fmt: skip
+        "outputs": {"image": {"type": "float32", "shape": [1, info.out_channels, "H", "W"]}},
+        "channels": info.channels,
+        "value_range": list(info.value_range),
+        "quantisation": QUANTISATION,
+        "stride": a.stride,
+        "tile": list(info.tile) if info.tile else None,
+        "period": list(info.period) if info.period else None,
+        "arch": {"levels": a.levels, "t0": a.t0, "tb": a.tb, "tj": a.tj,
+                 "noise_channels": info.noise_channels, "out_channels": info.out_channels},
+        "noise": {"spec": NOISE_SPEC, "version": NOISE_SPEC_VERSION, "range": [0, 1]},
+        "exemplar_sha256": info.exemplar_sha256,
+    }  # fmt: skip
 
 
 def from_metadata(props: dict[str, str], source: str = "model") -> ModelInfo:
@@ -112,7 +168,7 @@ def from_metadata(props: dict[str, str], source: str = "model") -> ModelInfo:
         arch = json.loads(meta["arch"])
         noise = json.loads(meta["noise"])
         info = ModelInfo(
-            arch=Arch(arch["levels"], arch["t0"], arch["tb"], arch["tj"]),
+            arch=Arch(arch["levels"], arch["t0"], arch["tb"], arch["tj"], arch.get("tr", 0)),
             noise_channels=arch["noise_channels"],
             out_channels=arch["out_channels"],
             channels=meta.get("channels", ""),

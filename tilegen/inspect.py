@@ -23,11 +23,10 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from tilegen.contract import FORMAT_VERSION, PREFIX, SELF_CONTAINED_INPUTS, ModelInfo, from_metadata
+from tilegen.contract import FORMAT_VERSION, PREFIX, ModelInfo, from_metadata
 from tilegen.errors import UserError, one_line
 from tilegen.windows import axis_window, level_periods
 
-WINDOWED_OUT = ["image"]
 REFERENCE_TILE = 1024  # output tile the per-megapixel cost is quoted at (window halo included)
 
 
@@ -40,7 +39,7 @@ class Inspected:
 
 
 def expected_inputs(info: ModelInfo) -> list[str]:
-    return list(SELF_CONTAINED_INPUTS) if info.form == "self-contained" else info.input_names()
+    return info.graph_inputs()
 
 
 def load(path: str | os.PathLike) -> Inspected:
@@ -68,10 +67,10 @@ def load(path: str | os.PathLike) -> Inspected:
         raise UserError(f"{p} is a damaged ONNX model ({one_line(e)}): re-export it")
     ins = [i.name for i in proto.graph.input]
     outs = [o.name for o in proto.graph.output]
-    if ins != expected_inputs(info) or outs != WINDOWED_OUT:
+    if ins != expected_inputs(info) or outs != info.graph_outputs():
         raise UserError(
             f"{p}: graph inputs {ins} / outputs {outs} do not match its {info.form!r} metadata "
-            f"({expected_inputs(info)} / {WINDOWED_OUT}): re-export the model"
+            f"({expected_inputs(info)} / {info.graph_outputs()}): re-export the model"
         )
     meta = {k: v for k, v in props.items() if k.startswith(PREFIX)}
     return Inspected(str(p), proto, info, meta)
@@ -172,6 +171,26 @@ def conv_costs(inspected: Inspected, y0: int, x0: int, h: int, w: int) -> list[C
     return costs
 
 
+def projection_cost(inspected: Inspected) -> dict | None:
+    """The final patch projection (format 2): J exemplar patches of D values, one J x D product
+    per patch, patches on a stride-2 grid (a quarter of the pixels). None without one."""
+    if not inspected.info.arch.tr:
+        return None
+    init = {t.name: list(t.dims) for t in inspected.proto.graph.initializer}
+    nodes = inspected.proto.graph.node
+    made_by = {o: n for n in nodes for o in n.output}
+    j = d = None
+    for node in nodes:
+        if node.op_type == "ArgMin" and node.input[0] in made_by:  # ArgMin(x @ -2y^T + bias)
+            biases = [init[i] for i in made_by[node.input[0]].input if len(init.get(i, [])) == 1]
+            j = biases[0][0] if biases else j
+        if node.op_type == "ConvTranspose" and node.input[1] in init:  # patches -> pixels
+            d = init[node.input[1]][0]
+    if j and d:
+        return {"targets": j, "patch_values": d, "macs_per_mp": j * d * 1e6 / 4}
+    raise UserError(f"{inspected.path}: format 2 model without its projection product")
+
+
 def describe(inspected: Inspected, tile: tuple[int, int, int, int] | None = None) -> dict:
     """What `tilegen inspect` prints, as a JSON-able dict."""
     info = inspected.info
@@ -230,6 +249,7 @@ def describe(inspected: Inspected, tile: tuple[int, int, int, int] | None = None
         "convs": len(costs),
         "macs_per_mp_large": total_large,
         "flops_per_mp_large": 2 * total_large,
+        "projection": projection_cost(inspected),
         "tile": {
             "y0": y0,
             "x0": x0,
@@ -282,6 +302,12 @@ def format_text(d: dict) -> str:
         f"cost per output megapixel, large tiles: {_g(d['macs_per_mp_large'])}MACs "
         f"= {_g(d['flops_per_mp_large'])}FLOPs (convolutions only, 1 MAC = 2 FLOPs)"
     )
+    if d["projection"]:
+        pc = d["projection"]
+        lines.append(
+            f"patch projection: {pc['targets']:,} exemplar patches of {pc['patch_values']} "
+            f"values, {_g(pc['macs_per_mp'])}MACs per output megapixel on top"
+        )
     t = d["tile"]
     (oy, oh), (ox, ow) = t["out_window"]
     lines.append(
@@ -301,7 +327,9 @@ def format_text(d: dict) -> str:
             f"{lv['convs']:>5}  {lv['params']:>7,}  {_g(lv['macs_per_mp_tile']):>14}  "
             f"{_g(lv['macs_per_mp_large']):>15}"
         )
-    if d["form"] == "self-contained" and [t["height"], t["width"]] != d["model_tile"]:
+    if d["form"] == "self-contained" and d["model_tile"] is None:
+        lines.append("dynamic tile size: inputs height, width; period_y, period_x (0: none)")
+    elif d["form"] == "self-contained" and [t["height"], t["width"]] != d["model_tile"]:
         mh, mw = d["model_tile"]
         lines.append(f"note: this file returns {mh}x{mw} tiles; the windows above are for the "
                      f"{t['height']}x{t['width']} tile asked for")  # fmt: skip

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tilegen.contract import SELF_CONTAINED_INPUTS, ModelInfo, from_metadata
+from tilegen.contract import ModelInfo, from_metadata
 from tilegen.errors import UserError
 from tilegen.grid import tiles
 from tilegen.noise import tile_noise
@@ -52,16 +52,18 @@ class LoadedModel:
 
     @property
     def tile(self) -> int:
-        """The largest output tile one evaluation renders (memory bound)."""
-        return GPU_TILE if self.device == "cuda" else CPU_TILE
+        """The largest output tile one evaluation renders (memory bound). A model that ends with
+        a patch projection holds a (tile/2)^2 x J score matrix (131 MB for 256^2, J = 2000)."""
+        tile = GPU_TILE if self.device == "cuda" else CPU_TILE
+        return tile // 2 if self.info.arch.tr else tile
 
     @property
     def self_contained(self) -> bool:
         return self.info.form == "self-contained"
 
     def check_period(self, period: tuple[int, int] | None) -> None:
-        """A self-contained model has its period (or none) baked in at export."""
-        if not self.self_contained:
+        """A fixed-tile self-contained model has its period (or none) baked in at export."""
+        if not self.self_contained or self.info.dynamic:
             return
         baked = tuple(self.info.period) if self.info.period else None
         if period is not None and tuple(period) != baked:
@@ -159,13 +161,9 @@ def open_model(
             raise UserError(f"{p} is not a readable ONNX model ({first[:200]})")
         info = from_metadata(sess.get_modelmeta().custom_metadata_map, source=str(p))
         names = [i.name for i in sess.get_inputs()]
-        expected = (
-            list(SELF_CONTAINED_INPUTS) if info.form == "self-contained" else info.input_names()
-        )
         if info.form not in ("windowed", "self-contained"):
             raise UserError(f"{p}: unknown tilegen model form {info.form!r}: upgrade tilegen")
-        if info.form == "self-contained" and not info.tile:
-            raise UserError(f"{p}: a self-contained model without tilegen.tile: re-export it")
+        expected = info.graph_inputs()
         if names != expected:
             raise UserError(
                 f"{p}: inputs {names} do not match its metadata ({expected}): re-export the model"
@@ -209,8 +207,15 @@ def render_window(
     w: int,
     period: tuple[int, int] | None = None,
 ) -> np.ndarray:
-    """One graph evaluation covering the region, cropped: float32 (C, h, w). A self-contained
-    model returns fixed-size tiles from (seed, y0, x0): the region is stitched from them."""
+    """One graph evaluation covering the region, cropped: float32 (C, h, w). A fixed-tile
+    self-contained model returns fixed-size tiles from (seed, y0, x0): the region is stitched
+    from them; the dynamic form renders the region in one evaluation."""
+    if model.self_contained and model.info.dynamic:
+        py, px = period or (0, 0)
+        feed = {"seed": seed, "y0": y0, "x0": x0, "height": h, "width": w}
+        feed |= {"period_y": py, "period_x": px}
+        feed = {k: np.array(v, np.int64) for k, v in feed.items()}
+        return model.session.run(["image"], feed)[0][0]
     if model.self_contained:
         model.check_period(period)
         return _render_self_contained(model, seed, y0, x0, h, w)

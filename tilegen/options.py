@@ -96,3 +96,23 @@ def writable_folder(folder: Path, for_path: Path | None = None) -> None:
         raise UserError(f"cannot write {target}: {probe} is not a folder")
     if not os.access(probe, os.W_OK | os.X_OK):
         raise UserError(f"cannot write {target}: {probe} is read-only; choose another -o")
+
+
+def period(text: str | None, arch: object = None) -> tuple[int, int] | None:
+    """--period P or PYxPX as (py, px); with a model's `arch`, checked against its stride."""
+    if text is None:
+        return None
+    try:
+        vals = [int(v) for v in text.lower().replace(",", "x").split("x")]
+    except ValueError:
+        vals = []
+    if len(vals) not in (1, 2) or min(vals) < 1:
+        raise UserError(f"--period {text}: give P or PYxPX, positive integers")
+    if arch is not None:
+        from tilegen.windows import level_periods
+
+        try:
+            [level_periods(arch, p) for p in vals]
+        except ValueError as e:
+            raise UserError(f"--period {text}: {e}")
+    return (vals[0], vals[-1])

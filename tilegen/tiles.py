@@ -82,7 +82,7 @@ def cut_tiles(
             "command to complete it, then cut the tiles"
         )
     if fmt not in FORMATS:
-        raise UserError(f"--format {fmt}: use png, tif or jpg")
+        raise UserError(f"--format {fmt}: use png, tif or jpg (or xyz, dzi for web maps)")
     if tile < 1:
         raise UserError(f"--tile {tile}: must be positive")
     arr = zarr_store.open_level(store, level, "r")

@@ -15,6 +15,12 @@ so the full-resolution window starts on Y_{K-1} = 2^(K-1) Y_0 + tj (2^(K-1) - 1)
 the upsampling grid. A tile [a, a+n) is served by the smallest such window containing it, then
 cropped. An aligned tile (a multiple of 2^(K-1), and n too) costs only tj extra pixels per side.
 
+A model may end with a patch projection (train/generator.py, PatchProjection): 4x4 patches on a
+stride-2 grid, each replaced by an exemplar patch and the overlaps averaged. It trims tr = 2
+pixels per side (pixels nearer the edge lie in fewer patches) and needs its grid on a fixed
+global parity: it holds because Y_{K-1} = 2^(K-1) Y_0 + tj (2^(K-1) - 1) is even for K >= 2
+and an even tj, and O_{K-1} = 2 O_{K-2} - 2 tj is even too.
+
 Periodic output with period P (a multiple of 2^(K-1)) wraps level k's noise modulo P / 2^(K-1-k).
 This module is shared by training (sampling), export (metadata, parity checks) and the tiler.
 """
@@ -32,6 +38,7 @@ class Arch:
     t0: int = 2  # trim per side of level 0's block
     tb: int = 2  # trim per side of each finer level's noise block
     tj: int = 2  # trim per side of each join block
+    tr: int = 0  # trim per side of the final patch projection (0: the model has none)
 
     @property
     def stride(self) -> int:
@@ -53,9 +60,9 @@ def axis_window(arch: Arch, start: int, size: int) -> AxisWindow:
     """The smallest aligned graph window covering output pixels [start, start+size)."""
     if size < 1:
         raise ValueError(f"tile size must be positive, got {size}")
-    s, tj = arch.stride, arch.tj
-    offset = tj * (s - 1)  # Y_{K-1} = s * Y_0 + offset
-    shrink = 2 * tj * (s - 1)  # O_{K-1} = s * O_0 - shrink
+    s, tj, tr = arch.stride, arch.tj, arch.tr
+    offset = tj * (s - 1) + tr  # output start = s * Y_0 + offset
+    shrink = 2 * tj * (s - 1) + 2 * tr  # output size = s * O_0 - shrink
     y0 = (start - offset) // s
     out_start = s * y0 + offset
     need = start + size - out_start
@@ -64,11 +71,12 @@ def axis_window(arch: Arch, start: int, size: int) -> AxisWindow:
     for _ in range(1, arch.levels):
         ys.append(2 * ys[-1] + tj)
         os_.append(2 * os_[-1] - 2 * tj)
-    assert ys[-1] == out_start and os_[-1] >= need and os_[-1] > 0
+    out_size = os_[-1] - 2 * tr
+    assert ys[-1] + tr == out_start and out_size >= need and out_size > 0
     noise = [(ys[0] - arch.t0, os_[0] + 2 * arch.t0)]
     pad = tj + arch.tb
     noise += [(ys[k] - pad, os_[k] + 2 * pad) for k in range(1, arch.levels)]
-    return AxisWindow(out_start, os_[-1], start - out_start, tuple(noise))
+    return AxisWindow(out_start, out_size, start - out_start, tuple(noise))
 
 
 def level_periods(arch: Arch, period: int) -> tuple[int, ...]:
@@ -88,4 +96,4 @@ def output_size(arch: Arch, noise_sizes: list[int]) -> int:
         o = 2 * o - 2 * arch.tj
         if noise_sizes[k] - 2 * (arch.tb + arch.tj) != o:
             raise ValueError(f"noise sizes {noise_sizes} do not follow the upsampling grid")
-    return o
+    return o - 2 * arch.tr

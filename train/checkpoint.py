@@ -163,6 +163,7 @@ def load_generator(
     cfg_dict = _unjson(obj, "generator", path)
     meta = _unjson(obj, "meta", path)
     try:
+        cfg_dict.setdefault("norm", "batch")  # models from before weight standardisation
         cfg = GeneratorConfig(**cfg_dict)
         model = build_folded(cfg)
         model.load_state_dict(obj["state_dict"], strict=True)

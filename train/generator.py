@@ -20,7 +20,7 @@ docs/GENERATOR.md has the measurements.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import torch
 import torch.nn as nn
@@ -37,10 +37,15 @@ class GeneratorConfig:
     noise_channels: int = 3
     out_channels: int = 3
     norm: str = "ws"  # ws (weight standardisation), none, or batch (BatchNorm, folded after)
+    # J > 0: the model ends with a patch projection onto J exemplar patches (PatchProjection),
+    # attached after training; 0: none.
+    projection: int = 0
 
     @property
     def arch(self) -> Arch:
-        return Arch(self.levels, t0=2, tb=2, tj=2)
+        return Arch(
+            self.levels, t0=2, tb=2, tj=2, tr=PatchProjection.TRIM if self.projection else 0
+        )
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -100,6 +105,68 @@ def conv_block(cin: int, cout: int, norm: str = "ws") -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
+class PatchProjection(nn.Module):
+    """The optional last stage: one step of patch-OT projection with the trained potentials.
+
+    Every 4x4 patch x_i of the image on a stride-2 grid is replaced by the exemplar patch the
+    trained transport map assigns it, and the overlapping patches are averaged (4 per pixel):
+
+        sigma(i) = argmin_j ||x_i - y_j||^2 - psi_j        (y_j, psi_j: the finest loss scale's)
+
+    It puts the exemplar's own fine detail where the generator paints a smoothed version of it,
+    at the cost of one J-column matrix product per pixel (bench/RESULTS.md, "Patch projection").
+    Pixels within TRIM of the edge lie in fewer patches and are cut (Arch.tr), and the grid
+    starts on even global coordinates, so tiles stay exact (tilegen/windows.py).
+
+    The argmin is made exact in every runtime: patches are rounded to 8-bit levels (0..255) and
+    psi to whole units of 1/255^2, so every score is an integer below 2^24, which float32 adds and
+    multiplies without rounding in any order: torch, onnxruntime and a browser pick the same j.
+    """
+
+    PATCH, STRIDE, TRIM = 4, 2, 2
+    LEVELS = 255.0
+
+    def __init__(self, n_targets: int, channels: int):
+        super().__init__()
+        d = channels * self.PATCH * self.PATCH
+        # y_j in 8-bit levels, rows in F.unfold order (channel, row, column).
+        self.register_buffer("targets", torch.zeros(n_targets, d))
+        self.register_buffer("bias", torch.zeros(n_targets))  # ||y_j||^2 - psi_j, whole levels^2
+        eye = torch.eye(d).view(d, channels, self.PATCH, self.PATCH)
+        self.register_buffer("one_hot", eye, persistent=False)  # patches <-> pixels as convs
+
+    @torch.no_grad()
+    def set_targets(self, targets: torch.Tensor, psi: torch.Tensor) -> None:
+        """y_j (J, C*16) and psi_j (J,) in [0, 1] units, as the patch-OT loss holds them."""
+        y = torch.round(targets.clamp(0, 1) * self.LEVELS)
+        self.targets.copy_(y)
+        self.bias.copy_((y * y).sum(1) - torch.round(psi * self.LEVELS**2))
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        x = torch.round(image.clamp(0.0, 1.0) * self.LEVELS)
+        cols = F.conv2d(x, self.one_hot, stride=self.STRIDE)  # (B, D, h, w): each patch
+        b, d, h, w = cols.shape
+        rows = cols.permute(0, 2, 3, 1).reshape(b * h * w, d)
+        chosen = self.targets[self.assign(rows)]
+        y = chosen.reshape(b, h, w, d).permute(0, 3, 1, 2)
+        summed = F.conv_transpose2d(y, self.one_hot, stride=self.STRIDE)  # overlaps add up
+        t = self.TRIM
+        return summed[:, :, t:-t, t:-t] * (1.0 / (4.0 * self.LEVELS))
+
+    def assign(self, rows: torch.Tensor, chunk: int = 16384) -> torch.Tensor:
+        """sigma(i) = argmin_j -2 <x_i, y_j> + ||y_j||^2 - psi_j (||x_i||^2 does not change it).
+        In torch, chunks of rows bound the memory (chunk x J scores); the exported graph is one
+        product (the tiler keeps its windows small for that: tilegen/model.py)."""
+        minus2_yt = self.targets.t() * -2.0
+        if torch.onnx.is_in_onnx_export() or rows.shape[0] <= chunk:
+            return (torch.matmul(rows, minus2_yt) + self.bias).argmin(dim=1)
+        parts = [
+            (torch.matmul(rows[i : i + chunk], minus2_yt) + self.bias).argmin(dim=1)
+            for i in range(0, rows.shape[0], chunk)
+        ]
+        return torch.cat(parts)
+
+
 class TextureGenerator(nn.Module):
     def __init__(self, cfg: GeneratorConfig):
         super().__init__()
@@ -115,6 +182,7 @@ class TextureGenerator(nn.Module):
             [conv_block(cfg.width + noise_width, cfg.width, cfg.norm) for _ in range(1, cfg.levels)]
         )
         self.to_image = nn.Conv2d(cfg.width, cfg.out_channels, 1)
+        self.project = PatchProjection(cfg.projection, cfg.out_channels) if cfg.projection else None
 
     @property
     def arch(self) -> Arch:
@@ -126,7 +194,36 @@ class TextureGenerator(nn.Module):
         for k in range(1, self.cfg.levels):
             up = F.interpolate(h, scale_factor=2.0, mode="nearest")
             h = self.joins[k - 1](torch.cat([up, self.noise_blocks[k](noises[k])], dim=1))
-        return self.to_image(h)
+        image = self.to_image(h)
+        return image if self.project is None else self.project(image)
+
+
+@torch.no_grad()
+def with_projection(
+    model: TextureGenerator, targets: torch.Tensor, psi: torch.Tensor
+) -> TextureGenerator:
+    """A copy of the (folded) `model` ending with a PatchProjection onto `targets` (J, C*16)
+    with potentials `psi` (J,), the finest loss scale's."""
+    cfg = replace(model.cfg, projection=targets.shape[0])
+    out = TextureGenerator(cfg)
+    if is_folded(model):
+        fold(out)
+    missing, unexpected = out.load_state_dict(model.state_dict(), strict=False)
+    assert not unexpected and all(k.startswith("project.") for k in missing), (missing, unexpected)
+    out.project.set_targets(targets.cpu(), psi.cpu())
+    return out.to(next(model.parameters()).device).eval()
+
+
+def without_projection(model: TextureGenerator) -> TextureGenerator:
+    """The network alone (a copy sharing nothing), without its final PatchProjection."""
+    if model.project is None:
+        return model
+    out = TextureGenerator(replace(model.cfg, projection=0))
+    if is_folded(model):
+        fold(out)
+    state = {k: v for k, v in model.state_dict().items() if not k.startswith("project.")}
+    out.load_state_dict(state)
+    return out.to(next(model.parameters()).device).eval()
 
 
 # --- sampling from the coordinate-hashed noise field ------------------------------------------
@@ -157,6 +254,32 @@ def training_noise(
     """Uniform [0, 1) noise (the hashed field's distribution) for a size x size output window."""
     w = axis_window(cfg.arch, 0, size)
     return [torch.rand(batch, cfg.noise_channels, n, n, generator=generator) for _, n in w.noise]
+
+
+@torch.no_grad()
+def unit_variance_init(model: TextureGenerator, noises: list[torch.Tensor]) -> TextureGenerator:
+    """Data-dependent initialisation (LSUV-like) for the weight-standardised or plain network:
+    in forward order, scale each convolution so its output has unit standard deviation per
+    channel on `noises` (training noise). Without it the activations of ~20 unnormalised layers
+    grow or shrink geometrically (a first loss 10^4 times BatchNorm's, measured). BatchNorm
+    networks are returned unchanged."""
+    if model.cfg.norm == "batch":
+        return model
+    for seq in list(model.noise_blocks) + list(model.joins):
+        for i in range(0, len(seq), 3):
+            conv, seen = seq[i], {}
+            hook = conv.register_forward_hook(lambda m, x, out, seen=seen: seen.update(out=out))
+            model(*noises)
+            hook.remove()
+            std = seen["out"].std(dim=(0, 2, 3)).clamp_min(1e-6)
+            mean = seen["out"].mean(dim=(0, 2, 3))
+            if isinstance(conv, StandardizedConv2d):
+                conv.gain.div_(std)
+            else:
+                conv.weight.div_(std[:, None, None, None])
+            conv.bias.sub_(mean / std)
+    model.to_image.bias.fill_(0.5)  # start mid-grey: the output's range is [0, 1]
+    return model
 
 
 # --- folding: every normalisation -> plain convolutions with bias ---------------------------

@@ -443,6 +443,7 @@ class TrainJob:
             lines.append(
                 f"patch-OT distance of {c['size']}x{c['size']} samples: inference mode "
                 f"{c['eval_mode']:.5f}, training mode {c['train_mode']:.5f}"
+                + (f", with the patch projection {c['projected']:.5f}" if "projected" in c else "")
             )
         if self.checkpoint_every:
             lines.append(f"checkpoint {self.checkpoint} kept: --resume --iters N trains further")

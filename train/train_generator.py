@@ -49,13 +49,22 @@ from tilegen.train.checkpoint import save_checkpoint
 from tilegen.train.device import pick_device
 from tilegen.train.generator import (
     GeneratorConfig,
+    PatchProjection,
     TextureGenerator,
     fold,
     recalibrate_batchnorm,
     sample_tile,
     training_noise,
+    unit_variance_init,
+    with_projection,
 )
-from tilegen.train.patch_ot import OTConfig, PatchOTLoss
+from tilegen.train.patch_ot import (
+    OTConfig,
+    PatchOTLoss,
+    SemiDiscreteOT,
+    extract_patches,
+    sample_target_patches,
+)
 from tilegen.train.synth import to_image, to_tensor
 from tilegen.windows import axis_window
 
@@ -77,6 +86,13 @@ class TrainConfig:
     # iterations, shorter early on) instead of Adam's last iterate. Off by default: 0.995 did
     # not improve the grass model (tilegen/assets/MODELS.md).
     ema: float = 0.0
+    # norm=batch: for this last fraction of the iterations BatchNorm uses fixed statistics
+    # (re-estimated once when the phase starts), so the weights the run ends with were trained
+    # as the function inference computes, and nothing is re-estimated after the loop.
+    freeze: float = 0.2
+    # J > 0: after training, end the model with a patch projection onto J exemplar patches, its
+    # potentials fitted to the model's samples (fit_projection); 0: the network alone.
+    projection: int = 2000
     gen: GeneratorConfig = field(default_factory=GeneratorConfig)
     # The reference's 10 averaged psi steps, without the loss's extra exact step that synth
     # takes: on a 128^2 crop the coarsest of 5 scales has only 25 source patches, so that
@@ -91,17 +107,22 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, d: dict) -> TrainConfig:
         d = dict(d)
-        gen = GeneratorConfig(**d.pop("gen", {}))
+        gen = dict(d.pop("gen", {}))
+        gen.setdefault("norm", "batch")  # checkpoints from before weight standardisation
+        gen = GeneratorConfig(**gen)
         ot = dict(d.pop("ot", {}))
         ot.setdefault("loss_psi_step", False)  # checkpoints from before these existed: off
         d.setdefault("ema", 0.0)
+        d.setdefault("projection", 0)  # checkpoints from before it existed
+        d.setdefault("freeze", 0.0)
         ot = OTConfig(**ot)
         return cls(**d, gen=gen, ot=ot)
 
     def settings(self) -> dict:
-        """What a resumed run must share with the original (all but iters, lr and device)."""
+        """What a resumed run must share with the original (all but iters, lr, device and the
+        projection, which comes after the loop)."""
         d = self.to_dict()
-        for k in ("iters", "lr", "device"):
+        for k in ("iters", "lr", "device", "projection"):
             d.pop(k)
         return d
 
@@ -120,6 +141,7 @@ class TrainConfig:
         "--levels": "gen.levels",
         "--scales": "ot.scales",
         "--targets": "ot.n_target",
+        "--projection": "projection",
     }
 
     def merged(self, given: dict) -> TrainConfig:
@@ -154,7 +176,7 @@ def default_schedule(device: str) -> tuple[int, int]:
 
 @dataclass
 class TrainResult:
-    model: TextureGenerator  # folded, eval mode, on the training device
+    model: TextureGenerator  # folded, eval mode, on the training device (+ its projection)
     meta: dict  # for save_generator: exemplar hash, settings, version, final loss
     history: list[float]  # loss per iteration (from iteration 1, across resumes)
     train_mode_sample: torch.Tensor  # (1, C, S, S): the unfolded generator in training mode
@@ -168,6 +190,12 @@ def check_config(exemplar_hw: tuple[int, int], cfg: TrainConfig) -> None:
         options.positive(option, getattr(getattr(cfg, part) if part else cfg, name))
     options.learning_rate(cfg.lr)
     options.seed(cfg.seed)
+    if cfg.projection < 0:
+        raise UserError(f"--projection {cfg.projection}: use 0 (none) or a number of patches")
+    if cfg.projection and cfg.gen.levels < 2:
+        raise UserError("a patch projection needs --levels 2 or more (its grid follows theirs)")
+    if not 0.0 <= cfg.freeze <= 1.0:
+        raise UserError(f"--freeze {cfg.freeze}: use a fraction of the run between 0 and 1")
     if not 0.0 <= cfg.ema < 1.0:
         raise UserError(f"--ema {cfg.ema}: use 0 (keep the last weights) or a decay below 1")
     p, n = cfg.ot.patch, cfg.ot.scales
@@ -175,6 +203,13 @@ def check_config(exemplar_hw: tuple[int, int], cfg: TrainConfig) -> None:
     options.room(
         f"--size {cfg.size}", (cfg.size, cfg.size), p, n, "use a larger one or fewer --scales"
     )
+
+
+def freeze_start(cfg: TrainConfig) -> int:
+    """The first iteration with frozen BatchNorm statistics (past the run: never)."""
+    if cfg.gen.norm != "batch" or cfg.freeze <= 0:
+        return cfg.iters + 1
+    return cfg.iters - int(round(cfg.freeze * cfg.iters)) + 1
 
 
 def learning_rate(cfg: TrainConfig, it: int) -> float:
@@ -194,10 +229,13 @@ def crop_training(cfg: GeneratorConfig, out: torch.Tensor, size: int) -> torch.T
 
 
 def new_generator(cfg: GeneratorConfig, seed: int, device: torch.device) -> TextureGenerator:
-    """A freshly initialised generator; the initial weights depend only on `seed`."""
+    """A freshly initialised generator; the initial weights depend only on `seed` (random init,
+    then unit-variance scaling on noise drawn from `seed` too)."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        return TextureGenerator(cfg).to(device)
+        model = TextureGenerator(cfg)
+        noise = training_noise(cfg, 2, 128, torch.Generator().manual_seed(seed))
+        return unit_variance_init(model, noise).to(device)
 
 
 def eval_noise(cfg: TrainConfig, count: int, seed: int) -> Iterator[list[torch.Tensor]]:
@@ -244,11 +282,14 @@ def train(
     if resume is not None:
         start, history = restore(resume, cfg, exemplar, model, opt, ot_loss, rng, ema)
 
-    model.train()
+    frozen_from = freeze_start(cfg)
+    model.train(start < frozen_from)  # a resumed frozen phase keeps its saved statistics
     last_good = start
     for it in range(start + 1, cfg.iters + 1):
         for group in opt.param_groups:
             group["lr"] = learning_rate(cfg, it)
+        if it == frozen_from:  # BatchNorm: population statistics from here on, fixed
+            recalibrate_batchnorm(model, eval_noise(cfg, cfg.bn_samples, cfg.seed + 1))
         noise = [z.to(device) for z in training_noise(gcfg, cfg.batch, cfg.size, rng)]
         image = crop_training(gcfg, model(*noise), cfg.size)
         ot_loss.fit_potentials(image.detach())
@@ -292,17 +333,20 @@ def train(
         with torch.no_grad():
             for name, p in model.named_parameters():
                 p.copy_(ema[name])
-    # One noise sample through the model as trained (training mode; with BatchNorm that is the
-    # batch's own statistics) and, below, through the folded inference-mode model.
+    # One noise sample through the model as it was trained at the end (BatchNorm: the batch's
+    # own statistics, or the frozen ones) and, below, through the folded inference-mode model.
     z = next(eval_noise(replace(cfg, size=2 * cfg.size), 1, cfg.seed + 2))
+    frozen = frozen_from <= cfg.iters
     with torch.no_grad():
-        train_sample = crop_training(gcfg, model.train()(*z), 2 * cfg.size).clone()
+        train_sample = crop_training(gcfg, model.train(not frozen)(*z), 2 * cfg.size).clone()
 
-    if gcfg.norm == "batch":  # batch statistics -> population statistics, then fold
+    if gcfg.norm == "batch" and not frozen:  # batch -> population statistics, then fold
         recalibrate_batchnorm(model, eval_noise(cfg, cfg.bn_samples, cfg.seed + 1))
     fold(model)
     with torch.no_grad():
         eval_sample = crop_training(gcfg, model(*z), 2 * cfg.size).clone()
+    if cfg.projection:
+        model = fit_projection(model, exemplar, cfg.projection, seed=cfg.seed)
     meta = {
         "exemplar_sha256": ex_hash,
         "exemplar_shape": list(exemplar.shape),
@@ -412,6 +456,34 @@ def restore(
 # --- after training ---------------------------------------------------------------------------
 
 
+@torch.no_grad()
+def fit_projection(
+    model: TextureGenerator,
+    exemplar: np.ndarray,
+    n_targets: int = 2000,
+    seed: int = 0,
+    samples: int = 32,
+    size: int = 128,
+    steps: int = 10,
+) -> TextureGenerator:
+    """`model` (folded) followed by a PatchProjection onto `n_targets` random patches of the
+    exemplar, with potentials fitted to the model's own samples: `samples` windows of
+    size^2 (hashed noise, seeds after `seed`), `steps` averaged ascent steps on each, so that
+    each target patch receives an equal share of the model's patches (train/generator.py)."""
+    device = next(model.parameters()).device
+    gen = torch.Generator().manual_seed(seed)
+    p = PatchProjection.PATCH
+    cfg = OTConfig(patch=p, scales=1, n_target=n_targets)
+    targets = sample_target_patches(to_tensor(exemplar, device), cfg, gen)[0]
+    # psi for the patches as the projection sees them: on the 8-bit levels it rounds to
+    ot = SemiDiscreteOT(torch.round(targets.clamp(0, 1) * 255) / 255)
+    for i in range(samples):
+        image = sample_tile(model, seed + 1 + i, 0, 0, size, size)
+        image = torch.round(image.clamp(0, 1) * 255) / 255
+        ot.ascend(extract_patches(image, p, periodic=False), steps, 1.0, 4096, gen)
+    return with_projection(model, ot.y, ot.psi)
+
+
 def sample(
     model: TextureGenerator,
     height: int,
@@ -451,14 +523,20 @@ def preview_image(exemplar: np.ndarray, image: np.ndarray, gap: int = 8) -> np.n
 def check_modes(exemplar: np.ndarray, result: TrainResult) -> dict:
     """Patch-OT distance (tilegen.evaluate, debiased) to the exemplar of one noise sample through
     the model in training mode and through the folded inference-mode model, and their largest
-    pixel difference: the function sampled should be the function trained."""
+    pixel difference: the function sampled should be the function trained. With a patch
+    projection, also a sample of the whole model (network + projection) of the same size."""
     from tilegen.evaluate import patch_ot_distance
 
     train_img, eval_img = to_image(result.train_mode_sample), to_image(result.eval_mode_sample)
     kw = {"scales": 4, "n": 1000, "seeds": 2}
-    return {
+    out = {
         "size": train_img.shape[0],
         "train_mode": patch_ot_distance(exemplar, train_img, **kw)["debiased"],
         "eval_mode": patch_ot_distance(exemplar, eval_img, **kw)["debiased"],
         "max_difference": float(np.abs(train_img - eval_img).max()),
     }
+    if result.model.project is not None:
+        s = out["size"]
+        projected = sample(result.model, s, s, seed=0)
+        out["projected"] = patch_ot_distance(exemplar, projected, **kw)["debiased"]
+    return out

@@ -1,0 +1,112 @@
+"""The patch projection at the end of a generator (train/generator.py, PatchProjection): exact
+tiles, periodicity, exact integer scores, ONNX export and parity, and that it helps on real data."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from tilegen.contract import ModelInfo, from_metadata
+from tilegen.evaluate import patch_ot_distance
+from tilegen.export.onnx_export import export_protos, save, session, verify_parity
+from tilegen.imageio import read_image
+from tilegen.inspect import describe, load
+from tilegen.model import open_model, render_region, render_tile
+from tilegen.train.checkpoint import load_generator, save_generator
+from tilegen.train.generator import (
+    GeneratorConfig,
+    PatchProjection,
+    fold,
+    sample_tile,
+    without_projection,
+)
+from tilegen.train.train_generator import fit_projection, new_generator, sample
+
+ROOT = Path(__file__).resolve().parents[1]
+EXEMPLAR = ROOT / "tests" / "data" / "grass_128.png"
+
+
+@pytest.fixture(scope="module")
+def exemplar() -> np.ndarray:
+    return read_image(EXEMPLAR)
+
+
+@pytest.fixture(scope="module")
+def projected(exemplar):
+    """A small random network (outputs spread over [0, 1]) with a fitted projection."""
+    torch.manual_seed(0)
+    net = fold(new_generator(GeneratorConfig(levels=3, width=8), 0, torch.device("cpu")))
+    with torch.no_grad():
+        net.to_image.weight.mul_(8.0)
+        net.to_image.bias.fill_(0.5)
+    return fit_projection(net, exemplar, n_targets=300, samples=4, size=48)
+
+
+def test_tiles_equal_one_window_and_periodic_output_wraps(projected):
+    assert projected.arch.tr == PatchProjection.TRIM
+    big = sample_tile(projected, 5, -23, 17, 70, 90)
+    for y, x, h, w in [(-23, 17, 31, 40), (8, 57, 39, 50), (-21, 60, 13, 7)]:
+        part = sample_tile(projected, 5, y, x, h, w)
+        assert torch.equal(part, big[:, :, y + 23 : y + 23 + h, x - 17 : x - 17 + w]), (y, x)
+    period = (32, 64)
+    a = sample_tile(projected, 2, 0, 0, 32, 64, period)
+    b = sample_tile(projected, 2, 32, -64, 32, 64, period)
+    assert torch.equal(a, b)
+
+
+def test_output_is_averaged_exemplar_patches(projected):
+    img = sample_tile(projected, 1, 0, 0, 40, 40)
+    levels = img * (4 * 255)  # the mean of 4 patches of 8-bit levels
+    assert (levels - levels.round()).abs().max() < 1e-3
+    assert img.min() >= 0 and img.max() <= 1
+
+
+def test_scores_are_exact_integers(projected):
+    """The argmin must not depend on the order of float additions (so every runtime agrees)."""
+    p = projected.project
+    assert torch.equal(p.targets, torch.round(p.targets)) and torch.equal(p.bias, p.bias.round())
+    worst = 2 * 255 * 255 * p.targets.shape[1] + p.bias.abs().max()
+    assert worst < 2**24
+
+
+def test_save_load_and_strip(tmp_path, projected):
+    save_generator(tmp_path / "p.pt", projected, {"exemplar_sha256": "0" * 64})
+    loaded, _ = load_generator(tmp_path / "p.pt")
+    assert loaded.cfg.projection == 300
+    assert torch.equal(
+        sample_tile(loaded, 3, 4, 5, 33, 35), sample_tile(projected, 3, 4, 5, 33, 35)
+    )
+    bare = without_projection(loaded)
+    assert bare.project is None and bare.arch.tr == 0
+
+
+def test_onnx_export_is_exact_and_tiles_exactly(tmp_path, projected):
+    cfg = projected.cfg
+    info = ModelInfo(arch=cfg.arch, noise_channels=cfg.noise_channels, out_channels=3)
+    proto, _ = export_protos(projected, info)
+    props = {p.key: p.value for p in proto.metadata_props}
+    assert props["tilegen.format_version"] == "2" and from_metadata(props).arch.tr == 2
+    path = tmp_path / "p.onnx"
+    save(proto, path)
+    report = verify_parity(projected, path, [(32, 32), (45, 27)], origin=(-7, 11))
+    assert report.max_diff == 0.0  # integer scores: onnxruntime picks the same patches
+    one = render_tile(path, 4, -19, 33, 100, 70)
+    pieces = render_region(open_model(path, 1), 4, -19, 33, 100, 70, tile=24)
+    assert np.array_equal(one, pieces)
+    assert session(path).get_inputs()[0].name == "z0"
+    cost = describe(load(path))["projection"]
+    assert cost == {"targets": 300, "patch_values": 48, "macs_per_mp": 300 * 48 * 1e6 / 4}
+
+
+def test_projection_brings_a_trained_model_closer_to_its_exemplar():
+    """The bundled grass model (trained without one) scores better with a fitted projection."""
+    grass = read_image(ROOT / "tilegen/assets/exemplars/grass.png")
+    model, _ = load_generator(ROOT / "tilegen/assets/grass.pt")
+    with_p = fit_projection(model, grass, samples=8)
+    kw = {"scales": 4, "n": 500, "seeds": 2}
+    before = patch_ot_distance(grass, sample(model, 128, 128, 7), **kw)["debiased"]
+    after = patch_ot_distance(grass, sample(with_p, 128, 128, 7), **kw)["debiased"]
+    assert after < 0.85 * before, (before, after)

@@ -1,0 +1,288 @@
+"""Web-map tile pyramids from a tilegen store: XYZ (Leaflet, OpenLayers, MapLibre) and DeepZoom
+(OpenSeadragon), streamed from the store's own pyramid, resumable.
+
+    xyz   DIR/{z}/{x}/{y}.png      256 x 256 tiles; zoom z shows the image at 2^(z - maxzoom),
+                                   the image's top-left at the origin; edge tiles are padded
+                                   (transparent PNG, black JPEG); tiles wholly outside are absent
+          DIR/tilejson.json        TileJSON 3.0.0 + a "tilegen" block (width, height, tile size)
+    dzi   DIR/image_files/{level}/{col}_{row}.png   level N = full resolution, level 0 = 1 pixel;
+                                   overlap 0; edge tiles smaller (as DeepZoom does)
+          DIR/image.dzi            the DeepZoom descriptor
+
+Level l (2^l times smaller than full resolution) is read from the store's pyramid level l (a 2x2
+mean of the one above); levels below the store's coarsest are downsampled from it in memory (it
+fits in one chunk). Work goes in blocks of whole tiles, several in parallel, each tile written
+through a temporary name and a rename, so a killed run leaves whole tiles only; a rerun skips
+them. The descriptor (tilejson.json / image.dzi) is written last: its presence marks a finished
+folder. DIR/.tilegen-webtiles.json records the store and settings a rerun must match.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+
+from tilegen import zarr_store
+from tilegen.errors import UserError
+
+WEB_FORMATS = ("xyz", "dzi")
+IMAGE_TYPES = {"png": ".png", "jpg": ".jpg"}
+MARKER = ".tilegen-webtiles.json"
+DESCRIPTOR = {"xyz": "tilejson.json", "dzi": "image.dzi"}
+BLOCK = 2048  # pixels per side read at once (a multiple of every tile size used)
+
+
+def level_shape(height: int, width: int, level: int) -> tuple[int, int]:
+    """(h, w) of a level 2^level times smaller: ceil halving, as the store's pyramid does."""
+    f = 2**level
+    return -(-height // f), -(-width // f)
+
+
+def xyz_max_zoom(height: int, width: int, tile: int) -> int:
+    """The zoom at which one image pixel is one tile pixel (zoom 0: the image fits one tile)."""
+    return (
+        max(0, math.ceil(math.log2(max(height, width) / tile))) if max(height, width) > tile else 0
+    )
+
+
+def dzi_max_level(height: int, width: int) -> int:
+    """DeepZoom's top level: ceil(log2(max side)); level 0 is 1x1."""
+    return math.ceil(math.log2(max(height, width))) if max(height, width) > 1 else 0
+
+
+def levels_for(fmt: str, height: int, width: int, tile: int) -> list[tuple[int, int]]:
+    """(format level, downsampling level l) pairs, finest first."""
+    top = xyz_max_zoom(height, width, tile) if fmt == "xyz" else dzi_max_level(height, width)
+    return [(top - lv, lv) for lv in range(top + 1)]
+
+
+def tile_path(out: Path, fmt: str, level: int, col: int, row: int, ext: str) -> Path:
+    if fmt == "xyz":
+        return out / str(level) / str(col) / f"{row}{ext}"
+    return out / "image_files" / str(level) / f"{col}_{row}{ext}"
+
+
+def _to8(data: np.ndarray) -> np.ndarray:
+    if data.dtype == np.uint16:
+        return ((data.astype(np.uint32) * 255 + 32767) // 65535).astype(np.uint8)
+    return data
+
+
+def _encode(pixels: np.ndarray, path: Path, image: str, pad_to: int | None) -> None:
+    """Write (h, w, C) uint8 through a temporary name; xyz edge tiles are padded to pad_to."""
+    from PIL import Image
+
+    h, w, c = pixels.shape
+    if pad_to and (h, w) != (pad_to, pad_to):
+        if image == "png":  # transparent outside the image
+            if c in (1, 3):
+                alpha = np.full((h, w, 1), 255, np.uint8)
+                pixels = np.concatenate([np.repeat(pixels, 3, 2) if c == 1 else pixels, alpha], 2)
+            full = np.zeros((pad_to, pad_to, 4), np.uint8)
+        else:
+            full = np.zeros((pad_to, pad_to, c), np.uint8)
+        full[:h, :w] = pixels
+        pixels = full
+    mode = {1: "L", 3: "RGB", 4: "RGBA"}[pixels.shape[2]]
+    img = Image.fromarray(pixels[:, :, 0] if mode == "L" else pixels, mode)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.partial")
+    if image == "png":
+        img.save(tmp, format="PNG", compress_level=1)
+    else:
+        img.convert("RGB" if mode == "RGBA" else mode).save(tmp, format="JPEG", quality=90)
+    os.replace(tmp, path)
+
+
+def _check_store(store: Path) -> dict:
+    attrs = zarr_store.read_attrs(store)
+    if not attrs.get("complete"):
+        raise UserError(
+            f"{store} is not complete: rerun the same 'tilegen generate' command to finish it, "
+            "then cut web tiles"
+        )
+    h, w = attrs["size"]
+    if not attrs.get("pyramid", True) and max(h, w) > attrs.get("chunk", 512):
+        raise UserError(
+            f"{store} has no pyramid (written with --no-pyramid): regenerate it with the pyramid"
+        )
+    return attrs
+
+
+def _prepare_folder(out: Path, settings: dict, overwrite: bool) -> None:
+    """Create, resume or replace DIR; never delete a folder that is not tilegen's."""
+    marker = out / MARKER
+    if out.exists() and not out.is_dir():
+        raise UserError(f"-o {out}: exists and is not a folder")
+    if out.is_dir() and any(out.iterdir()):
+        if not marker.is_file():
+            raise UserError(
+                f"{out} exists and does not hold tilegen web tiles: tilegen never deletes it, "
+                "even with --overwrite; choose another -o"
+            )
+        try:
+            old = json.loads(marker.read_text())
+        except (OSError, ValueError):
+            old = {}
+        done = any((out / d).is_file() for d in DESCRIPTOR.values())
+        if overwrite:
+            shutil.rmtree(out)
+        elif old != settings:
+            raise UserError(
+                f"{out} holds other tiles ({old.get('format')} of store {old.get('store')}): "
+                "pass --overwrite to replace them, or choose another -o"
+            )
+        elif done:
+            raise UserError(f"{out} already holds these tiles: pass --overwrite to cut them again")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        marker.write_text(json.dumps(settings, indent=1) + "\n")
+    except OSError as e:
+        raise UserError(f"cannot write {out}: {e.strerror or e}")
+
+
+def _blocks(h: int, w: int, tile: int) -> Iterator[tuple[int, int, int, int]]:
+    step = max(tile, BLOCK - BLOCK % tile)
+    for y in range(0, h, step):
+        for x in range(0, w, step):
+            yield y, x, min(step, h - y), min(step, w - x)
+
+
+def write_web_tiles(
+    store: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    fmt: str = "xyz",
+    image: str = "png",
+    tile: int = 256,
+    overwrite: bool = False,
+    threads: int | None = None,
+    progress: bool = True,
+) -> dict:
+    """Cut a finished store into an xyz or dzi pyramid in `out_dir`; returns the descriptor's
+    facts (format, width, height, tile, levels, tiles written, tiles kept from a previous run)."""
+    from tilegen.tiler import Progress, cores, ordered_map
+
+    if fmt not in WEB_FORMATS:
+        raise UserError(f"--format {fmt}: use xyz or dzi for web tiles")
+    if image not in IMAGE_TYPES:
+        raise UserError(f"--image {image}: use png or jpg")
+    if tile < 16 or tile > 4096 or (fmt == "xyz" and tile & (tile - 1)):
+        raise UserError(
+            f"--tile {tile}: web tiles are 16 .. 4096 pixels, a power of two for xyz (256 is usual)"
+        )
+    store, out = Path(store), Path(out_dir)
+    attrs = _check_store(store)
+    height, width = (int(v) for v in attrs["size"])
+    channels = int(attrs["channels"])
+    store_levels = int(attrs.get("levels", 1))
+    ext = IMAGE_TYPES[image]
+    settings = {"store": str(store.resolve()), "uid": attrs.get("uid", ""), "format": fmt,
+                "image": image, "tile": tile}  # fmt: skip
+    _prepare_folder(out, settings, overwrite)
+    pad = tile if fmt == "xyz" else None
+    levels = levels_for(fmt, height, width, tile)
+    coarsest = None  # the store's coarsest level, for levels below it
+    uid = attrs.get("uid", "")
+
+    def read(lv: int, y: int, x: int, h: int, w: int) -> np.ndarray:
+        nonlocal coarsest
+        if lv < store_levels:
+            return _to8(zarr_store.read_region(str(store), lv, y, x, h, w, uid))
+        if coarsest is None:
+            top = store_levels - 1
+            coarsest = zarr_store.read_region(
+                str(store), top, 0, 0, *level_shape(height, width, top), uid
+            )
+        data = coarsest
+        for _ in range(lv - store_levels + 1):
+            data = zarr_store.downsample2x(data)
+        return _to8(data[:, y : y + h, x : x + w])
+
+    jobs = []
+    for fl, lv in levels:
+        lh, lw = level_shape(height, width, lv)
+        jobs += [(fl, lv, *b) for b in _blocks(lh, lw, tile)]
+    total = sum(b[4] * b[5] for b in jobs)
+    counts = {"written": 0, "kept": 0}
+
+    def cut(job) -> tuple[int, int, int]:
+        """(pixels, tiles written, tiles kept from an earlier run) of one block."""
+        fl, lv, by, bx, bh, bw = job
+        cells = [
+            (by + r, bx + q)
+            for r in range(0, bh, tile)
+            for q in range(0, bw, tile)
+        ]  # fmt: skip
+        todo = [
+            c
+            for c in cells
+            if not tile_path(out, fmt, fl, c[1] // tile, c[0] // tile, ext).is_file()
+        ]
+        if not todo:
+            return bh * bw, 0, len(cells)
+        data = read(lv, by, bx, bh, bw).transpose(1, 2, 0)
+        for y, x in todo:
+            piece = data[y - by : y - by + tile, x - bx : x - bx + tile]
+            _encode(
+                np.ascontiguousarray(piece),
+                tile_path(out, fmt, fl, x // tile, y // tile, ext),
+                image,
+                pad,
+            )
+        return bh * bw, len(todo), len(cells) - len(todo)
+
+    n = threads or cores()
+    bar = Progress(total, 0, f"{fmt} tiles", progress)
+    try:
+        for pixels, written, kept in ordered_map(cut, jobs, n, 2 * n):
+            counts["written"] += written
+            counts["kept"] += kept
+            bar.advance(pixels)
+    except OSError as e:
+        raise UserError(
+            f"cannot write {out}: {e.strerror or e}; fix this and rerun the same command to finish"
+        )
+    finally:
+        bar.close()
+    top = levels[0][0]
+    facts = {"format": fmt, "width": width, "height": height, "tile": tile, "image": image,
+             "levels": top + 1, "channels": channels, **counts}  # fmt: skip
+    _write_descriptor(out, fmt, facts, store)
+    return facts
+
+
+def _write_descriptor(out: Path, fmt: str, facts: dict, store: Path) -> None:
+    tile, ext = facts["tile"], facts["image"]
+    if fmt == "xyz":
+        doc = {
+            "tilejson": "3.0.0",
+            "name": store.stem,
+            "scheme": "xyz",
+            "tiles": [f"{{z}}/{{x}}/{{y}}.{ext}"],
+            "minzoom": 0,
+            "maxzoom": facts["levels"] - 1,
+            "tilegen": {
+                "width": facts["width"],
+                "height": facts["height"],
+                "tile_size": tile,
+                "note": "pixel map, not geographic: zoom z shows the image at 2^(z - maxzoom), "
+                "top-left at tile (0, 0); edge tiles padded, tiles outside the image absent",
+            },
+        }
+        text = json.dumps(doc, indent=1) + "\n"
+    else:
+        text = (
+            '<?xml version="1.0" encoding="UTF-8"?>\n'
+            '<Image xmlns="http://schemas.microsoft.com/deepzoom/2008" '
+            f'TileSize="{tile}" Overlap="0" Format="{ext}">'
+            f'<Size Width="{facts["width"]}" Height="{facts["height"]}"/></Image>\n'
+        )
+    tmp = out / f".{DESCRIPTOR[fmt]}.partial"
+    tmp.write_text(text)
+    os.replace(tmp, out / DESCRIPTOR[fmt])
