@@ -522,3 +522,15 @@ def test_ctrl_c_generate_tiles_sample_export(onnx_model, model_pt, tmp_path):
                            timeout=8)  # fmt: skip
     assert_one_line(code, err, "interrupted", 130)
     assert not (tmp_path / "m.onnx").exists()
+
+
+def test_web_tiles_overwrite_keeps_the_users_files(onnx_model, tmp_path, monkeypatch, capsys):
+    store, web = tmp_path / "s.zarr", tmp_path / "web"
+    gen = ["generate", onnx_model, "-o", store, "--size", 64, 96, "--chunk", 32, "--no-progress"]
+    assert run_inproc(monkeypatch, capsys, *gen)[0] == 0
+    cut = ["tiles", store, "-o", web, "--format", "xyz", "--no-progress"]
+    assert run_inproc(monkeypatch, capsys, *cut)[0] == 0
+    (web / "notes.txt").write_text("mine")
+    code, _, err = run_inproc(monkeypatch, capsys, *cut, "--overwrite")
+    assert code == 0, err
+    assert (web / "notes.txt").read_text() == "mine" and (web / "tilejson.json").is_file()
