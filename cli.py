@@ -41,8 +41,8 @@ def _root() -> None:
 PIXEL = {k: f.default for k, f in PixelJob.__dataclass_fields__.items()}  # train/jobs.py's
 NOT_WRITTEN = "{output} was not written; rerun the same command"
 Exemplar = Annotated[Path, typer.Argument(help="Example texture (PNG, JPEG or TIFF; 8/16-bit).")]
-# The shared checks by the names the export and tiles commands use.
-check_output, check_size = options.output, options.size
+# The shared output check by the name the export command uses.
+check_output = options.output
 
 
 def _pixel(kw: dict) -> dict:
@@ -311,17 +311,11 @@ def export_cmd(
     """
     from dataclasses import replace
 
-    check_output(output, overwrite)
-    if (tile or period) and not self_contained:
-        raise UserError("--tile and --period belong to --self-contained")
-    if period and tile is None:
-        raise UserError("--period needs --tile H W: the dynamic form takes period_y, period_x")
-    if opset < 18:
-        raise UserError(f"--opset {opset}: tilegen exports opset 18 or newer")
-    tile = check_size(tile) if tile else None
-    if model.suffix.lower() == ".onnx":
-        from tilegen.export.onnx_export import wrap_verified
+    from tilegen.export.onnx_export import check_options, wrap_verified
 
+    check_output(output, overwrite)
+    tile = check_options(self_contained, tile, period, opset)
+    if model.suffix.lower() == ".onnx":
         if not self_contained:
             raise UserError(f"{model} is already an .onnx file: add --self-contained to wrap it")
         proto, report = wrap_verified(

@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import onnx
 
-from tilegen import __version__
+from tilegen import __version__, options
 from tilegen.contract import ModelInfo, from_metadata, runtime_contract, to_metadata
 from tilegen.errors import UserError, one_line
 from tilegen.model import noise_feeds
@@ -333,6 +333,20 @@ def write_sidecar(path: str | os.PathLike, info: ModelInfo) -> Path:
     side = sidecar_path(path)
     side.write_text(json.dumps(runtime_contract(info), indent=1) + "\n")
     return side
+
+
+def check_options(
+    self_contained: bool, tile: tuple[int, int] | None, period: str | None, opset: int
+) -> tuple[int, int] | None:
+    """`tilegen export`'s rules between its options, each naming the option; the checked
+    --tile (None: the dynamic self-contained form, or the windowed one)."""
+    if (tile or period) and not self_contained:
+        raise UserError("--tile and --period belong to --self-contained")
+    if period and tile is None:
+        raise UserError("--period needs --tile H W: the dynamic form takes period_y, period_x")
+    if opset < 18:
+        raise UserError(f"--opset {opset}: tilegen exports opset 18 or newer")
+    return options.size(tile, "--tile") if tile else None
 
 
 def model_info(model: TextureGenerator, meta: dict) -> ModelInfo:
