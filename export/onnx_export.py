@@ -36,13 +36,13 @@ from typing import TYPE_CHECKING
 import numpy as np
 import onnx
 
-from tilegen import __version__
+from tilegen import __version__, options
 from tilegen.contract import ModelInfo, from_metadata, runtime_contract, to_metadata
-from tilegen.errors import UserError
+from tilegen.errors import UserError, one_line
 from tilegen.model import noise_feeds
 
 if TYPE_CHECKING:  # torch is imported where it is used: wrapping an .onnx file needs none
-    from train.generator import TextureGenerator
+    from tilegen.train.generator import TextureGenerator
 
 DEFAULT_OPSET = 18  # the oldest opset the self-contained form can use (BitwiseXor)
 PARITY_TOL = 1e-4  # max |onnxruntime - torch| an export accepts
@@ -66,7 +66,7 @@ def prepared(model: TextureGenerator) -> TextureGenerator:
     """A CPU float32 eval-mode copy with its normalisation folded into plain convolutions."""
     import torch
 
-    from train.generator import fold, is_folded
+    from tilegen.train.generator import fold, is_folded
 
     m = copy.deepcopy(model).to("cpu", torch.float32)
     if not is_folded(m):
@@ -78,12 +78,6 @@ def bn_nodes(proto: onnx.ModelProto) -> list[str]:
     """Names of BatchNormalization nodes (must be none), functions included."""
     nodes = list(proto.graph.node) + [n for f in proto.functions for n in f.node]
     return [n.name or n.output[0] for n in nodes if n.op_type == "BatchNormalization"]
-
-
-def _one_line(e: BaseException) -> str:
-    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
-    line = lines[0] if lines else type(e).__name__
-    return line if len(line) <= 200 else line[:197] + "..."
 
 
 def _clean(proto: onnx.ModelProto, info: ModelInfo, opset: int) -> onnx.ModelProto:
@@ -151,7 +145,7 @@ def torch_to_onnx(model: TextureGenerator, info: ModelInfo, opset: int = DEFAULT
                 verbose=False,
             )
     except Exception as e:  # torch.export / onnxscript raise many types
-        raise UserError(f"torch could not export the generator to ONNX: {_one_line(e)}")
+        raise UserError(f"torch could not export the generator to ONNX: {one_line(e)}")
     finally:
         quiet.setLevel(level)
     proto = _clean(program.model_proto, info, opset)
@@ -170,7 +164,7 @@ def export_protos(
         return windowed, windowed
     if info.form != "self-contained":
         raise ValueError(f"unknown tilegen form {info.form!r}")
-    from export.self_contained import build_self_contained
+    from tilegen.export.self_contained import build_self_contained
 
     return build_self_contained(windowed, info, info.tile, info.period), windowed
 
@@ -321,7 +315,7 @@ def verify_self_contained(
             report.cases.append((what + " vs the tiler", d_tiler))
             _fail(what, d_tiler, tile_tol, "the tiler's windowed path")
             if m is not None:
-                from train.generator import sample_tile
+                from tilegen.train.generator import sample_tile
 
                 ref = sample_tile(m, seed, y0, x0, h, w, period).numpy()
                 d_torch = float(np.abs(got - ref).max())
@@ -339,6 +333,37 @@ def write_sidecar(path: str | os.PathLike, info: ModelInfo) -> Path:
     side = sidecar_path(path)
     side.write_text(json.dumps(runtime_contract(info), indent=1) + "\n")
     return side
+
+
+def check_options(
+    self_contained: bool, tile: tuple[int, int] | None, period: str | None, opset: int
+) -> tuple[int, int] | None:
+    """`tilegen export`'s rules between its options, each naming the option; the checked
+    --tile (None: the dynamic self-contained form, or the windowed one)."""
+    if (tile or period) and not self_contained:
+        raise UserError("--tile and --period belong to --self-contained")
+    if period and tile is None:
+        raise UserError("--period needs --tile H W: the dynamic form takes period_y, period_x")
+    if opset < 18:
+        raise UserError(f"--opset {opset}: tilegen exports opset 18 or newer")
+    return options.size(tile, "--tile") if tile else None
+
+
+def model_info(model: TextureGenerator, meta: dict) -> ModelInfo:
+    """The windowed ModelInfo of a trained generator from its checkpoint metadata (what a .pt
+    knows about its training), the form every export starts from."""
+    cfg = model.cfg
+    extra = ("iterations", "final_loss", "exemplar_shape")
+    training = {**meta.get("training", {}), **{k: meta[k] for k in extra if k in meta}}
+    training["generator"] = cfg.to_dict()
+    return ModelInfo(
+        arch=cfg.arch,
+        noise_channels=cfg.noise_channels,
+        out_channels=cfg.out_channels,
+        channels=meta.get("channels") or {1: "L", 3: "RGB", 4: "RGBA"}.get(cfg.out_channels, ""),
+        exemplar_sha256=meta.get("exemplar_sha256", ""),
+        training=training,
+    )
 
 
 def export_verified(
@@ -398,7 +423,7 @@ def wrap_verified(
     """`tilegen export WINDOWED.onnx --self-contained`: wrap an exported windowed file into the
     self-contained form (fixed `tile`, or dynamic for None) without torch, check its tiles
     against the tiler's (bit-identical expected), then write it and its sidecar."""
-    from export.self_contained import build_self_contained
+    from tilegen.export.self_contained import build_self_contained
     from tilegen.inspect import load
 
     path = Path(path)

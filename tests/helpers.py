@@ -10,7 +10,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def cli(*args, timeout=300):
     """The real console entry point in a subprocess: (returncode, stdout, stderr)."""
     p = subprocess.run(
-        [sys.executable, "-c", "import cli; cli.main()", *map(str, args)],
+        [sys.executable, "-c", "from tilegen import cli; cli.main()", *map(str, args)],
         cwd=ROOT,
         capture_output=True,
         text=True,

@@ -30,7 +30,7 @@ def test_default_generate_paints_a_seamless_texture_of_its_exemplar(tmp_path):
         [
             sys.executable,
             "-m",
-            "cli",
+            "tilegen.cli",
             "generate",
             "-o",
             str(out),

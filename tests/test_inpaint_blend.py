@@ -21,10 +21,10 @@ from PIL import Image
 
 from tilegen.errors import UserError
 from tilegen.imageio import read_image, write_image
-from train.blend import BlendConfig, blend, ramp_weights
-from train.inpaint import InpaintConfig, inpaint
-from train.patch_ot import OTConfig, PatchOTLoss, SemiDiscreteOT
-from train.synth import SynthConfig, synthesize
+from tilegen.train.blend import BlendConfig, blend, ramp_weights
+from tilegen.train.inpaint import InpaintConfig, inpaint
+from tilegen.train.patch_ot import OTConfig, PatchOTLoss, SemiDiscreteOT
+from tilegen.train.synth import SynthConfig, synthesize
 
 DATA = Path(__file__).parent / "data"
 OT = OTConfig(scales=3, n_target=400, psi_batch=512)
@@ -46,14 +46,15 @@ def load(name: str) -> np.ndarray:
 
 
 def tilegen(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "cli", *args], capture_output=True, text=True)
+    cmd = [sys.executable, "-m", "tilegen.cli", *args]
+    return subprocess.run(cmd, capture_output=True, text=True)
 
 
 def tilegen_in_process(*args: str):
     """The CLI without a new interpreter (no torch import to pay for); errors are raised."""
     from typer.testing import CliRunner
 
-    from cli import app
+    from tilegen.cli import app
 
     return CliRunner().invoke(app, list(args), catch_exceptions=True)
 

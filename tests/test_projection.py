@@ -9,21 +9,21 @@ import numpy as np
 import pytest
 import torch
 
-from export.onnx_export import export_protos, save, session, verify_parity
 from tilegen.contract import ModelInfo, from_metadata
 from tilegen.evaluate import patch_ot_distance
+from tilegen.export.onnx_export import export_protos, save, session, verify_parity
 from tilegen.imageio import read_image
 from tilegen.inspect import describe, load
 from tilegen.model import open_model, render_region, render_tile
-from train.checkpoint import load_generator, save_generator
-from train.generator import (
+from tilegen.train.checkpoint import load_generator, save_generator
+from tilegen.train.generator import (
     GeneratorConfig,
     PatchProjection,
     fold,
     sample_tile,
     without_projection,
 )
-from train.train_generator import fit_projection, new_generator, sample
+from tilegen.train.train_generator import fit_projection, new_generator, sample
 
 ROOT = Path(__file__).resolve().parents[1]
 EXEMPLAR = ROOT / "tests" / "data" / "grass_128.png"

@@ -25,12 +25,12 @@ from tilegen.errors import UserError  # noqa: E402
 from tilegen.evaluate import patch_ot_distance  # noqa: E402
 from tilegen.imageio import read_image, write_image  # noqa: E402
 from tilegen.noise import noise_window  # noqa: E402
-from train.checkpoint import (  # noqa: E402
+from tilegen.train.checkpoint import (  # noqa: E402
     load_checkpoint,
     load_generator,
     save_generator,
 )
-from train.generator import (  # noqa: E402
+from tilegen.train.generator import (  # noqa: E402
     NORMS,
     GeneratorConfig,
     fold,
@@ -38,8 +38,8 @@ from train.generator import (  # noqa: E402
     sample_tile,
     training_noise,
 )
-from train.patch_ot import OTConfig  # noqa: E402
-from train.train_generator import (  # noqa: E402
+from tilegen.train.patch_ot import OTConfig  # noqa: E402
+from tilegen.train.train_generator import (  # noqa: E402
     TrainConfig,
     check_modes,
     default_schedule,
@@ -309,7 +309,7 @@ def test_divergence_is_reported_and_keeps_the_last_checkpoint(tmp_path, exemplar
             model_params[0].data.fill_(float("nan"))
 
     model_params = []
-    import train.train_generator as tg
+    import tilegen.train.train_generator as tg
 
     original = tg.new_generator
 
@@ -426,7 +426,7 @@ def test_cli_resume_after_kill_or_ctrl_c(tmp_path, sig):
 
     killed = tmp_path / "killed.pt"
     proc = subprocess.Popen(
-        [sys.executable, "-c", "import cli; cli.main()", "train", str(EXEMPLAR), "-o",
+        [sys.executable, "-c", "from tilegen import cli; cli.main()", "train", str(EXEMPLAR), "-o",
          str(killed), *args],
         cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # as in a terminal

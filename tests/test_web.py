@@ -75,7 +75,7 @@ def store(onnx_model, tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def web_model(onnx_model, tmp_path_factory) -> Path:
     """The fixture generator in the dynamic self-contained form (wrapped without torch)."""
-    from export.onnx_export import wrap_verified
+    from tilegen.export.onnx_export import wrap_verified
 
     out = tmp_path_factory.mktemp("webmodel") / "fixture_web.onnx"
     wrap_verified(onnx_model, out, None)
@@ -388,7 +388,7 @@ def test_browser_paints_the_models_tiles(browser, onnx_model, web_model):
 def test_web_side_needs_no_torch(store, tmp_path):
     """tiles --format and view run where torch cannot be imported."""
     code = (
-        "import sys; sys.modules['torch'] = None; import cli; "
+        "import sys; sys.modules['torch'] = None; from tilegen import cli; "
         "sys.argv = ['tilegen'] + sys.argv[1:]; cli.main()"
     )
     import sys

@@ -1,4 +1,23 @@
-"""The exception types the CLI turns into one line on stderr (exit code 2, or 130 for Ctrl-C)."""
+"""Failures as one line: the exception types tilegen raises, and the one formatter that turns any
+exception into (exit code, one line) for the command line.
+
+    UserError      bad input or an unusable environment; the message says what to do   exit 2
+    Interrupted    Ctrl-C; the message says what was kept and how to continue           exit 130
+
+Everything else a command can meet is classified by `describe` (a full disk, a read-only folder,
+memory that ran out, an overflowing size) so that no expected failure ends in a traceback.
+"""
+
+from __future__ import annotations
+
+import errno
+
+EXIT_USER = 2
+EXIT_INTERRUPTED = 130
+EXIT_BUG = 1
+
+# Lines some libraries put first that say nothing about the problem itself.
+_NOISE = ("Weights only load failed", "Check the documentation", "Please file an issue")
 
 
 class UserError(Exception):
@@ -7,3 +26,51 @@ class UserError(Exception):
 
 class Interrupted(UserError):
     """Ctrl-C: the message says what was kept and how to continue."""
+
+
+def one_line(e: BaseException | str, limit: int = 200) -> str:
+    """The first informative line of an exception's message, at most `limit` characters."""
+    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+    lines = [ln for ln in lines if not ln.startswith(_NOISE)] or lines
+    line = lines[0] if lines else type(e).__name__
+    return line if len(line) <= limit else line[: limit - 3] + "..."
+
+
+def os_error_text(e: OSError, path: object = None) -> str:
+    """'cannot write PATH: no space left on device (free some space ...)' and the like."""
+    where = path or e.filename or "a file"
+    reason = (e.strerror or one_line(e)).rstrip(".")
+    code = e.errno
+    if code is None and "requested and" in reason:  # tifffile's short write: the disk is full
+        reason, code = f"no space left on device ({reason})", errno.ENOSPC
+    hint = {
+        errno.ENOSPC: "; free some space, then rerun the same command",
+        errno.EDQUOT: "; free some space, then rerun the same command",
+        errno.EROFS: "; choose an output folder you can write",
+        errno.EACCES: "; choose an output folder you can write",
+        errno.EPERM: "; choose an output folder you can write",
+    }.get(code, "")
+    return f"cannot use {where}: {reason[:1].lower() + reason[1:]}{hint}"
+
+
+def describe(e: BaseException) -> tuple[int, str]:
+    """(exit code, one line without the 'tilegen: ' prefix) for any exception a command raised."""
+    if isinstance(e, Interrupted):
+        return EXIT_INTERRUPTED, one_line(e, 400)
+    if isinstance(e, KeyboardInterrupt):
+        return EXIT_INTERRUPTED, "interrupted before any output was written"
+    if isinstance(e, UserError | ValueError | FloatingPointError):
+        return EXIT_USER, "error: " + one_line(e, 400)
+    if isinstance(e, OSError):
+        return EXIT_USER, "error: " + os_error_text(e)
+    if isinstance(e, MemoryError | OverflowError):
+        return EXIT_USER, f"error: out of memory ({one_line(e)}): use a smaller size or input"
+    text = one_line(e)
+    if isinstance(e, RuntimeError) and any(
+        s in text for s in ("overflow", "can't allocate memory", "out of memory", "Storage size")
+    ):
+        return EXIT_USER, f"error: too large for this machine ({text}): use a smaller size"
+    return EXIT_BUG, (
+        f"internal error ({type(e).__name__}: {text}); please report it. "
+        "TILEGEN_DEBUG=1 shows the traceback"
+    )

@@ -3,7 +3,7 @@
 Torch-free: numpy and POT (`ot`, imported only when a patch distance is computed). Three figures,
 each comparing distributions, never pixels at the same place, so images of any size compare:
 
-1. Debiased multiscale patch-OT distance (DESIGN.md section 6). Per pyramid level l and seed s,
+1. Debiased multiscale patch-OT distance (docs/DESIGN.md section 6). Per pyramid level l and seed s,
    with A1, A2 two independent draws of n random p x p patches of the exemplar's level l and
    B1, B2 two of the image's, and W2^2 the exact squared 2-Wasserstein distance between the
    uniform empirical measures (POT `ot.emd2`, squared Euclidean cost) divided by the patch
@@ -25,13 +25,18 @@ All inputs are float (H, W, C) arrays in [0, 1] with C = 1..4 (2-D arrays count 
 
 from __future__ import annotations
 
+import json
 import os
 import warnings
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
-from tilegen.errors import UserError
+from tilegen import memory, options
+from tilegen.errors import Interrupted, UserError
 
 # 4-tap Gaussian, sigma 1, taps at -1.5 -0.5 0.5 1.5, normalised: train/patch_ot.py's kernel.
 _GAUSS4 = np.exp(-0.5 * (np.arange(4, dtype=np.float64) - 1.5) ** 2)
@@ -155,13 +160,23 @@ def w2_squared(a: np.ndarray, b: np.ndarray) -> float:
     return float(value) / a.shape[1]
 
 
+PARALLEL = {"max": 8}  # exact-OT problems at once; EvaluateJob lowers it to what memory holds
+
+
 def _pmap(fn, jobs: list) -> list:
-    """Run fn over jobs on a few threads (POT releases the GIL); results are order-exact."""
-    workers = min(len(jobs), os.cpu_count() or 1, 8)
+    """Run fn over jobs on a few threads (POT releases the GIL); results are order-exact.
+    Ctrl-C returns at once: running problems are abandoned, queued ones never start."""
+    workers = min(len(jobs), os.cpu_count() or 1, PARALLEL["max"])
     if workers <= 1:
         return [fn(j) for j in jobs]
-    with ThreadPoolExecutor(workers) as ex:
+    ex = ThreadPoolExecutor(workers)
+    try:
         return list(ex.map(fn, jobs))
+    except BaseException:
+        ex.shutdown(wait=False, cancel_futures=True)
+        raise
+    finally:
+        ex.shutdown(wait=False)
 
 
 def _rng(seed: int, rep: int, level: int, tag: int) -> np.random.Generator:
@@ -464,3 +479,76 @@ def table_row(name: str, result: dict, name_width: int) -> str:
         f"{result['spectrum']:.3f}",
     )
     return f"{name:<{name_width}}  " + "  ".join(f"{c:>{w}}" for c, w in zip(cells, _WIDTHS))
+
+
+# --- the command ------------------------------------------------------------------------------
+
+
+@dataclass(kw_only=True)
+class EvaluateJob:
+    """`tilegen evaluate`: its defaults, its checks (naming the option) and the run."""
+
+    exemplar: Path
+    images: list[Path] = field(default_factory=list)
+    json_out: bool = False
+    baselines: bool = False
+    seeds: int = 3
+    patches: int = 2000
+    scales: int = 4
+    seed: int = 0
+    max_memory: float | None = None
+
+    def check(self) -> None:
+        if not self.images and not self.baselines:
+            raise UserError("give at least one IMAGE to score, or --baselines")
+        for option in ("seeds", "patches", "scales"):
+            options.positive(f"--{option}", getattr(self, option))
+        options.seed(self.seed)
+        memory.set_limit(self.max_memory)
+        per_job = memory.evaluate_bytes(self.patches, 1)
+        memory.require(per_job, f"exact OT on --patches {self.patches}", "use fewer --patches")
+        PARALLEL["max"] = max(1, min(8, (memory.available() - memory.BASE) // per_job))
+
+    def run(self, echo: Callable[[str], None]) -> None:
+        """Score every image (all read before the work), echoing the table row by row."""
+        from tilegen.imageio import read_image
+
+        self.check()
+        ex = read_image(self.exemplar)
+        rows = [(str(p), "image", read_image(p)) for p in self.images]
+        if self.baselines:
+            rows.append(("exemplar (self)", "self", ex))
+            names = {"blur_sigma1": "blur sigma=1", "contrast_0.7": "contrast x0.7"}
+            rows += [(names[k], "baseline", v) for k, v in baseline_images(ex).items()]
+        score = Evaluator(ex, scales=self.scales, n=self.patches, seeds=self.seeds, seed=self.seed)
+        width = max(len("image"), *(len(r[0]) for r in rows))
+        table = not self.json_out
+        if table:
+            h, w, c = ex.shape
+            n = self.scales
+            echo(f"exemplar {self.exemplar} ({h}x{w}, {c} channels); {n} scales of 4x4 patches,")
+            echo(f"{self.patches} patches x {self.seeds} draws, seed {self.seed}")
+            echo(table_header(width))
+        results, notes = [], []
+        for i, (name, kind, img) in enumerate(rows):
+            try:
+                r = score(img, name)
+            except KeyboardInterrupt:
+                raise Interrupted(
+                    f"interrupted while scoring {name}: {i} of {len(rows)} rows were scored "
+                    "(nothing is saved); rerun the same command"
+                )
+            notes += r["notes"]
+            results.append({"name": name, "kind": kind, **r})
+            if table:
+                if kind != "image" and i > 0 and rows[i - 1][1] == "image":
+                    echo("-" * len(table_header(width)))
+                echo(table_row(name, r, width))
+        if table:
+            for note in dict.fromkeys(notes):
+                echo(f"note: {note}")
+            return
+        settings = {"scales": self.scales, "patch": 4, "patches": self.patches,
+                    "seeds": self.seeds, "seed": self.seed}  # fmt: skip
+        doc = {"exemplar": str(self.exemplar), "settings": settings, "results": results}
+        echo(json.dumps(doc, indent=2))

@@ -9,15 +9,24 @@ from __future__ import annotations
 
 import hashlib
 import os
+import struct
+import zlib
 from pathlib import Path
 
 import numpy as np
 import png  # pypng
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, PngImagePlugin, UnidentifiedImageError
 
-from tilegen.errors import UserError
+from tilegen import __version__, memory
+from tilegen.errors import UserError, one_line, os_error_text
 
-Image.MAX_IMAGE_PIXELS = None  # our own outputs can be large; exemplars are checked by size
+# Deliberate: Pillow refuses (DecompressionBombError) images above twice this many pixels and
+# warns above it; read_image refuses above it from the header alone, and checks the memory the
+# decoded image needs, before decoding anything.
+Image.MAX_IMAGE_PIXELS = memory.MAX_PIXELS
+# Every PNG and TIFF tilegen writes says so (PNG tEXt / TIFF tag "Software"), which is how
+# `generate --overwrite` tells its own image from a photo it must never replace.
+SOFTWARE = f"tilegen {__version__}"
 
 
 def _png_bitdepth(path: Path) -> int:
@@ -55,17 +64,66 @@ def _from_pil(im: Image.Image) -> np.ndarray:
     return out if out.ndim == 3 else out[:, :, None]
 
 
+def image_header(path: Path) -> tuple[int, int, int, int, int]:
+    """(height, width, channels, bytes per sample, frames) from the file's header, no decoding."""
+    if path.suffix.lower() in (".tif", ".tiff"):
+        import tifffile
+
+        with tifffile.TiffFile(path) as tif:
+            series = tif.series[0]
+            shape, dtype = series.shape, series.dtype
+        if len(shape) not in (2, 3):
+            raise UserError(
+                f"cannot read image {path}: its pixels have shape {tuple(shape)}; use a 2-D "
+                "image with 1 to 4 channels (not a stack or a volume)"
+            )
+        if dtype.kind not in "uif":
+            raise UserError(f"cannot read image {path}: {dtype} samples; use integers or floats")
+        c = shape[2] if len(shape) == 3 else 1
+        return shape[0], shape[1], c, dtype.itemsize, 1
+    limit, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None  # a header is no bomb: we
+    try:  # compare its size with the limit ourselves, for a clearer message
+        im = Image.open(path)
+    finally:
+        Image.MAX_IMAGE_PIXELS = limit
+    with im:
+        w, h = im.size
+        sample = 2 if im.mode.startswith("I;16") else 4 if im.mode in ("I", "F") else 1
+        return h, w, max(3, len(im.getbands())), sample, getattr(im, "n_frames", 1)
+
+
 def read_image(path: str | os.PathLike) -> np.ndarray:
-    """An image as float32 (H, W, C) in [0, 1], C in {1, 2, 3, 4}; UserError if unreadable."""
+    """An image as float32 (H, W, C) in [0, 1], C in {1, 2, 3, 4}; UserError if unreadable.
+
+    The header is read first: an image above memory.MAX_PIXELS, one whose decoded pixels would
+    not fit in memory, or an animated one is refused before anything is decoded. The EXIF
+    orientation of a photo is applied; NaN or infinite samples (float TIFF) are refused."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"cannot read image {path}: no such file")
     try:
+        h, w, c, sample, frames = image_header(path)
+        if h * w > memory.MAX_PIXELS:
+            raise UserError(
+                f"{path} declares {w}x{h} pixels ({h * w / 1e6:.0f} MP), more than tilegen reads "
+                f"({memory.MAX_PIXELS / 1e6:.0f} MP): use a smaller image"
+            )
+        if frames > 1:
+            raise UserError(
+                f"{path} is animated ({frames} frames): save the frame you want as a PNG"
+            )
+        memory.require(
+            memory.decode_bytes(h, w, c, sample), f"reading {path} ({w}x{h})", "use a smaller image"
+        )
         if path.suffix.lower() in (".tif", ".tiff"):
             import tifffile
 
             arr = tifffile.imread(path)
             arr = arr if arr.ndim == 3 else arr[:, :, None]
+            if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+                raise UserError(
+                    f"{path} holds NaN or infinite values: tilegen needs finite pixel values"
+                )
             scale = np.iinfo(arr.dtype).max if arr.dtype.kind in "ui" else 1.0
             out = arr.astype(np.float32) / scale
         elif _png_bitdepth(path) == 16:
@@ -73,9 +131,13 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
         else:
             with Image.open(path) as im:
                 im.load()
+                im = ImageOps.exif_transpose(im)  # a photo taken sideways reads upright
                 out = _from_pil(im)
-    except (UnidentifiedImageError, OSError, ValueError, png.Error) as e:
-        raise UserError(f"cannot read image {path}: {e}. Use a PNG, JPEG or TIFF file")
+    except UserError:
+        raise
+    except (UnidentifiedImageError, OSError, ValueError, png.Error, Image.DecompressionBombError,
+            MemoryError, KeyError, IndexError, TypeError, SyntaxError) as e:  # fmt: skip
+        raise UserError(f"cannot read image {path}: {one_line(e)}. Use a PNG, JPEG or TIFF file")
     # Drop alpha that is fully opaque: it would only cost a channel.
     if out.shape[2] in (2, 4) and np.all(out[:, :, -1] >= 1.0):
         out = out[:, :, :-1]
@@ -99,34 +161,92 @@ def write_image(path: str | os.PathLike, img: np.ndarray, bits: int = 8) -> None
     q = img if img.dtype in (np.uint8, np.uint16) else quantize(img, bits)
     bits = 16 if q.dtype == np.uint16 else 8
     suffix = path.suffix.lower()
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".partial")
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         if suffix in (".tif", ".tiff"):
             import tifffile
 
-            tifffile.imwrite(tmp, q if q.shape[2] > 1 else q[:, :, 0], photometric=None)
+            tifffile.imwrite(
+                tmp, q if q.shape[2] > 1 else q[:, :, 0], photometric=None, software=SOFTWARE
+            )
         elif suffix == ".png" and bits == 16:
             h, w, c = q.shape
             writer = png.Writer(w, h, greyscale=c < 3, alpha=c in (2, 4), bitdepth=16)
             with open(tmp, "wb") as f:
                 writer.write(f, q.reshape(h, w * c))
+            _sign_png(tmp)
         elif suffix in (".png", ".jpg", ".jpeg"):
             if bits == 16:
                 raise UserError(f"{path}: JPEG is 8-bit only; write a .png or .tif for 16 bits")
             mode = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}[q.shape[2]]
             im = Image.fromarray(q[:, :, 0] if q.shape[2] == 1 else q, mode)
-            fmt = "PNG" if suffix == ".png" else "JPEG"
-            im.save(tmp, format=fmt, **({"quality": 95} if fmt == "JPEG" else {}))
+            if suffix == ".png":
+                info = PngImagePlugin.PngInfo()
+                info.add_text("Software", SOFTWARE)
+                im.save(tmp, format="PNG", pnginfo=info)
+            else:
+                im.save(tmp, format="JPEG", quality=95)
         else:
             raise UserError(f"{path}: unknown image type {suffix!r}; use .png, .tif or .jpg")
         os.replace(tmp, path)
     except OSError as e:
-        tmp.unlink(missing_ok=True)
-        raise UserError(f"cannot write {path}: {e.strerror or e}")
+        raise UserError(os_error_text(e, path))
     finally:
-        if tmp.exists():
-            tmp.unlink()
+        remove_quietly(tmp)
+
+
+def _png_chunk(kind: bytes, data: bytes) -> bytes:
+    crc = zlib.crc32(kind + data) & 0xFFFFFFFF
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", crc)
+
+
+def _sign_png(path: Path) -> None:
+    """Add the Software text chunk before the IEND chunk (the file's last 12 bytes)."""
+    with open(path, "r+b") as f:
+        f.seek(-12, os.SEEK_END)
+        f.write(_png_chunk(b"tEXt", b"Software\0" + SOFTWARE.encode()) + _png_chunk(b"IEND", b""))
+
+
+def written_by_tilegen(path: str | os.PathLike) -> bool:
+    """Whether a PNG or TIFF file carries tilegen's Software mark (headers only are read)."""
+    path = Path(path)
+    try:
+        if path.suffix.lower() in (".tif", ".tiff"):
+            import tifffile
+
+            with tifffile.TiffFile(path) as tif:
+                tag = tif.pages[0].tags.get("Software")
+                return bool(tag) and str(tag.value).startswith("tilegen")
+        with open(path, "rb") as f:
+            if f.read(8) != b"\x89PNG\r\n\x1a\n":
+                return False
+            while head := f.read(8):
+                n, kind = struct.unpack(">I4s", head)
+                if kind == b"tEXt" and n < 4096:
+                    if f.read(n).startswith(b"Software\0tilegen"):
+                        return True
+                    f.seek(4, os.SEEK_CUR)
+                else:
+                    f.seek(n + 4, os.SEEK_CUR)
+                if kind == b"IEND":
+                    return False
+    except Exception:  # unreadable: not ours as far as we can tell
+        return False
+    return False
+
+
+def remove_quietly(path: Path) -> None:
+    """Delete a temporary file if it is there; a folder we cannot write keeps it (no error)."""
+    try:
+        path.unlink(missing_ok=True)
+    except OSError:
+        pass
+
+
+def exact_bits(img: np.ndarray) -> int:
+    """8 when every value is an 8-bit level (so writing 8 bits changes no pixel), else 16."""
+    return 8 if np.array_equal(quantize(img, 8).astype(np.float32) / 255.0, img) else 16
 
 
 def pixels_sha256(img: np.ndarray) -> str:

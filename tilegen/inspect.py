@@ -24,7 +24,7 @@ import onnx
 from onnx import numpy_helper
 
 from tilegen.contract import FORMAT_VERSION, PREFIX, ModelInfo, from_metadata
-from tilegen.errors import UserError
+from tilegen.errors import UserError, one_line
 from tilegen.windows import axis_window, level_periods
 
 REFERENCE_TILE = 1024  # output tile the per-megapixel cost is quoted at (window halo included)
@@ -36,12 +36,6 @@ class Inspected:
     proto: onnx.ModelProto
     info: ModelInfo
     metadata: dict[str, str]  # the tilegen.* entries, verbatim
-
-
-def _one_line(e: BaseException) -> str:
-    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
-    line = lines[0] if lines else type(e).__name__
-    return line if len(line) <= 160 else line[:157] + "..."
 
 
 def expected_inputs(info: ModelInfo) -> list[str]:
@@ -62,7 +56,7 @@ def load(path: str | os.PathLike) -> Inspected:
     try:
         proto = onnx.load_model_from_string(data)
     except Exception as e:  # google.protobuf DecodeError and friends
-        raise UserError(f"{p} is not a readable ONNX model (truncated or damaged: {_one_line(e)})")
+        raise UserError(f"{p} is not a readable ONNX model (truncated or damaged: {one_line(e)})")
     props = {e.key: e.value for e in proto.metadata_props}
     if not proto.graph.node and not props:
         raise UserError(f"{p} is not an ONNX model (no graph, no metadata)")
@@ -70,7 +64,7 @@ def load(path: str | os.PathLike) -> Inspected:
     try:
         onnx.checker.check_model(proto)
     except Exception as e:
-        raise UserError(f"{p} is a damaged ONNX model ({_one_line(e)}): re-export it")
+        raise UserError(f"{p} is a damaged ONNX model ({one_line(e)}): re-export it")
     ins = [i.name for i in proto.graph.input]
     outs = [o.name for o in proto.graph.output]
     if ins != expected_inputs(info) or outs != info.graph_outputs():

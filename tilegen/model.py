@@ -21,6 +21,7 @@ import numpy as np
 
 from tilegen.contract import ModelInfo, from_metadata
 from tilegen.errors import UserError
+from tilegen.grid import tiles
 from tilegen.noise import tile_noise
 
 DEVICES = ("auto", "cpu", "cuda")
@@ -226,26 +227,15 @@ def render_window(
 def _render_self_contained(model: LoadedModel, seed, y0, x0, h, w) -> np.ndarray:
     th, tw = model.info.tile
     out = np.empty((model.info.out_channels, h, w), np.float32)
-    for ty in range(y0, y0 + h, th):
-        for tx in range(x0, x0 + w, tw):
-            feed = {
-                "seed": np.array(seed, np.int64),
-                "y0": np.array(ty, np.int64),
-                "x0": np.array(tx, np.int64),
-            }
-            tile = model.session.run(["image"], feed)[0][0]
-            ch, cw = min(th, y0 + h - ty), min(tw, x0 + w - tx)
-            out[:, ty - y0 : ty - y0 + ch, tx - x0 : tx - x0 + cw] = tile[:, :ch, :cw]
+    for t in tiles(y0, x0, h, w, th, tw):
+        feed = {
+            "seed": np.array(seed, np.int64),
+            "y0": np.array(t.y, np.int64),
+            "x0": np.array(t.x, np.int64),
+        }
+        tile = model.session.run(["image"], feed)[0][0]
+        out[:, t.y - y0 : t.y - y0 + t.h, t.x - x0 : t.x - x0 + t.w] = tile[:, : t.h, : t.w]
     return out
-
-
-def tile_grid(y0: int, x0: int, h: int, w: int, tile: int):
-    """Sub-tiles (y, x, th, tw) of a region on the global grid of multiples of `tile`."""
-    for ty in range(y0 - y0 % tile, y0 + h, tile):
-        ya, yb = max(ty, y0), min(ty + tile, y0 + h)
-        for tx in range(x0 - x0 % tile, x0 + w, tile):
-            xa, xb = max(tx, x0), min(tx + tile, x0 + w)
-            yield ya, xa, yb - ya, xb - xa
 
 
 def render_region(
@@ -265,7 +255,7 @@ def render_region(
     shard never needs a float copy of itself). Setting `cancel` stops it between pieces."""
     tile = tile or model.tile
     out = np.empty((model.info.out_channels, h, w), dtype or np.float32)
-    for ty, tx, th, tw in tile_grid(y0, x0, h, w, tile):
+    for _, _, ty, tx, th, tw in tiles(y0, x0, h, w, tile, aligned=True):
         if cancel is not None and cancel.is_set():
             raise Cancelled("cancelled")
         piece = render_window(model, seed, ty, tx, th, tw, period)

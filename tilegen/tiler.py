@@ -20,6 +20,7 @@ import os
 import sys
 import threading
 import time
+import warnings
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from itertools import islice
@@ -27,8 +28,10 @@ from pathlib import Path
 
 import numpy as np
 
-from tilegen import zarr_store
-from tilegen.errors import Interrupted, UserError
+from tilegen import memory, options, zarr_store
+from tilegen.errors import Interrupted, UserError, os_error_text
+from tilegen.grid import grid_shape, tiles
+from tilegen.imageio import written_by_tilegen
 from tilegen.model import file_sha256, open_model, render_region
 
 LOCAL_SCHEDULERS = ("threads", "processes", "local", "sync")
@@ -207,6 +210,9 @@ class DistributedRunner:
             raise UserError("dask.distributed is not installed: pip install distributed")
         self.cluster = None
         if address is None:
+            # The scheduler's HTTP server falls back to a free port when 8787 is taken (another
+            # cluster, a notebook): nothing the user must act on, so no 4-line warning.
+            warnings.filterwarnings("ignore", message="Port .* is already in use")
             self.cluster = LocalCluster(
                 n_workers=workers,
                 threads_per_worker=threads,
@@ -316,6 +322,22 @@ class GenerateConfig:
     progress: bool = True
     tile: int | None = None  # evaluation size (default: the model's)
     log: Callable[[str], None] = field(default=lambda msg: print(msg, file=sys.stderr))
+    max_memory: float | None = None  # GB; None: the memory available
+
+    def check(self) -> None:
+        """The settings, each named by its option (one place for store and image outputs)."""
+        options.size(self.size)
+        options.seed(self.seed)
+        options.choice("--dtype", self.dtype, zarr_store.DTYPES)
+        options.choice("--codec", self.codec, zarr_store.CODECS)
+        for name in ("workers", "threads", "chunk", "shard", "tile"):
+            options.positive(f"--{name}", getattr(self, name))
+        check_scheduler(self.scheduler)
+        memory.set_limit(self.max_memory)
+
+    @property
+    def single_image(self) -> bool:
+        return Path(self.output).suffix.lower() in IMAGE_SUFFIXES
 
 
 @dataclass
@@ -334,6 +356,20 @@ class Summary:
     @property
     def mp_per_s(self) -> float:
         return self.megapixels / self.seconds if self.seconds > 0 else float("nan")
+
+
+def planned_tasks(cfg: GenerateConfig, n_jobs: int) -> int | None:
+    """How many tasks `_make_runner` will run at once (None: a remote cluster's business)."""
+    if cfg.scheduler in ("threads", "processes"):
+        parallel = (cfg.threads if cfg.scheduler == "threads" else cfg.workers) or cores()
+        return plan_threads(n_jobs, parallel)[0]
+    if cfg.scheduler == "sync":
+        return 1
+    if cfg.scheduler == "local":
+        threads = cfg.threads or 1
+        workers = cfg.workers or max(1, cores() // threads)
+        return max(1, min(workers, math.ceil(n_jobs / threads))) * threads
+    return None
 
 
 def _make_runner(cfg: GenerateConfig, n_jobs: int):
@@ -383,20 +419,45 @@ def check_scheduler(name: str) -> str:
     )
 
 
+def run(cfg: GenerateConfig) -> str:
+    """`tilegen generate`: the store or the image, and the line that reports it."""
+    out, (h, w) = Path(cfg.output), cfg.size
+    if cfg.single_image:
+        cfg.check()
+        if out.exists() and not (cfg.overwrite and written_by_tilegen(out)):
+            raise UserError(
+                f"{out} exists and is not a tilegen image: tilegen never replaces it, even with "
+                "--overwrite; choose another -o" if out.exists() and cfg.overwrite else
+                f"{out} already exists: pass --overwrite or choose another -o"
+            )  # fmt: skip
+        options.output(out, True)
+        s, what = generate_image(cfg), f"{h}x{w}"
+    elif out.suffix.lower() == ".zarr" or out.is_dir():
+        s = generate(cfg)
+        if s.shards_written == 0 and s.state == "complete":
+            return f"{out} is already complete ({s.shards_total} shards): nothing to do"
+        if s.shards_written == 0:
+            return f"{out}: all {s.shards_total} shards were already written; marked complete"
+        what = f"{h}x{w}, {s.levels} level{'s' if s.levels > 1 else ''}, OME-NGFF 0.5"
+    else:
+        raise UserError(f"-o {out}: use a .zarr store, or .png / .tif for a single image")
+    used = ", ".join(sorted(s.providers)) or "none"
+    return (
+        f"wrote {out} ({what}): {s.megapixels:.1f} MP in {s.seconds:.1f} s "
+        f"({s.mp_per_s:.2f} MP/s), onnxruntime provider {used}"
+    )
+
+
 def generate(cfg: GenerateConfig) -> Summary:
     """Render the whole store (or finish an interrupted one)."""
-    check_scheduler(cfg.scheduler)
+    cfg.check()
     t_start = time.perf_counter()
     model_path = str(Path(cfg.model).resolve())
     store_path = str(Path(cfg.output).resolve())
     model = open_model(model_path, 1, cfg.device)  # validates; reports the provider
     info = model.info
     h, w = cfg.size
-    if h < 1 or w < 1:
-        raise UserError(f"--size {h} {w}: both sides must be positive")
     period = effective_period(model, cfg.period)
-    if not 0 <= cfg.seed < 2**32:
-        raise UserError(f"--seed {cfg.seed}: use 0 .. 2**32-1")
     shard = cfg.shard or default_shard(h, w, cfg.chunk)
     model_sha256 = file_sha256(model_path)
     spec = zarr_store.StoreSpec(
@@ -414,31 +475,34 @@ def generate(cfg: GenerateConfig) -> Summary:
         channel_names=info.channels,
     )
     name = Path(model_path).stem
+    check_disk(store_path, spec.raw_bytes(), "the store")
+    streaming = check_task_memory(cfg, spec, model)  # before anything is written
     state = zarr_store.prepare(store_path, spec, name, cfg.overwrite)
     uid = zarr_store.read_attrs(store_path).get("uid", "")
     levels = len(spec.level_shapes())
-    todo = []
-    done_before = total = 0
-    for level in range(levels):
-        done = zarr_store.done_regions(store_path, spec, level) if state != "new" else set()
-        regions = spec.shard_regions(level)
-        total += len(regions)
-        done_before += sum((y, x) in done for y, x, _, _ in regions)
-        todo.append([Job(level, *r) for r in regions if (r[0], r[1]) not in done])
-    n_todo = sum(len(t) for t in todo)
+    # Planned lazily: counts are arithmetic and jobs are generated, so the plan of a store of
+    # 10^12 shards costs what the shards already written cost.
+    done = [zarr_store.done_regions(store_path, spec, lv) if state != "new" else set()
+            for lv in range(levels)]  # fmt: skip
+    total = sum(spec.shard_count(lv) for lv in range(levels))
+    done_before = sum(len(d) for d in done)
+    left = [spec.shard_count(lv) - len(done[lv]) for lv in range(levels)]
+    todo = [_jobs(spec, lv, done[lv]) for lv in range(levels)]
+    n_todo = sum(left)
     providers: set[str] = set()
     summary = Summary(state, total, done_before, 0, 0.0, 0.0, providers, "", None, levels)
     if n_todo == 0:
-        zarr_store.mark_complete(store_path, spec, name)
-        summary.state = "complete"
+        if state != "complete":
+            mark_complete(store_path, spec, name, total)
         summary.seconds = time.perf_counter() - t_start
         return summary
 
-    runner, ort = _make_runner(cfg, max(len(todo[0]), 1))
+    runner, ort = _make_runner(cfg, max(left[0], 1))
     summary.scheduler, summary.ort_threads = runner.describe(), ort
     if state == "resume":
         cfg.log(f"resuming {cfg.output}: {done_before} of {total} shards already written")
     threads_note = ort if isinstance(ort, int) else "per worker"
+    cfg.log(streaming)
     cfg.log(
         f"{h}x{w} {cfg.dtype}, seed {cfg.seed}{', periodic' if period else ''}; "
         f"{runner.describe()}; onnxruntime {model.providers[0]}, "
@@ -470,9 +534,8 @@ def generate(cfg: GenerateConfig) -> Summary:
         return on_done
 
     try:
-        level0 = spec.shard_regions(0)
-        px_total = sum(r[2] * r[3] for r in level0)
-        px_left = sum(j.pixels for j in todo[0])
+        px_total = h * w
+        px_left = px_total - sum(_region_pixels(spec, 0, y, x) for y, x in done[0])
         t0 = time.perf_counter()
         bar = Progress(px_total, px_total - px_left, "render", cfg.progress)
         try:
@@ -480,9 +543,12 @@ def generate(cfg: GenerateConfig) -> Summary:
         finally:
             bar.close()
         summary.megapixels, summary.seconds = px_left / 1e6, time.perf_counter() - t0
-        pyr_jobs = [j for level in todo[1:] for j in level]
-        if pyr_jobs:
-            bar = Progress(sum(j.pixels for j in pyr_jobs), 0, "pyramid", cfg.progress)
+        if sum(left[1:]):
+            pyr_px = sum(a * b for a, b in spec.level_shapes()[1:])
+            pyr_done = sum(
+                _region_pixels(spec, lv, *r) for lv in range(1, levels) for r in done[lv]
+            )
+            bar = Progress(pyr_px, pyr_done, "pyramid", cfg.progress)
             try:
                 for level_jobs in todo[1:]:  # each level needs the one above it finished
                     runner.run(pyramid_shard, task_cfg, level_jobs, done_cb(bar))
@@ -509,12 +575,66 @@ def generate(cfg: GenerateConfig) -> Summary:
             f"interrupted: {kept} of {total} shards of {cfg.output} are written; rerun the "
             "same command to finish (the result is the same)"
         )
-    zarr_store.mark_complete(store_path, spec, name)
+    mark_complete(store_path, spec, name, total)
     return summary
+
+
+def _jobs(spec: zarr_store.StoreSpec, level: int, done: set[tuple[int, int]]) -> Iterator[Job]:
+    return (Job(level, *r) for r in spec.shard_regions(level) if (r[0], r[1]) not in done)
+
+
+def _region_pixels(spec: zarr_store.StoreSpec, level: int, y: int, x: int) -> int:
+    h, w = spec.level_shapes()[level]
+    sh, sw = spec.level_shard(level)
+    return min(sh, h - y) * min(sw, w - x)
+
+
+def mark_complete(store_path: str, spec: zarr_store.StoreSpec, name: str, total: int) -> None:
+    """The last write of a run: until it succeeds the store is not "complete" (a rerun does it)."""
+    try:
+        zarr_store.mark_complete(store_path, spec, name)
+    except OSError as e:
+        raise UserError(
+            f"cannot mark {store_path} complete: {e.strerror or e}; all {total} shards are "
+            "written: free some space, then rerun the same command to finish"
+        )
+
+
+def check_disk(path: str, raw_bytes: int, what: str) -> None:
+    """Refuse an output that could not fit on its disk even compressed 8:1 (textures are
+    noise-like and compress far less)."""
+    free = memory.disk_free(path)
+    if raw_bytes / 8 > free:
+        raise UserError(
+            f"{what} would hold {memory.fmt(raw_bytes)} of pixels and {path} has "
+            f"{memory.fmt(free)} free: choose a smaller --size or another disk"
+        )
+
+
+def task_bytes(spec_shard: tuple[int, int], channels: int, itemsize: int, tile: int) -> int:
+    """What one task holds: its shard (quantised, then encoded: about 3 copies) and one
+    evaluation's activations (about 256 bytes per pixel of a tile with its halo)."""
+    sh, sw = spec_shard
+    return 3 * sh * sw * channels * itemsize + 256 * (tile + 64) ** 2
+
+
+def check_task_memory(cfg: GenerateConfig, spec, model) -> str:
+    """generate streams: memory is per task, whatever the output's size. Refuse when the tasks
+    running at once would not fit; return the line that says so, for the log."""
+    itemsize = 1 if spec.dtype == "uint8" else 2
+    per_task = task_bytes(spec.level_shard(0), spec.channels, itemsize, cfg.tile or model.tile)
+    at_once = planned_tasks(cfg, spec.shard_count(0))
+    if at_once:  # a remote cluster's memory is its workers'
+        memory.require(per_task * at_once, "generate", "use a smaller --shard or fewer tasks")
+    return (
+        f"streaming {spec.height}x{spec.width} in {spec.shard_count(0)} shards: about "
+        f"{memory.fmt(per_task)} per task" + (f", {at_once} at once" if at_once else "")
+    )
 
 
 # --- single-file outputs (PNG, TIFF) -----------------------------------------------------------
 
+IMAGE_SUFFIXES = (".png", ".tif", ".tiff")
 PNG_MAX_MP = 256  # beyond this, a single PNG is impractical: write .zarr or a tiled .tif
 TIFF_STRIPE_MP = 64  # above this a .tif is written tiled from an iterator (BigTIFF)
 TIFF_TILE = 1024
@@ -541,11 +661,8 @@ def generate_image(cfg: GenerateConfig) -> Summary:
     """Write a PNG or TIFF (small images whole, large TIFFs tiled BigTIFF from an iterator)."""
     out = Path(cfg.output)
     suffix = out.suffix.lower()
+    cfg.check()
     h, w = cfg.size
-    if h < 1 or w < 1:
-        raise UserError(f"--size {h} {w}: both sides must be positive")
-    if not 0 <= cfg.seed < 2**32:
-        raise UserError(f"--seed {cfg.seed}: use 0 .. 2**32-1")
     mp = h * w / 1e6
     if suffix == ".png" and mp > PNG_MAX_MP:
         raise UserError(
@@ -557,11 +674,22 @@ def generate_image(cfg: GenerateConfig) -> Summary:
     model_path = str(Path(cfg.model).resolve())
     parallel = 1 if cfg.scheduler == "sync" else (cfg.threads or cores())
     tile = cfg.tile or TIFF_TILE
-    regions = list(_grid(h, w, tile))
+    rows, cols = grid_shape(0, 0, h, w, tile)
+    regions = [t[2:] for t in tiles(0, 0, h, w, tile)] if rows * cols < 1 << 20 else None
+    if regions is None:
+        raise UserError(
+            f"{h}x{w} is too large for one image file: write a .zarr store (it streams)"
+        )
     tasks, ort = plan_threads(len(regions), parallel)
     model = open_model(model_path, ort, cfg.device)
     period = effective_period(model, cfg.period)
     bits = 8 if cfg.dtype == "uint8" else 16
+    c = model.info.out_channels
+    raw = h * w * c * (bits // 8)
+    check_disk(str(out), raw * 8, str(out))  # written uncompressed or nearly so
+    tiled = suffix in (".tif", ".tiff") and mp > TIFF_STRIPE_MP
+    held = tasks * task_bytes((tile, tile), c, bits // 8, tile) + (0 if tiled else 3 * raw)
+    memory.require(held, f"writing {out.name} ({h}x{w})", "write a .zarr store (it streams)")
     cfg.log(
         f"{h}x{w} {cfg.dtype}, seed {cfg.seed}{', periodic' if period else ''}; "
         f"{tasks} threads, onnxruntime {model.providers[0]}, {ort} intra-op threads each"
@@ -575,28 +703,25 @@ def generate_image(cfg: GenerateConfig) -> Summary:
     bar = Progress(h * w, 0, "render", cfg.progress)
     from tilegen.imageio import write_image
 
+    pieces = ordered_map(render, regions, tasks, 2 * tasks)
     try:
-        if suffix in (".tif", ".tiff") and mp > TIFF_STRIPE_MP:
-            _write_tiled_tiff(
-                out,
-                h,
-                w,
-                model.info.out_channels,
-                cfg.dtype,
-                tile,
-                bar,
-                ordered_map(render, regions, tasks, 2 * tasks),
-            )
+        if tiled:
+            _write_tiled_tiff(out, h, w, c, cfg.dtype, tile, bar, pieces)
         else:
-            img = np.empty((h, w, model.info.out_channels), cfg.dtype)
-            pieces = ordered_map(render, regions, tasks, 2 * tasks)
+            img = np.empty((h, w, c), cfg.dtype)
             for (y, x, th, tw), piece in zip(regions, pieces):
                 img[y : y + th, x : x + tw] = piece.transpose(1, 2, 0)
                 bar.advance(th * tw)
             write_image(out, img, bits)
     except OSError as e:
-        raise UserError(f"cannot write {out}: {e.strerror or e}")
+        raise UserError(os_error_text(e, out))
+    except KeyboardInterrupt:
+        raise Interrupted(
+            f"interrupted: {out} was not written (one image file is written whole, at the end); "
+            "rerun the same command, or write a .zarr store, which resumes where it stopped"
+        )
     finally:
+        pieces.close()  # the pool's running pieces finish before we report
         bar.close()
     dt = time.perf_counter() - t0
     return Summary(
@@ -613,12 +738,6 @@ def generate_image(cfg: GenerateConfig) -> Summary:
     )
 
 
-def _grid(h: int, w: int, tile: int):
-    for y in range(0, h, tile):
-        for x in range(0, w, tile):
-            yield y, x, min(tile, h - y), min(tile, w - x)
-
-
 def _write_tiled_tiff(path: Path, h, w, c, dtype, tile, bar: Progress, pieces) -> None:
     import tifffile
 
@@ -630,9 +749,11 @@ def _write_tiled_tiff(path: Path, h, w, c, dtype, tile, bar: Progress, pieces) -
             full[:th, :tw] = piece.transpose(1, 2, 0)
             yield full
 
+    from tilegen.imageio import SOFTWARE, remove_quietly
+
     tmp = path.with_name(path.name + ".partial")
-    path.parent.mkdir(parents=True, exist_ok=True)
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         tifffile.imwrite(
             tmp,
             data=tiles(),
@@ -643,8 +764,8 @@ def _write_tiled_tiff(path: Path, h, w, c, dtype, tile, bar: Progress, pieces) -
             photometric="rgb" if c == 3 else "minisblack",
             planarconfig="contig",
             compression="zlib",
+            software=SOFTWARE,
         )
         os.replace(tmp, path)
     finally:
-        if tmp.exists():
-            tmp.unlink()
+        remove_quietly(tmp)

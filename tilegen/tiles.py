@@ -15,12 +15,14 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 
 import numpy as np
 
 from tilegen import zarr_store
 from tilegen.errors import UserError
+from tilegen.grid import tiles
 
 FORMATS = {"png": ".png", "tif": ".tif", "jpg": ".jpg"}
 
@@ -36,6 +38,24 @@ def convert_bits(tile: np.ndarray, bits: int) -> np.ndarray:
 def tile_name(row: int, col: int, rows: int, cols: int, ext: str) -> str:
     dr, dc = len(str(max(rows - 1, 0))), len(str(max(cols - 1, 0)))
     return f"tile_r{row:0{dr}d}_c{col:0{dc}d}{ext}"
+
+
+TILE_NAME = re.compile(r"tile_r\d+_c\d+\.(png|tif|jpg)")
+
+
+def our_tiles(out_dir: Path) -> list[Path]:
+    """The files tilegen wrote in a tiles folder: those its tiles.json lists and those named as
+    it names tiles (a run stopped before its index); nothing else, e.g. tile_r0_c0.png.bak."""
+    if not out_dir.is_dir():
+        return []
+    found = {f for f in out_dir.iterdir() if TILE_NAME.fullmatch(f.name) and f.is_file()}
+    try:
+        index = json.loads((out_dir / "tiles.json").read_text())
+        found |= {out_dir / Path(e["file"]).name for e in index.get("files", [])}
+        found.add(out_dir / "tiles.json")
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        pass
+    return sorted(f for f in found if f.is_file())
 
 
 def cut_tiles(
@@ -55,7 +75,12 @@ def cut_tiles(
     from tilegen.tiler import Progress, cores, ordered_map
 
     store = Path(store)
-    zarr_store.read_attrs(store)  # a one-line error for anything that is not a tilegen store
+    attrs = zarr_store.read_attrs(store)  # a one-line error for anything not a tilegen store
+    if not attrs.get("complete"):
+        raise UserError(
+            f"{store} is incomplete (its generate run did not finish): rerun that generate "
+            "command to complete it, then cut the tiles"
+        )
     if fmt not in FORMATS:
         raise UserError(f"--format {fmt}: use png, tif or jpg (or xyz, dzi for web maps)")
     if tile < 1:
@@ -73,19 +98,18 @@ def cut_tiles(
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise UserError(f"-o {out_dir}: exists and is not a folder")
-    if out_dir.is_dir() and not overwrite and any(out_dir.glob("tile_r*_c*.*")):
+    ours = our_tiles(out_dir)
+    if ours and not overwrite:
         raise UserError(f"{out_dir} already holds tiles: pass --overwrite or choose another -o")
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
+        for f in ours:  # a smaller grid must not leave the last run's tiles beside the new index
+            f.unlink(missing_ok=True)
     except OSError as e:
         raise UserError(f"cannot write {out_dir}: {e.strerror or e}")
     rows, cols = -(-h // tile), -(-w // tile)
     ext = FORMATS[fmt]
-    jobs = [
-        (r, q, y0 + r * tile, x0 + q * tile, min(tile, h - r * tile), min(tile, w - q * tile))
-        for r in range(rows)
-        for q in range(cols)
-    ]
+    jobs = tiles(y0, x0, h, w, tile)  # (row, col, y, x, h, w), row-major
 
     def cut(job):
         r, q, y, x, th, tw = job
@@ -96,11 +120,13 @@ def cut_tiles(
 
     bar = Progress(h * w, 0, "tiles", progress)
     files = []
+    pieces = ordered_map(cut, jobs, threads or cores(), 2 * (threads or cores()))
     try:
-        for entry in ordered_map(cut, jobs, threads or cores(), 2 * (threads or cores())):
+        for entry in pieces:
             files.append(entry)
             bar.advance(entry["h"] * entry["w"])
     finally:
+        pieces.close()  # tiles being written finish whole before an error or Ctrl-C is reported
         bar.close()
     index = {
         "store": str(store),

@@ -115,6 +115,18 @@ def _check_store(store: Path) -> dict:
     return attrs
 
 
+def _remove_ours(out: Path) -> None:
+    """Delete the web tiles tilegen wrote in DIR (the marker, the descriptor, the xyz level
+    folders or image_files/) and nothing else: a file of the user's stays."""
+    for child in out.iterdir():
+        if child.is_symlink():
+            continue
+        if child.name in (MARKER, *DESCRIPTOR.values()) and child.is_file():
+            child.unlink()
+        elif child.is_dir() and (child.name.isdigit() or child.name == "image_files"):
+            shutil.rmtree(child)
+
+
 def _prepare_folder(out: Path, settings: dict, overwrite: bool) -> None:
     """Create, resume or replace DIR; never delete a folder that is not tilegen's."""
     marker = out / MARKER
@@ -132,7 +144,7 @@ def _prepare_folder(out: Path, settings: dict, overwrite: bool) -> None:
             old = {}
         done = any((out / d).is_file() for d in DESCRIPTOR.values())
         if overwrite:
-            shutil.rmtree(out)
+            _remove_ours(out)
         elif old != settings:
             raise UserError(
                 f"{out} holds other tiles ({old.get('format')} of store {old.get('store')}): "

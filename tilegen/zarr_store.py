@@ -21,6 +21,7 @@ import math
 import os
 import shutil
 import uuid
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -28,6 +29,7 @@ import numpy as np
 
 from tilegen import __version__
 from tilegen.errors import UserError
+from tilegen.grid import grid_shape, tiles
 
 OME_NGFF_VERSION = "0.5"
 STORE_FORMAT = 1  # version of the "tilegen" attribute block
@@ -81,13 +83,22 @@ class StoreSpec:
         c = self.chunk
         return min(self.shard, math.ceil(h / c) * c), min(self.shard, math.ceil(w / c) * c)
 
-    def shard_regions(self, level: int) -> list[tuple[int, int, int, int]]:
-        """Every shard of a level as (y0, x0, h, w), clipped to the level, row-major."""
+    def shard_regions(self, level: int) -> Iterator[tuple[int, int, int, int]]:
+        """Every shard of a level as (y0, x0, h, w), clipped to the level, row-major (lazily:
+        a level of 10^12 shards is never listed)."""
         h, w = self.level_shapes()[level]
         sh, sw = self.level_shard(level)
-        return [
-            (y, x, min(sh, h - y), min(sw, w - x)) for y in range(0, h, sh) for x in range(0, w, sw)
-        ]
+        return (t[2:] for t in tiles(0, 0, h, w, sh, sw))
+
+    def raw_bytes(self) -> int:
+        """Uncompressed bytes of every level's pixels."""
+        item = 1 if self.dtype == "uint8" else 2
+        return sum(h * w for h, w in self.level_shapes()) * self.channels * item
+
+    def shard_count(self, level: int) -> int:
+        h, w = self.level_shapes()[level]
+        rows, cols = grid_shape(0, 0, h, w, *self.level_shard(level))
+        return rows * cols
 
     def settings(self) -> dict:
         """The attribute block that identifies the store's content."""
@@ -241,7 +252,7 @@ def prepare(path: str | os.PathLike, spec: StoreSpec, name: str, overwrite: bool
                     raise UserError(f"{path} was written by a newer tilegen: upgrade tilegen")
                 diff = _mismatch(old, spec.settings())
                 if overwrite:
-                    shutil.rmtree(path)
+                    remove_store(path, old)
                 elif diff:
                     raise UserError(
                         f"{path} holds another texture ({diff}): pass --overwrite to replace "
@@ -259,7 +270,8 @@ def prepare(path: str | os.PathLike, spec: StoreSpec, name: str, overwrite: bool
                 )
         if state == "new":
             path.mkdir(parents=True, exist_ok=True)
-            group = zarr.open_group(str(path), mode="w", zarr_format=3)
+            # "a", not "w": zarr's "w" empties the whole folder, files of the user's included.
+            group = zarr.open_group(str(path), mode="a", zarr_format=3)
             write_metadata(group, spec, name, uid=uuid.uuid4().hex)  # the marker first
         else:
             remove_partials(path)
@@ -268,6 +280,20 @@ def prepare(path: str | os.PathLike, spec: StoreSpec, name: str, overwrite: bool
     except OSError as e:
         raise UserError(f"cannot write {path}: {e.strerror or e}")
     return state
+
+
+def remove_store(path: Path, attrs: dict) -> None:
+    """Delete what tilegen wrote in a store (its levels and metadata, stray partial files) and
+    nothing else: a file the user put inside the folder stays."""
+    for level in range(int(attrs.get("levels", 0)) or 64):
+        d = path / str(level)
+        if d.is_dir() and not d.is_symlink():
+            shutil.rmtree(d)
+        elif level >= int(attrs.get("levels", 0)):
+            break
+    for f in path.glob("*.partial"):
+        f.unlink(missing_ok=True)
+    (path / "zarr.json").unlink(missing_ok=True)
 
 
 def mark_complete(path: str | os.PathLike, spec: StoreSpec, name: str) -> None:
@@ -282,13 +308,23 @@ def shard_key_path(path: str | os.PathLike, level: int, y_index: int, x_index: i
 
 
 def done_regions(path: str | os.PathLike, spec: StoreSpec, level: int) -> set[tuple[int, int]]:
-    """(y0, x0) of the shards of a level whose file exists: the finished ones."""
+    """(y0, x0) of the shards of a level whose file exists: the finished ones. Read from the
+    folder listing, so the cost follows the shards written, not the shards of the level."""
     sh, sw = spec.level_shard(level)
-    return {
-        (y, x)
-        for y, x, _h, _w in spec.shard_regions(level)
-        if shard_key_path(path, level, y // sh, x // sw).is_file()
-    }
+    rows, cols = grid_shape(0, 0, *spec.level_shapes()[level], sh, sw)
+    root = shard_key_path(path, level, 0, 0).parent.parent
+    done = set()
+    try:
+        row_dirs = list(os.scandir(root))
+    except OSError:  # no shard of this level written yet
+        return done
+    for row in row_dirs:
+        if not (row.name.isdigit() and int(row.name) < rows and row.is_dir()):
+            continue
+        for f in os.scandir(row.path):
+            if f.name.isdigit() and int(f.name) < cols and f.is_file():
+                done.add((int(row.name) * sh, int(f.name) * sw))
+    return done
 
 
 # --- reading and writing pixels (inside tasks; arrays cached per process) ---------------------
@@ -358,9 +394,8 @@ def downsample_region(
     src = open_level(path, level - 1, "r", uid)
     _, sh, sw = src.shape
     out = None
-    strip = 256
-    for ty in range(y0, y0 + h, strip):
-        th = min(strip, y0 + h - ty)
+    for t in tiles(y0, x0, h, w, 256, w):  # row strips of 256
+        ty, th = t.y, t.h
         block = np.asarray(src[:, 2 * ty : min(2 * (ty + th), sh), 2 * x0 : min(2 * (x0 + w), sw)])
         piece = downsample2x(block)
         if out is None:

@@ -34,9 +34,10 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from train.device import pick_device
-from train.patch_ot import OTConfig, PatchOTLoss, gaussian_pyramid
-from train.synth import check_sizes, to_image, to_tensor
+from tilegen.train.device import pick_device
+from tilegen.train.patch_ot import OTConfig, PatchOTLoss, gaussian_pyramid
+from tilegen.train.pixels import optimise_pixels
+from tilegen.train.synth import check_sizes, to_image, to_tensor
 
 RAMPS = ("horizontal", "vertical")
 RAMP_MARGIN = 0.125  # the first and last eighth of the image keep the pure end textures
@@ -154,8 +155,8 @@ def blend(
 
     h, wd = cfg.size
     image = torch.rand(1, exemplars[0].shape[2], h, wd, generator=gen).to(device).requires_grad_()
-    opt = torch.optim.Adam([image], lr=cfg.lr)
-    for it in range(cfg.iters):
+
+    def objective(image: torch.Tensor) -> torch.Tensor:
         patches = losses[0].source_patches(image)  # one pyramid, shared by every exemplar's OT
         detached = [x.detach() for x in patches]
         total = None
@@ -164,13 +165,6 @@ def blend(
             term = ot_loss.patch_loss(patches, patch_w[k])
             term = term if ramp is not None else w[k] * term
             total = term if total is None else total + term
-        opt.zero_grad(set_to_none=True)
-        total.backward()
-        opt.step()
-        with torch.no_grad():
-            image.clamp_(0.0, 1.0)
-        if not torch.isfinite(total):
-            raise FloatingPointError(f"the loss became {float(total)} at iteration {it + 1}")
-        if on_step is not None:
-            on_step(it + 1, image.detach(), float(total.detach()))
-    return to_image(image)
+        return total
+
+    return to_image(optimise_pixels(image, objective, cfg.iters, cfg.lr, on_step))

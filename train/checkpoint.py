@@ -31,8 +31,8 @@ import torch
 import torch.nn as nn
 
 from tilegen import __version__
-from tilegen.errors import UserError
-from train.generator import GeneratorConfig, TextureGenerator, fold, is_folded
+from tilegen.errors import UserError, one_line
+from tilegen.train.generator import GeneratorConfig, TextureGenerator, fold, is_folded
 
 FORMAT = "tilegen"
 FORMAT_VERSION = 1
@@ -60,14 +60,6 @@ def atomic_save(obj: dict, path: str | os.PathLike) -> None:
         tmp.unlink(missing_ok=True)
 
 
-def _one_line(e: BaseException) -> str:
-    noise = ("Weights only load failed", "Check the documentation", "Please file an issue")
-    text = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
-    text = [ln for ln in text if not ln.startswith(noise)] or text
-    line = text[0] if text else type(e).__name__
-    return line if len(line) <= 160 else line[:157] + "..."
-
-
 def safe_load(path: str | os.PathLike, kind: str) -> dict:
     """Load a tilegen file of `kind` without unpickling arbitrary objects; UserError otherwise."""
     path = Path(path)
@@ -88,7 +80,7 @@ def safe_load(path: str | os.PathLike, kind: str) -> dict:
             )
         raise UserError(
             f"cannot read {kind} {path}: the file is damaged, truncated or not a tilegen file "
-            f"({type(e).__name__}: {_one_line(e)})"
+            f"({type(e).__name__}: {one_line(e)})"
         )
     if not isinstance(obj, dict) or obj.get("format") != FORMAT:
         raise UserError(f"{path} is not a tilegen {kind} file")
@@ -122,7 +114,7 @@ def _unjson(obj: dict, key: str, path: Path) -> Any:
     try:
         return json.loads(obj[key])
     except (KeyError, TypeError, ValueError) as e:
-        raise UserError(f"{path}: damaged tilegen file ({key}: {_one_line(e)})")
+        raise UserError(f"{path}: damaged tilegen file ({key}: {one_line(e)})")
 
 
 def _cpu(t: Any) -> Any:
@@ -176,7 +168,7 @@ def load_generator(
         model = build_folded(cfg)
         model.load_state_dict(obj["state_dict"], strict=True)
     except (TypeError, KeyError, RuntimeError) as e:
-        raise UserError(f"{path}: damaged tilegen model ({_one_line(e)})")
+        raise UserError(f"{path}: damaged tilegen model ({one_line(e)})")
     return model.to(device).eval(), meta
 
 

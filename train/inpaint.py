@@ -25,9 +25,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from train.device import pick_device
-from train.patch_ot import OTConfig, PatchOTLoss, extract_patches, gaussian_pyramid, min_size
-from train.synth import to_tensor
+from tilegen import options
+from tilegen.train.device import pick_device
+from tilegen.train.patch_ot import OTConfig, PatchOTLoss, extract_patches, gaussian_pyramid
+from tilegen.train.pixels import optimise_pixels
+from tilegen.train.synth import to_tensor
 
 
 @dataclass
@@ -114,11 +116,7 @@ def inpaint(
     check_mask(image.shape[:2], mask)
     ot = cfg.ot
     h, w, c = image.shape
-    if min(h, w) < min_size(ot):
-        raise ValueError(
-            f"the image is {h}x{w} but {ot.scales} scales of {ot.patch}x{ot.patch} patches need "
-            f"at least {min_size(ot)} px a side: use fewer --scales"
-        )
+    options.room("the image", (h, w), ot.patch, ot.scales, "use fewer --scales")
     device = pick_device(cfg.device)
     gen = torch.Generator().manual_seed(cfg.seed)
     hole_idx = torch.from_numpy(np.flatnonzero(mask)).to(device)  # flat indices of the hole
@@ -135,11 +133,10 @@ def inpaint(
     noise = torch.rand(1, c, hole_idx.numel(), generator=gen).to(device) * 2 - 1
     hole = (mean[None, :, None] + 3**0.5 * std[None, :, None] * noise).clamp(0, 1)
     hole.requires_grad_()
-    opt = torch.optim.Adam([hole], lr=cfg.lr)
     flat_known = known.flatten(2)
     scatter_idx = hole_idx.expand(1, c, -1)
 
-    def composite() -> torch.Tensor:
+    def composite(hole: torch.Tensor) -> torch.Tensor:
         # Out-of-place scatter: known pixels are copied, the hole's come from the parameter.
         return flat_known.scatter(2, scatter_idx, hole).view(1, c, h, w)
 
@@ -150,21 +147,12 @@ def inpaint(
             out.append(extract_patches(crop, ot.patch, periodic=False)[s.rows])
         return out
 
-    for it in range(cfg.iters):
-        img = composite()
-        patches = source_patches(img)
+    def objective(hole: torch.Tensor) -> torch.Tensor:
+        patches = source_patches(composite(hole))
         ot_loss.fit_patches([x.detach() for x in patches])
-        loss = ot_loss.patch_loss(patches)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        with torch.no_grad():
-            hole.clamp_(0.0, 1.0)
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"the loss became {float(loss)} at iteration {it + 1}")
-        if on_step is not None:
-            on_step(it + 1, composite().detach(), float(loss.detach()))
+        return ot_loss.patch_loss(patches)
 
+    optimise_pixels(hole, objective, cfg.iters, cfg.lr, on_step, view=composite)
     out = image.astype(np.float32, copy=True)
     out[mask] = hole.detach()[0].t().cpu().numpy()
     return out

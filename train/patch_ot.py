@@ -9,7 +9,7 @@ Cost c(x, y) = ||x - y||^2. The dual potential psi in R^J plays the discriminato
     dF/dpsi_j = 1/J - #{i : sigma(i) = j} / N                           closed form, no autograd
     loss(x)  = mean_i c(x_i, y_sigma(i)) - psi_sigma(i)                 a gather: exact gradient
 
-Speed (DESIGN.md section 2): the argmin is one augmented matmul per chunk of source rows,
+Speed (docs/DESIGN.md section 2): the argmin is one augmented matmul per chunk of source rows,
     argmin_j  -2 <x, y_j> + (||y_j||^2 - psi_j)          (||x||^2 does not change the argmin)
 so memory is chunk x J, never N x J, and nothing is ever backpropagated through that matrix.
 The psi steps use a random subsample of the source patches, and the loss's own argmin over all

@@ -14,8 +14,10 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from train.device import pick_device
-from train.patch_ot import OTConfig, PatchOTLoss, min_size
+from tilegen import options
+from tilegen.train.device import pick_device
+from tilegen.train.patch_ot import OTConfig, PatchOTLoss
+from tilegen.train.pixels import optimise_pixels
 
 
 @dataclass
@@ -40,19 +42,11 @@ def to_image(t: torch.Tensor) -> np.ndarray:
 
 
 def check_sizes(exemplar_hw: tuple[int, int], size: tuple[int, int], ot: OTConfig) -> None:
-    """Raise ValueError with the fix when the pyramid has no room for a patch."""
-    need = min_size(ot)
-    if min(exemplar_hw) < need:
-        raise ValueError(
-            f"the exemplar is {exemplar_hw[0]}x{exemplar_hw[1]} but {ot.scales} scales of "
-            f"{ot.patch}x{ot.patch} patches need at least {need}x{need}: use a larger image "
-            f"or fewer --scales"
-        )
-    if min(size) < need:
-        raise ValueError(
-            f"--size {size[0]} {size[1]} is too small for {ot.scales} scales of {ot.patch}x"
-            f"{ot.patch} patches: use at least {need} or fewer --scales"
-        )
+    """UserError with the fix when the pyramid has no room for a patch."""
+    fix = "use a larger image or fewer --scales"
+    options.room("the exemplar", exemplar_hw, ot.patch, ot.scales, fix)
+    what = f"--size {size[0]} {size[1]}"
+    options.room(what, size, ot.patch, ot.scales, "use a larger --size or fewer --scales")
 
 
 def synthesize(
@@ -73,17 +67,9 @@ def synthesize(
 
     h, w = cfg.size
     image = torch.rand(1, exemplar.shape[2], h, w, generator=gen).to(device).requires_grad_()
-    opt = torch.optim.Adam([image], lr=cfg.lr)
-    for it in range(cfg.iters):
+
+    def objective(image: torch.Tensor) -> torch.Tensor:
         ot_loss.fit_potentials(image.detach())
-        loss = ot_loss.loss(image)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        with torch.no_grad():
-            image.clamp_(0.0, 1.0)
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"the loss became {float(loss)} at iteration {it + 1}")
-        if on_step is not None:
-            on_step(it + 1, image.detach(), float(loss))
-    return to_image(image)
+        return ot_loss.loss(image)
+
+    return to_image(optimise_pixels(image, objective, cfg.iters, cfg.lr, on_step))

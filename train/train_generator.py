@@ -41,12 +41,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from tilegen import options
 from tilegen.errors import UserError
+from tilegen.grid import tiles
 from tilegen.imageio import pixels_sha256
-from tilegen.windows import axis_window
-from train.checkpoint import save_checkpoint
-from train.device import pick_device
-from train.generator import (
+from tilegen.train.checkpoint import save_checkpoint
+from tilegen.train.device import pick_device
+from tilegen.train.generator import (
     GeneratorConfig,
     PatchProjection,
     TextureGenerator,
@@ -57,15 +58,15 @@ from train.generator import (
     unit_variance_init,
     with_projection,
 )
-from train.patch_ot import (
+from tilegen.train.patch_ot import (
     OTConfig,
     PatchOTLoss,
     SemiDiscreteOT,
     extract_patches,
-    min_size,
     sample_target_patches,
 )
-from train.synth import to_image, to_tensor
+from tilegen.train.synth import to_image, to_tensor
+from tilegen.windows import axis_window
 
 CHANNEL_NAMES = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}
 
@@ -126,6 +127,42 @@ class TrainConfig:
             d.pop(k)
         return d
 
+    # --- merging and validation (kept last: the class's fields and defaults come above) -------
+
+    # option name -> field path: what `merged` accepts and `check` names in its messages
+    OPTIONS = {
+        "--iters": "iters",
+        "--size": "size",
+        "--batch": "batch",
+        "--lr": "lr",
+        "--seed": "seed",
+        "--ema": "ema",
+        "--device": "device",
+        "--width": "gen.width",
+        "--levels": "gen.levels",
+        "--scales": "ot.scales",
+        "--targets": "ot.n_target",
+        "--projection": "projection",
+    }
+
+    def merged(self, given: dict) -> TrainConfig:
+        """This config (the defaults, or a checkpoint's) with the options the user gave; `given`
+        maps option names ("--iters", "--targets", ...) to values, None meaning not given."""
+        top: dict = {}
+        nested: dict[str, dict] = {"gen": {}, "ot": {}}
+        for option, value in given.items():
+            if value is None:
+                continue
+            part, _, name = self.OPTIONS[option].rpartition(".")
+            (nested[part] if part else top)[name] = value
+        return replace(
+            self, **top, gen=replace(self.gen, **nested["gen"]), ot=replace(self.ot, **nested["ot"])
+        )
+
+    def check(self, exemplar_hw: tuple[int, int]) -> None:
+        """UserError naming the option for settings that cannot train on this exemplar."""
+        check_config(exemplar_hw, self)
+
 
 # The schedule `tilegen train` uses when --size / --iters are not given. On a GPU it is the
 # reference's (256^2 crops, 5000 iterations): 4.5 min on one H100, and the bundled model. On the
@@ -149,30 +186,24 @@ class TrainResult:
 
 def check_config(exemplar_hw: tuple[int, int], cfg: TrainConfig) -> None:
     """Raise UserError with the fix for settings that cannot train."""
-    if cfg.iters < 1 or cfg.batch < 1 or cfg.gen.levels < 1 or cfg.gen.width < 1:
-        raise UserError("--iters, --batch, --levels and --width must be positive")
+    for option in ("--iters", "--batch", "--levels", "--width", "--scales", "--targets", "--size"):
+        part, _, name = TrainConfig.OPTIONS[option].rpartition(".")
+        options.positive(option, getattr(getattr(cfg, part) if part else cfg, name))
+    options.learning_rate(cfg.lr)
+    options.seed(cfg.seed)
     if cfg.projection < 0:
         raise UserError(f"--projection {cfg.projection}: use 0 (none) or a number of patches")
     if cfg.projection and cfg.gen.levels < 2:
         raise UserError("a patch projection needs --levels 2 or more (its grid follows theirs)")
-    if cfg.ot.scales < 1 or cfg.ot.n_target < 1 or not (cfg.lr > 0 and math.isfinite(cfg.lr)):
-        raise UserError("--scales, --targets and --lr must be positive")
     if not 0.0 <= cfg.freeze <= 1.0:
         raise UserError(f"--freeze {cfg.freeze}: use a fraction of the run between 0 and 1")
     if not 0.0 <= cfg.ema < 1.0:
         raise UserError(f"--ema {cfg.ema}: use 0 (keep the last weights) or a decay below 1")
-    need = min_size(cfg.ot)
-    if min(exemplar_hw) < need:
-        raise UserError(
-            f"the exemplar is {exemplar_hw[0]}x{exemplar_hw[1]} but {cfg.ot.scales} scales of "
-            f"{cfg.ot.patch}x{cfg.ot.patch} patches need at least {need}x{need}: use a larger "
-            f"image or fewer --scales"
-        )
-    if cfg.size < need:
-        raise UserError(
-            f"--size {cfg.size} is too small for {cfg.ot.scales} scales of {cfg.ot.patch}x"
-            f"{cfg.ot.patch} patches: use at least {need} or fewer --scales"
-        )
+    p, n = cfg.ot.patch, cfg.ot.scales
+    options.room("the exemplar", exemplar_hw, p, n, "use a larger image or fewer --scales")
+    options.room(
+        f"--size {cfg.size}", (cfg.size, cfg.size), p, n, "use a larger one or fewer --scales"
+    )
 
 
 def freeze_start(cfg: TrainConfig) -> int:
@@ -475,10 +506,8 @@ def sample(
         )
     period = (height, width) if periodic else None
     out = np.empty((height, width, model.cfg.out_channels), dtype=np.float32)
-    for y in range(0, height, tile):
-        for x in range(0, width, tile):
-            h, w = min(tile, height - y), min(tile, width - x)
-            out[y : y + h, x : x + w] = to_image(sample_tile(model, seed, y, x, h, w, period))
+    for _, _, y, x, h, w in tiles(0, 0, height, width, tile):
+        out[y : y + h, x : x + w] = to_image(sample_tile(model, seed, y, x, h, w, period))
     return out
 
 

@@ -1,0 +1,111 @@
+"""What every command of the command line shares: the common options, the Ctrl-C wrapper and
+the entry point that turns any failure into one line (tilegen/errors.py's `describe`).
+
+Torch-free; cli.py defines the commands with these pieces.
+"""
+
+import functools
+import os
+import sys
+import threading
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from tilegen import memory
+from tilegen.errors import Interrupted, describe, one_line
+
+
+def command_decorator(app: typer.Typer):
+    """`command(kept, name=None)` for `app`: registers a command whose Ctrl-C (when its library
+    call did not say more) becomes one line, 'interrupted: ' + `kept` formatted with the
+    command's arguments."""
+
+    def command(kept: str, name: str | None = None):
+        def wrap(fn):
+            @functools.wraps(fn)
+            def run(**kwargs):
+                try:
+                    return fn(**kwargs)
+                except KeyboardInterrupt:
+                    raise Interrupted("interrupted: " + kept.format(**kwargs))
+
+            return app.command(name)(run)
+
+        return wrap
+
+    return command
+
+
+def O(tp: object, help: str, *names: str, **kw) -> object:  # noqa: E743, N802
+    """`Annotated[tp, typer.Option(*names, help=help, **kw)]`: an option in one line."""
+    return Annotated[tp, typer.Option(*names, help=help, **kw)]
+
+
+# --- shared options ---------------------------------------------------------------------------
+
+Output = O(Path, "Where to write the result.", "-o", "--output")
+Seed = O(int, "Random seed: the same inputs and seed give the same bytes.")
+Device = O(str, "auto (GPU when there is one), cpu or cuda.")
+Threads = O(int | None, "CPU threads for torch (default: the cores no other program is busy on).",
+            show_default=False)  # fmt: skip
+MaxMemory = O(float | None, "Memory in GB this command may use (default: what is free now); "
+              "a job estimated to need more is refused before it starts.",
+              show_default=False)  # fmt: skip
+Overwrite = O(bool, "Replace an existing output file.")
+Iters = O(int, "Outer iterations (psi steps + one pixel step).")
+Scales = O(int, "Pyramid levels of the multiscale loss.")
+Patch = O(int, "Patch side in pixels.")
+PixelLr = O(float, "Adam step on the pixels (in [0, 1]).")
+Bits = O(int, "8 or 16 bits per channel (16 needs .png/.tif).")
+Progress = O(bool, "Show a progress bar.")
+
+
+def _click_exceptions() -> tuple[tuple[type, ...], tuple[type, ...]]:
+    """(usage errors, aborts) of click and of the copy of click typer may carry."""
+    import click
+
+    usage, abort = [click.ClickException], [click.exceptions.Abort]
+    try:
+        from typer import _click  # typer >= 0.2x vendors click
+
+        usage.append(_click.exceptions.ClickException)
+        abort.append(_click.exceptions.Abort)
+    except (ImportError, AttributeError):
+        pass
+    return tuple(usage), tuple(abort)
+
+
+def run(app: typer.Typer, argv: list[str] | None = None) -> int:
+    """Run the app; every failure is one line on stderr. The exit code: 0, 2 (bad input or
+    environment), 130 (Ctrl-C), 1 (a bug: TILEGEN_DEBUG=1 shows its traceback)."""
+    usage, abort = _click_exceptions()
+    try:
+        code = app(args=argv, standalone_mode=False)
+        if code == 130:  # typer turned a Ctrl-C outside a command body into Exit(130)
+            raise Interrupted("interrupted before the command started: nothing was written")
+        memory.set_limit(None)  # --max-memory holds for one command (tests run many in a process)
+        return code or 0
+    except usage as e:  # a usage error: one line too, pointing at the command's help
+        if type(e).__name__ == "NoArgsIsHelpError" or not hasattr(e, "format_message"):
+            e.show()  # `tilegen` alone: the help is the answer
+            return e.exit_code
+        ctx = getattr(e, "ctx", None)
+        where = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
+        print(f"tilegen: error: {one_line(e.format_message())}{where}", file=sys.stderr)
+        return e.exit_code
+    except abort:
+        print("tilegen: aborted", file=sys.stderr)
+        return 1
+    except BaseException as e:
+        if isinstance(e, SystemExit) or os.environ.get("TILEGEN_DEBUG"):
+            raise
+        code, line = describe(e)
+        print(f"tilegen: {line}", file=sys.stderr)
+        memory.set_limit(None)
+        if code == 130 and threading.active_count() > 1:
+            sys.stdout.flush()  # worker threads still in a C call (exact OT) must not hold
+            sys.stderr.flush()  # the exit: the message is out, what was kept is on disk
+            os._exit(code)
+        return code

@@ -1,0 +1,450 @@
+"""The torch commands as configurations: each dataclass holds one command's defaults, validates
+its settings in one place (`check`, naming the option) and does the whole job in `run`, which
+returns the lines to print. The command line only builds one and calls `run`.
+
+    SynthJob    read the exemplar, synthesise (train/synth.py), write        tilegen synth
+    InpaintJob  read the image and the mask, fill the hole (train/inpaint.py)  tilegen inpaint
+    BlendJob    read the exemplars, blend them (train/blend.py)              tilegen blend
+    TrainJob    defaults or a checkpoint, merged with the options given; train tilegen train
+    SampleJob   load a trained model, paint --size pixels                    tilegen sample
+
+Every job checks its output can be written and estimates its memory (tilegen/memory.py) before
+it allocates anything, and turns Ctrl-C into one line that says what was kept (Interrupted).
+This module imports torch only inside `run`: the command line stays quick to start.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tilegen import memory, options
+from tilegen.errors import Interrupted, UserError
+
+IMAGE_SUFFIXES = (".png", ".tif", ".tiff", ".jpg", ".jpeg")
+EXACT_SUFFIXES = (".png", ".tif", ".tiff")  # lossless: inpaint keeps known pixels bit for bit
+
+
+def _bar(total: int, desc: str, initial: int = 0, enabled: bool = True):
+    from tqdm import tqdm
+
+    return tqdm(
+        total=total, initial=initial, desc=desc, unit="it", dynamic_ncols=True, disable=not enabled
+    )
+
+
+def _on_cpu(device: str) -> bool:
+    from tilegen.train.device import pick_device
+
+    return pick_device(device).type == "cpu"
+
+
+@dataclass(kw_only=True)
+class PixelJob:
+    """What synth, inpaint and blend share: the pixel optimisation's settings and the output."""
+
+    output: Path
+    iters: int = 500
+    scales: int = 4
+    patch: int = 4
+    lr: float = 0.01
+    seed: int = 0
+    device: str = "auto"
+    threads: int | None = None
+    overwrite: bool = False
+    max_memory: float | None = None
+    progress: bool = True
+    suffixes = IMAGE_SUFFIXES
+
+    def check(self) -> None:
+        for option in ("iters", "scales", "patch"):  # --threads: train.device.use_threads
+            options.positive(f"--{option}", getattr(self, option))
+        options.learning_rate(self.lr)
+        options.seed(self.seed)
+        options.output(self.output, self.overwrite, self.suffixes)
+        memory.set_limit(self.max_memory)
+
+    def ot(self):
+        from tilegen.train.patch_ot import OTConfig
+
+        return OTConfig(patch=self.patch, scales=self.scales)
+
+    def start(self) -> None:
+        """Before reading inputs: the settings, then torch's threads."""
+        self.check()
+        from tilegen.train.device import use_threads
+
+        use_threads(self.threads)
+
+    def require(self, size: tuple[int, int], channels: int, exemplars: list[tuple]) -> None:
+        if _on_cpu(self.device):
+            need = memory.pixel_job_bytes(size, channels, exemplars)
+            what = f"optimising {size[0]}x{size[1]} pixels"
+            memory.require(need, what, "use a smaller --size (or smaller images)")
+
+    def optimise(self, desc: str, work: Callable, extra: Callable | None = None, kept: str = ""):
+        """work(on_step) with a progress bar; Ctrl-C becomes one line saying what was kept."""
+        bar = _bar(self.iters, desc, enabled=self.progress)
+
+        def on_step(it: int, image, loss: float) -> None:
+            bar.update(1)
+            bar.set_postfix(ot=f"{loss:.4f}")
+            if extra is not None:
+                extra(it, image)
+
+        try:
+            return work(on_step)
+        except KeyboardInterrupt:
+            raise Interrupted(
+                f"interrupted at iteration {bar.n} of {self.iters}: {self.output} was not "
+                f"written{kept}; rerun the same command to start again"
+            )
+        finally:
+            bar.close()
+
+
+@dataclass(kw_only=True)
+class SynthJob(PixelJob):
+    exemplar: Path
+    size: tuple[int, int] | None = None  # None: the exemplar's
+    periodic: bool = True
+    snapshot_every: int = 0
+    bits: int = 8
+
+    def check(self) -> None:
+        super().check()
+        options.positive("--snapshot-every", self.snapshot_every, allow_zero=True)
+        options.choice("--bits", self.bits, (8, 16))
+        if self.size is not None:
+            options.size(self.size)
+
+    def run(self) -> str:
+        self.start()
+        from tilegen.imageio import read_image, write_image
+        from tilegen.train.synth import SynthConfig, check_sizes, synthesize, to_image
+
+        img = read_image(self.exemplar)
+        size = options.size(self.size) if self.size else img.shape[:2]
+        cfg = SynthConfig(
+            size, self.iters, self.lr, self.seed, self.periodic, self.device, self.ot()
+        )
+        check_sizes(img.shape[:2], cfg.size, cfg.ot)
+        self.require(size, img.shape[2], [img.shape])
+        out, snaps = self.output, []
+
+        def snapshot(it: int, image) -> None:
+            if self.snapshot_every and it % self.snapshot_every == 0 and it < self.iters:
+                snaps.append(out.with_name(f"{out.stem}.{it:04d}{out.suffix}"))
+                write_image(snaps[-1], to_image(image), self.bits)
+
+        kept = lambda: f" (snapshots up to {snaps[-1].name} are kept)" if snaps else ""  # noqa: E731
+        try:
+            result = self.optimise("synth", lambda step: synthesize(img, cfg, step), snapshot)
+        except Interrupted as e:
+            raise Interrupted(str(e).replace(" written;", f" written{kept()};"))
+        write_image(out, result, self.bits)
+        return f"wrote {out} ({size[0]}x{size[1]}, {img.shape[2]} channels)"
+
+
+@dataclass(kw_only=True)
+class InpaintJob(PixelJob):
+    image: Path
+    mask: Path | None = None
+    box: tuple[int, int, int, int] | None = None
+    bits: int | None = None  # None: 8 if every pixel is an 8-bit level, else 16
+    suffixes = EXACT_SUFFIXES
+
+    def check(self) -> None:
+        if (self.mask is None) == (self.box is None):
+            raise UserError("give the hole as exactly one of --mask MASK or --box Y X H W")
+        super().check()
+        if self.bits is not None:
+            options.choice("--bits", self.bits, (8, 16))
+
+    def hole(self, hw: tuple[int, int]):
+        """The hole as (H, W) bool, True = missing: the mask's white (gray above 0.5) or --box."""
+        import numpy as np
+
+        from tilegen.imageio import read_image
+
+        if self.box is not None:
+            y, x, h, w = self.box
+            if h < 1 or w < 1 or y < 0 or x < 0 or y + h > hw[0] or x + w > hw[1]:
+                raise UserError(
+                    f"--box {y} {x} {h} {w} must have positive height and width and lie inside "
+                    f"the {hw[0]}x{hw[1]} image"
+                )
+            mask = np.zeros(hw, dtype=bool)
+            mask[y : y + h, x : x + w] = True
+            return mask
+        m = read_image(self.mask)
+        colour = m[:, :, :3] if m.shape[2] >= 3 else m[:, :, :1]  # leave out alpha
+        mask = colour.mean(axis=2) > 0.5
+        if mask.shape != tuple(hw):
+            raise UserError(
+                f"the mask {self.mask} is {mask.shape[0]}x{mask.shape[1]} but {self.image} is "
+                f"{hw[0]}x{hw[1]}: the mask must have the image's size"
+            )
+        return mask
+
+    def run(self) -> str:
+        self.start()
+        from tilegen.imageio import exact_bits, read_image, write_image
+        from tilegen.train.inpaint import InpaintConfig, check_mask, inpaint
+
+        img = read_image(self.image)
+        hw = img.shape[:2]
+        hole = self.hole(hw)
+        check_mask(hw, hole)
+        self.require(hw, img.shape[2], [img.shape])
+        cfg = InpaintConfig(self.iters, self.lr, self.seed, self.device, self.ot())
+        result = self.optimise("inpaint", lambda step: inpaint(img, hole, cfg, step))
+        write_image(self.output, result, self.bits or exact_bits(img))
+        return f"wrote {self.output} ({int(hole.sum())} of {hw[0] * hw[1]} pixels filled)"
+
+
+@dataclass(kw_only=True)
+class BlendJob(PixelJob):
+    exemplars: list[Path]
+    size: tuple[int, int]
+    weight: float | None = None  # B's share of two exemplars
+    weights: list[str] = field(default_factory=list)  # '0.2,0.3,0.5' or repeated options
+    ramp: str | None = None
+    periodic: bool | None = None  # None: yes without a ramp, no with one
+
+    def parsed_weights(self) -> list[float] | None:
+        """The weights the options give (None: equal), checked against the exemplars."""
+        n = len(self.exemplars)
+        if self.weight is not None:
+            if n != 2:
+                raise UserError(f"--weight is B's share of two exemplars; for {n} give --weights")
+            if not 0.0 <= self.weight <= 1.0:
+                raise UserError(f"--weight {self.weight}: B's share must lie in [0, 1]")
+            return [1.0 - self.weight, self.weight]
+        if not self.weights:
+            return None
+        out = []
+        for tok in " ".join(self.weights).replace(",", " ").split():
+            try:
+                out.append(float(tok))
+            except ValueError:
+                raise UserError(f"--weights: {tok!r} is not a number")
+        if len(out) != n:
+            raise UserError(f"--weights has {len(out)} values for {n} exemplars")
+        return out
+
+    def check(self) -> None:
+        from tilegen.train.blend import RAMPS
+
+        for p in self.exemplars:  # --weights 0.5 0.5 leaves the second 0.5 as an exemplar
+            try:
+                if not p.exists():
+                    float(str(p))
+                    raise UserError(
+                        f"{p} is not an image: give the weights as one list, e.g. --weights "
+                        "0.2,0.3,0.5"
+                    )
+            except ValueError:
+                pass  # read_image says it is missing
+        if len(self.exemplars) < 2:
+            raise UserError("blend needs at least two exemplars: A.png B.png [C.png ...]")
+        super().check()
+        options.size(self.size)
+        if self.ramp is not None:
+            options.choice("--ramp", self.ramp, RAMPS)
+        if self.weight is not None and self.weights:
+            raise UserError("give --weight W (two exemplars) or --weights w1 w2 ..., not both")
+        if self.ramp is not None and (self.weight is not None or self.weights):
+            raise UserError("--ramp sets the weights from the position: drop --weight/--weights")
+        if self.ramp is not None and self.periodic:
+            raise UserError("a --ramp cannot tile (A's edge would meet B's): drop --periodic")
+        self.parsed_weights()
+
+    def run(self) -> str:
+        self.start()
+        from tilegen.imageio import read_image, write_image
+        from tilegen.train.blend import BlendConfig, blend
+
+        w = self.parsed_weights()
+        imgs = [read_image(p) for p in self.exemplars]
+        cfg = BlendConfig(
+            self.size, self.iters, self.lr, self.seed, self.periodic, self.device, self.ot()
+        )
+        self.require(self.size, imgs[0].shape[2], [i.shape for i in imgs])
+        result = self.optimise("blend", lambda step: blend(imgs, w, cfg, self.ramp, step))
+        write_image(self.output, result)
+        return f"wrote {self.output} ({self.size[0]}x{self.size[1]}, {imgs[0].shape[2]} channels)"
+
+
+@dataclass(kw_only=True)
+class SampleJob:
+    model: Path
+    output: Path
+    size: tuple[int, int] = (512, 512)
+    seed: int = 0
+    periodic: bool = False
+    device: str = "auto"
+    threads: int | None = None
+    bits: int = 8
+    overwrite: bool = False
+    max_memory: float | None = None
+
+    def check(self) -> None:
+        options.output(self.output, self.overwrite, IMAGE_SUFFIXES)
+        options.size(self.size)
+        options.seed(self.seed)
+        options.choice("--bits", self.bits, (8, 16))
+        memory.set_limit(self.max_memory)
+
+    def run(self) -> str:
+        self.check()
+        from tilegen.imageio import write_image
+        from tilegen.train.checkpoint import load_generator
+        from tilegen.train.device import pick_device, use_threads
+        from tilegen.train.train_generator import sample
+
+        use_threads(self.threads)
+        h, w = self.size
+        memory.require(h * w * 16 + 256 * 1024**2, f"a {h}x{w} sample", "use a smaller --size")
+        gen, _ = load_generator(self.model, pick_device(self.device))
+        try:
+            img = sample(gen, h, w, self.seed, self.periodic)
+        except KeyboardInterrupt:
+            raise Interrupted(f"interrupted: {self.output} was not written; rerun the command")
+        write_image(self.output, img, self.bits)
+        kind = " (periodic)" if self.periodic else ""
+        return f"wrote {self.output} ({h}x{w}{kind}, seed {self.seed})"
+
+
+@dataclass(kw_only=True)
+class TrainJob:
+    """`tilegen train`: settings left None come from the device's schedule and TrainConfig's
+    defaults, or with --resume from the checkpoint (TrainConfig.merged)."""
+
+    exemplar: Path
+    output: Path
+    given: dict = field(default_factory=dict)  # option name -> value or None (TrainConfig.OPTIONS)
+    threads: int | None = None
+    checkpoint_every: int = 100
+    resume: bool = False
+    preview_every: int = 0
+    check_modes: bool = True
+    overwrite: bool = False
+    max_memory: float | None = None
+    progress: bool = True
+
+    @property
+    def checkpoint(self) -> Path:
+        return self.output.with_name(self.output.name + ".ckpt")
+
+    @property
+    def preview(self) -> Path:
+        return self.output.with_name(self.output.stem + ".preview.png")
+
+    def check(self) -> None:
+        options.output(self.output, self.overwrite)
+        options.positive("--checkpoint-every", self.checkpoint_every, allow_zero=True)
+        options.positive("--preview-every", self.preview_every, allow_zero=True)
+        memory.set_limit(self.max_memory)
+
+    def config(self, img):
+        """(TrainConfig, checkpoint or None): the defaults or the checkpoint's, merged."""
+        from tilegen.train.checkpoint import load_checkpoint
+        from tilegen.train.train_generator import TrainConfig, check_resume, default_schedule
+
+        given, state = dict(self.given), None
+        if self.resume:
+            if not self.checkpoint.is_file():
+                raise UserError(f"--resume: there is no checkpoint {self.checkpoint} to continue")
+            state = load_checkpoint(self.checkpoint)
+            base = TrainConfig.from_dict(state["config"])
+        else:
+            if self.checkpoint.exists() and not self.overwrite:
+                raise UserError(
+                    f"{self.checkpoint} exists (an unfinished run?): pass --resume to continue "
+                    "it, or --overwrite to start over"
+                )
+            size, iters = default_schedule(given.get("--device") or "auto")
+            given["--size"] = size if given.get("--size") is None else given["--size"]
+            given["--iters"] = iters if given.get("--iters") is None else given["--iters"]
+            base = TrainConfig()
+        given.setdefault("--device", "auto")
+        cfg = base.merged(given)
+        cfg.check(img.shape[:2])
+        if state is not None:
+            check_resume(state, cfg, img)  # before the progress bar: a refusal is one line
+        return cfg, state
+
+    def interrupted(self, at: int) -> Interrupted:
+        from tilegen.train.checkpoint import load_checkpoint
+
+        try:  # what is on disk, whenever the Ctrl-C came
+            kept = load_checkpoint(self.checkpoint)["iteration"] if self.checkpoint_every else 0
+        except UserError:
+            kept = 0
+        if not kept:
+            return Interrupted(
+                f"interrupted at iteration {at}, before any checkpoint: nothing was kept; rerun "
+                "the same command to start again"
+            )
+        return Interrupted(
+            f"interrupted at iteration {at}; {self.checkpoint} holds iteration {kept}: rerun the "
+            "same command with --resume to continue exactly"
+        )
+
+    def run(self) -> list[str]:
+        self.check()
+        from tilegen.imageio import read_image, write_image
+        from tilegen.train.checkpoint import save_generator
+        from tilegen.train.device import use_threads
+        from tilegen.train.synth import to_image
+        from tilegen.train.train_generator import check_modes, preview_image, sample, train
+
+        use_threads(self.threads)
+        img = read_image(self.exemplar)
+        cfg, state = self.config(img)
+        if _on_cpu(cfg.device):
+            need = memory.train_bytes(cfg.size, cfg.batch, img.shape)
+            memory.require(need, f"training on {cfg.size}x{cfg.size} crops", "use a smaller --size")
+        start = state["iteration"] if state else 0
+        bar = _bar(cfg.iters, "train", start, self.progress)
+        smooth: list[float] = []
+
+        def on_step(it: int, loss: float, image) -> None:
+            smooth.append(loss)
+            bar.update(1)
+            bar.set_postfix(loss=f"{sum(smooth[-20:]) / len(smooth[-20:]):.4f}")
+            if self.preview_every and it % self.preview_every == 0 and it < cfg.iters:
+                snap = self.output.with_name(f"{self.output.stem}.preview.{it:04d}.png")
+                write_image(snap, preview_image(img, to_image(image[:1])))
+
+        ckpt = self.checkpoint if self.checkpoint_every else None
+        try:
+            result = train(img, cfg, checkpoint=ckpt, checkpoint_every=self.checkpoint_every,
+                           resume=state, on_step=on_step)  # fmt: skip
+            if self.check_modes:
+                result.meta["check"] = check_modes(img, result)
+        except KeyboardInterrupt:
+            raise self.interrupted(bar.n)
+        finally:
+            bar.close()
+        save_generator(self.output, result.model, result.meta)
+        model = result.model
+        side = min(512, max(img.shape[0], model.arch.stride))
+        write_image(self.preview, preview_image(img, sample(model.cpu(), side, side, cfg.seed)))
+        n = sum(p.numel() for p in model.parameters())
+        lines = [
+            f"wrote {self.output} ({n} parameters, stride {model.arch.stride}, final loss "
+            f"{result.meta['final_loss']:.4f}) and {self.preview} (sample | exemplar)"
+        ]
+        if self.check_modes:
+            c = result.meta["check"]
+            lines.append(
+                f"patch-OT distance of {c['size']}x{c['size']} samples: inference mode "
+                f"{c['eval_mode']:.5f}, training mode {c['train_mode']:.5f}"
+                + (f", with the patch projection {c['projected']:.5f}" if "projected" in c else "")
+            )
+        if self.checkpoint_every:
+            lines.append(f"checkpoint {self.checkpoint} kept: --resume --iters N trains further")
+        return lines
