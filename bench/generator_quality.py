@@ -80,7 +80,7 @@ def parse_sets(items: list[str]) -> dict:
 
 def train_config(sets: dict):
     """TrainConfig() on the CPU with `sets` applied (keys 'name', 'gen.name' or 'ot.name')."""
-    from train.train_generator import TrainConfig
+    from tilegen.train.train_generator import TrainConfig
 
     cfg = TrainConfig(device="cpu")
     top = {k: v for k, v in sets.items() if "." not in k}
@@ -95,7 +95,7 @@ def synth_row(name: str, threads: int) -> dict:
 
     from tilegen.evaluate import Evaluator, gaussian_blur
     from tilegen.imageio import quantize, read_image, write_image
-    from train.synth import SynthConfig, synthesize
+    from tilegen.train.synth import SynthConfig, synthesize
 
     torch.set_num_threads(threads)
     cache = OUT / "synth" / f"{name}.json"
@@ -127,9 +127,9 @@ def generator_row(variant: str, sets: dict, name: str, threads: int) -> dict:
 
     from tilegen.evaluate import Evaluator
     from tilegen.imageio import read_image, write_image
-    from train.checkpoint import load_generator, save_generator
-    from train.generator import without_projection
-    from train.train_generator import check_modes, fit_projection, sample, train
+    from tilegen.train.checkpoint import load_generator, save_generator
+    from tilegen.train.generator import without_projection
+    from tilegen.train.train_generator import check_modes, fit_projection, sample, train
 
     torch.set_num_threads(threads)
     exemplar = read_image(exemplar_path(name))

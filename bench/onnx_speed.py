@@ -29,9 +29,9 @@ import numpy as np  # noqa: E402
 import onnxruntime as ort  # noqa: E402
 import torch  # noqa: E402
 
-from export.onnx_export import export_onnx, noise_feeds  # noqa: E402
 from tilegen.contract import ModelInfo  # noqa: E402
-from train.generator import (  # noqa: E402
+from tilegen.export.onnx_export import export_onnx, noise_feeds  # noqa: E402
+from tilegen.train.generator import (  # noqa: E402
     GeneratorConfig,
     TextureGenerator,
     fold,
@@ -69,7 +69,7 @@ def main() -> None:
     args = ap.parse_args()
 
     if args.model:
-        from train.checkpoint import load_generator
+        from tilegen.train.checkpoint import load_generator
 
         model, _ = load_generator(args.model, "cpu")
     else:

@@ -33,10 +33,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from tilegen.imageio import read_image  # noqa: E402
-from train.generator import GeneratorConfig, training_noise  # noqa: E402
-from train.patch_ot import OTConfig, PatchOTLoss  # noqa: E402
-from train.synth import to_tensor  # noqa: E402
-from train.train_generator import TrainConfig, crop_training, new_generator  # noqa: E402
+from tilegen.train.generator import GeneratorConfig, training_noise  # noqa: E402
+from tilegen.train.patch_ot import OTConfig, PatchOTLoss  # noqa: E402
+from tilegen.train.synth import to_tensor  # noqa: E402
+from tilegen.train.train_generator import TrainConfig, crop_training, new_generator  # noqa: E402
 
 SIZE, SCALES, J = 256, 5, 2000
 # 512x512, so that every scale has at least J patches (a 128x128 crop has fewer at coarse scales).

@@ -16,7 +16,7 @@ This module imports torch only inside `run`: the command line stays quick to sta
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from tilegen import memory, options
@@ -111,6 +111,11 @@ class SynthJob(PixelJob):
     periodic: bool = True
     snapshot_every: int = 0
     bits: int = 8
+
+    def ot(self):
+        from tilegen.train.synth import SYNTH_CUTS
+
+        return replace(super().ot(), **SYNTH_CUTS)
 
     def check(self) -> None:
         super().check()

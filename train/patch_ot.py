@@ -40,9 +40,8 @@ class OTConfig:
     loss_psi_step: bool = True
     # The loss at the finest level takes the patches on a stride-s grid, its offset drawn anew
     # at every call: every pixel still lies in (p/s)^2 of them, and the finest level (3/4 of all
-    # patches) costs 1/s^2. For synth, 2 kept the distance within 1% at 1.25x the speed
-    # (bench/RESULTS.md, "Cutting work"). 1: every patch.
-    loss_stride: int = 2
+    # patches) costs 1/s^2. 1: every patch. synth uses 2 (train/synth.py, SYNTH_CUTS).
+    loss_stride: int = 1
 
 
 # --- images -> pyramids -> patches ------------------------------------------------------------

@@ -19,6 +19,11 @@ from tilegen.train.device import pick_device
 from tilegen.train.patch_ot import OTConfig, PatchOTLoss
 from tilegen.train.pixels import optimise_pixels
 
+# Work synth skips because it buys no quality (bench/RESULTS.md, "Cutting work": 128^2 x 200
+# iterations, 3 textures x 2 seeds, distance within 0.5%, 1.9x less CPU per iteration): the
+# finest level's loss on a stride-2 patch grid, and 2048 source patches per psi step.
+SYNTH_CUTS = {"loss_stride": 2, "psi_batch": 2048}
+
 
 @dataclass
 class SynthConfig:
@@ -28,7 +33,7 @@ class SynthConfig:
     seed: int = 0
     periodic: bool = True
     device: str = "auto"
-    ot: OTConfig = field(default_factory=OTConfig)
+    ot: OTConfig = field(default_factory=lambda: OTConfig(**SYNTH_CUTS))
 
 
 def to_tensor(img: np.ndarray, device: torch.device | str = "cpu") -> torch.Tensor:

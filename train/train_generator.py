@@ -98,7 +98,7 @@ class TrainConfig:
     # takes: on a 128^2 crop the coarsest of 5 scales has only 25 source patches, so that
     # un-averaged step moves psi by up to 1/25 per target; the models shipped were trained so.
     ot: OTConfig = field(
-        default_factory=lambda: OTConfig(scales=5, psi_steps=10, loss_psi_step=False, loss_stride=1)
+        default_factory=lambda: OTConfig(scales=5, psi_steps=10, loss_psi_step=False)
     )
 
     def to_dict(self) -> dict:
@@ -112,7 +112,6 @@ class TrainConfig:
         gen = GeneratorConfig(**gen)
         ot = dict(d.pop("ot", {}))
         ot.setdefault("loss_psi_step", False)  # checkpoints from before these existed: off
-        ot.setdefault("loss_stride", 1)
         d.setdefault("ema", 0.0)
         d.setdefault("projection", 0)  # checkpoints from before it existed
         d.setdefault("freeze", 0.0)
