@@ -32,7 +32,7 @@ COMMANDS = {
     "synth256": ["synth", EX / "bark.png", "--size", "256", "256"],
     "train": [
         "train", EX / "grass.png", "--iters", "100", "--no-check", "--checkpoint-every", "0",
-        "--device", "cpu",
+        "--device", "cpu", "--projection", "0",
     ],
     "inpaint": [
         "inpaint", DATA / "grass_128.png", "--box", "40", "40", "48", "48", "--iters", "100",
