@@ -150,8 +150,8 @@ def test_tiny_training_lowers_the_distance(exemplar, trained):
 
 
 def test_inference_mode_computes_the_training_function(exemplar, trained):
-    """Weight standardisation depends on the weights only: the folded model gives the trained
-    model's pixels for the same noise, so both score the same."""
+    """The default BatchNorm ends training with frozen statistics: the folded model gives the
+    trained model's pixels for the same noise, so both score the same."""
     c = check_modes(exemplar, trained)
     assert c["max_difference"] < 1e-5, c
     assert abs(c["eval_mode"] - c["train_mode"]) <= 0.02 * c["train_mode"], c
