@@ -10,12 +10,12 @@ the level's noise features and mixed by a join block. A final 1x1 conv gives the
 Valid convolutions + nearest upsampling make the output a pure function of a finite noise
 neighbourhood, so a tile computed alone equals the same region of one giant evaluation
 (tilegen/windows.py has the arithmetic). That only holds if nothing depends on the window or the
-batch once trained: BatchNorm (the default, as in the reference) trains its last phase with fixed
-population statistics (train/train_generator.py, TrainConfig.freeze), and `fold` turns every
-block into plain convolutions with bias, the one structure saved models and ONNX files have.
-`norm="ws"` (weight standardisation: statistics of each filter's own weights, the same function
-in training and inference) and `norm="none"` are kept to compare against; on unseen photos they
-trained far worse (docs/GENERATOR.md). An optional PatchProjection ends the model.
+batch once trained. The default normalisation is weight standardisation (`norm="ws"`): each
+filter is centred and scaled by statistics of its own weights, the same function in training and
+inference, started by `unit_variance_init`. `norm="batch"` (the reference's BatchNorm, trained
+with fixed population statistics at the end: TrainConfig.freeze) and `norm="none"` are kept to
+compare against (docs/GENERATOR.md). `fold` turns every block into plain convolutions with bias,
+the one structure saved models and ONNX files have. An optional PatchProjection ends the model.
 """
 
 from __future__ import annotations
@@ -36,9 +36,10 @@ class GeneratorConfig:
     width: int = 16  # channels of the joined features
     noise_channels: int = 3
     out_channels: int = 3
-    # batch: BatchNorm, its statistics frozen for the end of training, then folded (see
-    # TrainConfig.freeze); ws: weight standardisation; none. docs/GENERATOR.md compares them.
-    norm: str = "batch"
+    # ws: weight standardisation (the same function in training and inference); batch:
+    # BatchNorm, its statistics frozen for the end of training (TrainConfig.freeze), then
+    # folded; none. docs/GENERATOR.md compares them.
+    norm: str = "ws"
     # J > 0: the model ends with a patch projection onto J exemplar patches (PatchProjection),
     # attached after training; 0: none.
     projection: int = 0

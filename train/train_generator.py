@@ -7,14 +7,14 @@ One readable loop (nanoGPT style); every setting lives in TrainConfig. Each iter
     psi    = a few averaged ascent steps on the dual potentials (no gradient, warm-started)
     weights += one Adam step along the gradient of the patch-OT cost for those potentials
 
-The generator's BatchNorm trains as the reference's does (each sample's own statistics) until
-the last `freeze` fraction of the run, where its population statistics are estimated once and
-kept fixed: the run ends trained through the statistics that are folded into the convolutions
-afterwards, so the function sampled is the function trained and nothing is re-estimated after
-the loop. (norm="ws", weight standardisation, needs no freezing but trained worse:
-docs/GENERATOR.md.) Either way a tile computed alone equals the same region of a giant
-evaluation. `check_modes` measures that inference-mode samples are training-mode ones. After
-the loop a patch projection is fitted (`fit_projection`, `projection` patches).
+The generator's default normalisation (weight standardisation, train/generator.py) depends on
+the weights only, so the function trained is the function sampled: after the loop it is folded
+into plain convolutions and nothing is re-estimated. With norm="batch" (the reference's
+BatchNorm, kept to compare against) the last `freeze` fraction of the run trains with fixed
+population statistics, estimated once when that phase starts, which are then folded. Either way
+a tile computed alone equals the same region of a giant evaluation, and `check_modes` measures
+that inference-mode samples are training-mode ones. After the loop a patch projection is fitted
+(`fit_projection`, `projection` exemplar patches; docs/GENERATOR.md).
 
 Checkpoints (train/checkpoint.py) hold the weights, Adam's state, psi, the RNG state and the
 iteration, so a killed run resumed from its last checkpoint ends with bit-identical weights.
