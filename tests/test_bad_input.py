@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import ROOT
+from helpers import ROOT, cli
 from PIL import Image
 
 DATA = Path(__file__).parent / "data"
@@ -127,15 +127,7 @@ def run_inproc(monkeypatch, capsys, *args) -> tuple[int, str, str]:
     return code, out.out, out.err
 
 
-def run_sub(*args, timeout: int = 240) -> tuple[int, str, str]:
-    p = subprocess.run(
-        [sys.executable, "-c", "from tilegen import cli; cli.main()", *map(str, args)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-    return p.returncode, p.stdout, p.stderr
+run_sub = cli  # the real console entry point in a subprocess
 
 
 def assert_one_line(code: int, err: str, needle: str, exit_code: int = 2) -> str:
