@@ -334,6 +334,7 @@ def export_cmd(
     if self_contained:  # the period checked now, not after the export's 20 s
         info = replace(info, form="self-contained", tile=tile,
                        period=options.period(period, gen.cfg.arch))  # fmt: skip
+    typer.echo(f"exporting {model}: tracing it with torch, then checking onnxruntime", err=True)
     proto, report = export_verified(gen, info, output, opset=opset, overwrite=overwrite)
     size = output.stat().st_size
     typer.echo(

@@ -115,6 +115,17 @@ def _clean(proto: onnx.ModelProto, info: ModelInfo, opset: int) -> onnx.ModelPro
     return proto
 
 
+def _interrupted(e: BaseException) -> bool:
+    """Whether a KeyboardInterrupt is anywhere in the chain of causes of `e`."""
+    seen = set()
+    while e is not None and id(e) not in seen:
+        if isinstance(e, KeyboardInterrupt):
+            return True
+        seen.add(id(e))
+        e = e.__cause__ or e.__context__
+    return False
+
+
 def torch_to_onnx(model: TextureGenerator, info: ModelInfo, opset: int = DEFAULT_OPSET):
     """The windowed ModelProto of a (folded) generator, with metadata; not written anywhere."""
     import torch
@@ -145,6 +156,8 @@ def torch_to_onnx(model: TextureGenerator, info: ModelInfo, opset: int = DEFAULT
                 verbose=False,
             )
     except Exception as e:  # torch.export / onnxscript raise many types
+        if _interrupted(e):  # torch wraps a Ctrl-C during tracing in its own error
+            raise KeyboardInterrupt from e
         raise UserError(f"torch could not export the generator to ONNX: {one_line(e)}")
     finally:
         quiet.setLevel(level)

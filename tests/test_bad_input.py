@@ -510,8 +510,9 @@ def test_ctrl_c_generate_tiles_sample_export(onnx_model, model_pt, tmp_path):
 
     big = tmp_path / "big.pt"  # the bundled model's shape: its export takes tens of seconds
     save_generator(big, fixture_generator(6, 16), {"exemplar_sha256": "", "training": {}})
-    code, err = _interrupt(["export", big, "-o", tmp_path / "m.onnx"], "\x00", tmp_path,
-                           timeout=8)  # fmt: skip
+    # Ctrl-C a moment after the export says it started (it traces for several seconds more).
+    code, err = _interrupt(["export", big, "-o", tmp_path / "m.onnx"], "exporting", tmp_path,
+                           settle=1.0)  # fmt: skip
     assert_one_line(code, err, "interrupted", 130)
     assert not (tmp_path / "m.onnx").exists()
 
