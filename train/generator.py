@@ -202,31 +202,31 @@ class TextureGenerator(nn.Module):
 
 
 @torch.no_grad()
+def _network_copy(model: TextureGenerator, projection: int) -> TextureGenerator:
+    """A new generator of `model`'s structure (folded or not) and weights, with a projection
+    stage of `projection` patches (0: none; its targets are left to the caller)."""
+    out = TextureGenerator(replace(model.cfg, projection=projection))
+    if is_folded(model):
+        fold(out)
+    state = {k: v for k, v in model.state_dict().items() if not k.startswith("project.")}
+    missing, unexpected = out.load_state_dict(state, strict=False)
+    assert not unexpected and all(k.startswith("project.") for k in missing), (missing, unexpected)
+    return out.to(next(model.parameters()).device).eval()
+
+
 def with_projection(
     model: TextureGenerator, targets: torch.Tensor, psi: torch.Tensor
 ) -> TextureGenerator:
     """A copy of the (folded) `model` ending with a PatchProjection onto `targets` (J, C*16)
     with potentials `psi` (J,), the finest loss scale's."""
-    cfg = replace(model.cfg, projection=targets.shape[0])
-    out = TextureGenerator(cfg)
-    if is_folded(model):
-        fold(out)
-    missing, unexpected = out.load_state_dict(model.state_dict(), strict=False)
-    assert not unexpected and all(k.startswith("project.") for k in missing), (missing, unexpected)
-    out.project.set_targets(targets.cpu(), psi.cpu())
-    return out.to(next(model.parameters()).device).eval()
+    out = _network_copy(model, targets.shape[0])
+    out.project.set_targets(targets.to(out.project.targets), psi.to(out.project.bias))
+    return out
 
 
 def without_projection(model: TextureGenerator) -> TextureGenerator:
     """The network alone (a copy sharing nothing), without its final PatchProjection."""
-    if model.project is None:
-        return model
-    out = TextureGenerator(replace(model.cfg, projection=0))
-    if is_folded(model):
-        fold(out)
-    state = {k: v for k, v in model.state_dict().items() if not k.startswith("project.")}
-    out.load_state_dict(state)
-    return out.to(next(model.parameters()).device).eval()
+    return model if model.project is None else _network_copy(model, 0)
 
 
 # --- sampling from the coordinate-hashed noise field ------------------------------------------
