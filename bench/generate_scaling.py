@@ -4,6 +4,7 @@ single-window throughput measured in the same run.
     python bench/generate_scaling.py                       # 4096^2 (16 MP) and 16384^2 (256 MP)
     python bench/generate_scaling.py --sizes 32768         # 1 GP (about 15-20 min on 2 cores)
     python bench/generate_scaling.py --sizes 4096 16384 32768 --crop bench/generate_crop.png
+    python bench/generate_scaling.py --sizes 32768 --model OLD.onnx --model NEW.onnx  # side by side
 
 Model: tilegen/assets/default.onnx when it exists, else (needs torch) a random-init width-16,
 levels-6 generator, BatchNorm folded and its output rescaled to span [0, 1], exported with
@@ -142,7 +143,9 @@ def save_crop(store: Path, path: Path, side: int = 1024) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--sizes", type=int, nargs="+", default=[4096, 16384])
-    ap.add_argument("--model", type=Path, help="a tilegen .onnx [default: see above]")
+    ap.add_argument(
+        "--model", type=Path, action="append", help="a tilegen .onnx, repeatable [default: above]"
+    )
     ap.add_argument("--keep", action="store_true", help="keep the stores in bench/out/")
     ap.add_argument("--crop", type=Path, help="save a 1024^2 crop of the largest store here")
     ap.add_argument("--json", type=Path, default=OUT / "generate_scaling.json")
@@ -150,16 +153,17 @@ def main() -> None:
     args = ap.parse_args()
 
     OUT.mkdir(parents=True, exist_ok=True)
-    model, what = (args.model, str(args.model)) if args.model else bench_model()
+    models = [(m, str(m)) for m in args.model] if args.model else [bench_model()]
     from tilegen.tiler import cores
 
-    print(f"model: {what}\nmachine: {platform.processor() or platform.machine()}, "
+    what = "; ".join(w for _, w in models)
+    print(f"models: {what}\nmachine: {platform.processor() or platform.machine()}, "
           f"{cores()} cores, load average {os.getloadavg()[0]:.1f}", flush=True)  # fmt: skip
 
-    def window() -> dict:
+    def window(model: Path) -> dict:
         sw = single_window(model)
         print(
-            f"single window {sw['window']}^2, {sw['threads']} threads: "
+            f"{model.name}: single window {sw['window']}^2, {sw['threads']} threads: "
             f"{sw['run_only_mp_s']:.3f} MP/s run only, {sw['with_noise_mp_s']:.3f} MP/s with "
             f"noise (load {os.getloadavg()[0]:.1f})",
             flush=True,
@@ -167,32 +171,35 @@ def main() -> None:
         return sw
 
     # The machine may be shared: measure the single window before and after every size and
-    # compare each size with the mean of the two measurements around it.
-    windows = [window()]
+    # compare each size with the mean of the two measurements around it. Several models run
+    # one after the other at each size, so they see the same machine.
+    windows = {m: [window(m)] for m, _ in models}
     rows = []
     for size in sorted(args.sizes):
-        store = OUT / f"scaling_{size}.zarr"
-        r = run_size(model, size, store, args.extra)
-        r["load_after"] = os.getloadavg()[0]
-        windows.append(window())
-        for key in ("run_only", "with_noise"):
-            ref = (windows[-2][f"{key}_mp_s"] + windows[-1][f"{key}_mp_s"]) / 2
-            r[f"single_{key}_mp_s"] = ref
-            r[f"vs_{key}"] = r["tiled_mp_s"] / ref
-        rows.append(r)
-        print(json.dumps(r), flush=True)
-        if args.crop and size == max(args.sizes):
-            save_crop(store, args.crop)
-            print(f"crop: {args.crop}")
-        if not args.keep:
-            shutil.rmtree(store, ignore_errors=True)
+        for model, _ in models:
+            store = OUT / f"scaling_{size}.zarr"
+            r = {"model": model.name, **run_size(model, size, store, args.extra)}
+            r["load_after"] = os.getloadavg()[0]
+            windows[model].append(window(model))
+            for key in ("run_only", "with_noise"):
+                ref = (windows[model][-2][f"{key}_mp_s"] + windows[model][-1][f"{key}_mp_s"]) / 2
+                r[f"single_{key}_mp_s"] = ref
+                r[f"vs_{key}"] = r["tiled_mp_s"] / ref
+            rows.append(r)
+            print(json.dumps(r), flush=True)
+            if args.crop and size == max(args.sizes):
+                save_crop(store, args.crop.with_stem(f"{args.crop.stem}_{model.stem}"))
+                print(f"crop: {args.crop}")
+            if not args.keep:
+                shutil.rmtree(store, ignore_errors=True)
     print()
-    print("| output | MP | render s | wall s | tiled MP/s | single window MP/s (run only / with "
-          "noise) | tiled vs single | peak RSS MB | store MB |")  # fmt: skip
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("| model | output | MP | render s | wall s | tiled MP/s | single window MP/s "
+          "(run only / with noise) | tiled vs single | peak RSS MB | store MB |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         print(
-            f"| {r['size']}² | {r['megapixels']:.0f} | {r['render_s']:.1f} | {r['wall_s']:.1f} | "
+            f"| {r['model']} | {r['size']}² | {r['megapixels']:.0f} | {r['render_s']:.1f} | "
+            f"{r['wall_s']:.1f} | "
             f"{r['tiled_mp_s']:.3f} | {r['single_run_only_mp_s']:.3f} / "
             f"{r['single_with_noise_mp_s']:.3f} | {100 * r['vs_run_only']:.0f}% / "
             f"{100 * r['vs_with_noise']:.0f}% | {r['peak_rss_mb']:.0f} | {r['store_mb']:.0f} |"
@@ -202,7 +209,15 @@ def main() -> None:
         print(f"\npeak RSS spread: {100 * (hi - lo) / lo:.0f}% ({lo:.0f}-{hi:.0f} MB)")
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(
-        json.dumps({"model": what, "single_window": windows, "runs": rows}, indent=1) + "\n"
+        json.dumps(
+            {
+                "models": what,
+                "single_window": {str(k): v for k, v in windows.items()},
+                "runs": rows,
+            },  # fmt: skip
+            indent=1,
+        )
+        + "\n"
     )
 
 

@@ -15,6 +15,12 @@ Adam step per iteration. They differ only in how the loss is computed:
     python bench/train_speed.py [--exemplar PATH] [--ours N] [--ref N] [--threads T]
 
 Prints ms/iteration for both and the ratio. Timings include the generator forward/backward.
+
+    python bench/train_speed.py --defaults [--ours N] [--threads T]
+
+instead times the CPU training default before session 6 (128^2 crops, 5 scales, 10 averaged psi
+steps, every patch in the loss) against today's `TrainConfig` settings (see DEFAULT_SCHEDULE in
+train/train_generator.py), interleaved, both at 128^2 and today's at its own crop size.
 """
 
 from __future__ import annotations
@@ -36,7 +42,12 @@ from tilegen.imageio import read_image  # noqa: E402
 from tilegen.train.generator import GeneratorConfig, training_noise  # noqa: E402
 from tilegen.train.patch_ot import OTConfig, PatchOTLoss  # noqa: E402
 from tilegen.train.synth import to_tensor  # noqa: E402
-from tilegen.train.train_generator import TrainConfig, crop_training, new_generator  # noqa: E402
+from tilegen.train.train_generator import (  # noqa: E402
+    TrainConfig,
+    crop_training,
+    default_schedule,
+    new_generator,
+)
 
 SIZE, SCALES, J = 256, 5, 2000
 # 512x512, so that every scale has at least J patches (a 128x128 crop has fewer at coarse scales).
@@ -75,9 +86,9 @@ class ReferenceLoss:
         return total
 
 
-def iteration(model, cfg, loss_fn, opt, rng) -> float:
+def iteration(model, cfg, loss_fn, opt, rng, size: int = SIZE) -> float:
     """One Alg. 2 iteration: noise, forward (train mode), psi steps, one Adam step."""
-    image = crop_training(cfg, model(*training_noise(cfg, 1, SIZE, rng)), SIZE)
+    image = crop_training(cfg, model(*training_noise(cfg, 1, size, rng)), size)
     loss_fn.fit_potentials(image.detach())
     loss = loss_fn.loss(image)
     opt.zero_grad(set_to_none=True)
@@ -89,18 +100,26 @@ def iteration(model, cfg, loss_fn, opt, rng) -> float:
 class Runner:
     """One training set-up (model, Adam, loss, RNG) that can be stepped and timed."""
 
-    def __init__(self, name: str, exemplar: torch.Tensor, cfg: GeneratorConfig):
-        self.name, self.cfg, self.times = name, cfg, []
+    def __init__(
+        self,
+        name: str,
+        exemplar: torch.Tensor,
+        cfg: GeneratorConfig,
+        ot: OTConfig | None = None,
+        size: int = SIZE,
+    ):
+        self.name, self.cfg, self.times, self.size = name, cfg, [], size
         self.rng = torch.Generator().manual_seed(0)
-        ot = replace(TrainConfig().ot, scales=SCALES, n_target=J)  # what `tilegen train` runs
+        if ot is None:  # what `tilegen train` runs, at SCALES scales and J patches
+            ot = replace(TrainConfig().ot, scales=SCALES, n_target=J)
         ours = PatchOTLoss(exemplar, ot, False, self.rng)
-        self.loss_fn = ours if name == "ours" else ReferenceLoss(ours)
+        self.loss_fn = ours if name != "reference" else ReferenceLoss(ours)
         self.model = new_generator(cfg, 0, torch.device("cpu")).train()
         self.opt = torch.optim.Adam(self.model.parameters(), lr=0.01)
 
     def step(self, timed: bool = True) -> None:
         t = time.perf_counter()
-        iteration(self.model, self.cfg, self.loss_fn, self.opt, self.rng)
+        iteration(self.model, self.cfg, self.loss_fn, self.opt, self.rng, self.size)
         if timed:
             self.times.append(1000 * (time.perf_counter() - t))
             print(f"  {self.name}: {self.times[-1]:.0f} ms", flush=True)
@@ -110,12 +129,34 @@ class Runner:
         return sorted(self.times)[len(self.times) // 2]
 
 
+# tilegen train's CPU default until session 5: the reference's 10 averaged psi steps, no exact
+# step from the loss, every finest-level patch in the loss, 5 scales, 128^2 crops.
+BEFORE = (OTConfig(scales=5, psi_steps=10, loss_psi_step=False, loss_stride=1), 128)
+
+
+def compare_defaults(exemplar: torch.Tensor, cfg: GeneratorConfig, timed: int) -> None:
+    """Before against today's CPU default, interleaved; today's also at the old crop size."""
+    size = default_schedule("cpu")[0]
+    runners = [Runner("before 128^2", exemplar, cfg, *BEFORE)]
+    runners.append(Runner("now at 128^2", exemplar, cfg, TrainConfig().ot, 128))
+    if size != 128:
+        runners.append(Runner(f"now {size}^2", exemplar, cfg, TrainConfig().ot, size))
+    for r in runners:
+        r.step(timed=False)
+    for _ in range(timed):
+        for r in runners:
+            r.step()
+    for r in runners:
+        print(f"{r.name:>14}: {r.median:6.0f} ms/iter, {runners[0].median / r.median:.2f}x before")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--exemplar", default=str(DEFAULT_EXEMPLAR), help="512x512 gives J=2000")
     ap.add_argument("--ours", type=int, default=7, help="timed iterations of ours")
     ap.add_argument("--ref", type=int, default=3, help="timed iterations of the reference")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    ap.add_argument("--defaults", action="store_true", help="CPU default: before vs now")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -130,6 +171,9 @@ def main() -> None:
     js = [s.y.shape[0] for s in PatchOTLoss(exemplar, OTConfig(scales=SCALES), False,
                                             torch.Generator().manual_seed(0)).scales]  # fmt: skip
     print(f"exemplar {args.exemplar} {tuple(exemplar.shape[2:])}: J per scale {js}")
+    if args.defaults:
+        print(f"now: {TrainConfig().ot}, crops {default_schedule('cpu')[0]}^2")
+        return compare_defaults(exemplar, cfg, args.ours)
     print(f"{SIZE}x{SIZE} output, {SCALES} scales, batch 1, generator {cfg}")
 
     # Interleaved (ours, reference, ours, ...) so that both see the same machine load.

@@ -95,11 +95,11 @@ class TrainConfig:
     # potentials fitted to the model's samples (fit_projection); 0: the network alone.
     projection: int = 2000
     gen: GeneratorConfig = field(default_factory=GeneratorConfig)
-    # The reference's 10 averaged psi steps, without the loss's extra exact step that synth
-    # takes: on a 128^2 crop the coarsest of 5 scales has only 25 source patches, so that
-    # un-averaged step moves psi by up to 1/25 per target; the models shipped were trained so.
+    # 5 averaged psi steps plus the exact step the loss's argmin gives, and the finest level's
+    # loss on a stride-2 grid: 1.8x less work per iteration than the reference's 10 steps on
+    # every patch, and no worse on the yardstick (tilegen/assets/MODELS.md, session 6).
     ot: OTConfig = field(
-        default_factory=lambda: OTConfig(scales=5, psi_steps=10, loss_psi_step=False)
+        default_factory=lambda: OTConfig(scales=5, psi_steps=5, loss_psi_step=True, loss_stride=2)
     )
 
     def to_dict(self) -> dict:
