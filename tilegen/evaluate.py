@@ -20,7 +20,12 @@ each comparing distributions, never pixels at the same place, so images of any s
 3. Spectrum: RMS difference, in decades (log10), of the radially averaged log power spectra of
    the luminance, over common frequency rings in cycles/pixel.
 
-All inputs are float (H, W, C) arrays in [0, 1] with C = 1..4 (2-D arrays count as C = 1).
+All inputs are float (H, W, C) arrays in [0, 1] (2-D arrays count as C = 1).
+
+Materials (tilegen/material.py): every map is scored alone against the exemplar's map (its own
+channels, its own sigma=1 blur baseline), and the cross-map consistency (normals against the
+height map's slopes, grey maps against each other) is compared with the exemplar's own
+(`MaterialEvaluator`).
 """
 
 from __future__ import annotations
@@ -63,8 +68,8 @@ def _as_hwc(img: np.ndarray, what: str = "image") -> np.ndarray:
     img = np.asarray(img)
     if img.ndim == 2:
         img = img[:, :, None]
-    if img.ndim != 3 or not 1 <= img.shape[2] <= 4:
-        raise UserError(f"{what} has shape {img.shape}: expected (H, W, C) with C from 1 to 4")
+    if img.ndim != 3 or img.shape[2] < 1:  # C > 4: a material's stacked maps
+        raise UserError(f"{what} has shape {img.shape}: expected (H, W, C) with C >= 1")
     if min(img.shape[:2]) < 1:
         raise UserError(f"{what} is empty: shape {img.shape}")
     return np.ascontiguousarray(img, dtype=np.float32)
@@ -443,6 +448,40 @@ class Evaluator:
         out["spectrum"] = spectrum_distance(self.exemplar, image)
         out["notes"] = notes
         return out
+
+
+class MaterialEvaluator:
+    """A material's figures: every map alone (an Evaluator per map) and the cross-map
+    consistency compared with the exemplar's (tilegen.material.compare_consistency)."""
+
+    def __init__(self, exemplar: np.ndarray, layout: dict, **kw):
+        from tilegen.material import consistency, spans, unstack
+
+        self.layout, self.spans = layout, spans(layout)
+        self.maps = unstack(_as_hwc(exemplar, "the exemplar"), self.spans)
+        self.per_map = {role: Evaluator(m, **kw) for role, m in self.maps.items()}
+        self.exemplar_consistency = consistency(self.maps)
+
+    def __call__(self, image: np.ndarray, name: str = "the image") -> dict:
+        """{"maps": {role: Evaluator's figures}, "consistency": {figure: {exemplar, image,
+        ratio}}}."""
+        from tilegen.material import compare_consistency, consistency, unstack
+
+        image = _as_hwc(image, name)
+        if image.shape[2] != self.spans[-1][2]:
+            raise UserError(
+                f"{name} has {image.shape[2]} channels, the material {self.spans[-1][2]} "
+                f"({', '.join(r for r, _, _ in self.spans)}): compare a material with a material"
+            )
+        maps = unstack(image, self.spans)
+        scored = {r: self.per_map[r](m, f"{name} [{r}]") for r, m in maps.items()}
+        mine = consistency(maps)
+        return {"maps": scored, "consistency": compare_consistency(self.exemplar_consistency, mine)}
+
+    def baselines(self, bits: int | None = 8) -> dict[str, np.ndarray]:
+        """The sigma=1 blur and x0.7-contrast copies of the stacked exemplar (each map's own)."""
+        stacked = np.concatenate([self.maps[r] for r, _, _ in self.spans], axis=2)
+        return baseline_images(stacked, bits)
 
 
 def evaluate(
