@@ -536,8 +536,11 @@ class EvaluateJob:
     scales: int = 4
     seed: int = 0
     max_memory: float | None = None
+    normal: str | None = None  # a material's normal convention (default: from file names, gl)
 
     def check(self) -> None:
+        if self.normal is not None:
+            options.choice("--normal", self.normal, ("gl", "dx"))
         if not self.images and not self.baselines:
             raise UserError("give at least one IMAGE to score, or --baselines")
         for option in ("seeds", "patches", "scales"):
@@ -551,9 +554,12 @@ class EvaluateJob:
     def run(self, echo: Callable[[str], None]) -> None:
         """Score every image (all read before the work), echoing the table row by row."""
         from tilegen.imageio import read_image
+        from tilegen.material import read_exemplar
 
         self.check()
-        ex = read_image(self.exemplar)
+        ex, layout = read_exemplar(self.exemplar, None, self.normal)
+        if layout is not None:
+            return _material_run(self, ex, layout, echo)
         rows = [(str(p), "image", read_image(p)) for p in self.images]
         if self.baselines:
             rows.append(("exemplar (self)", "self", ex))
@@ -591,3 +597,75 @@ class EvaluateJob:
                     "seeds": self.seeds, "seed": self.seed}  # fmt: skip
         doc = {"exemplar": str(self.exemplar), "settings": settings, "results": results}
         echo(json.dumps(doc, indent=2))
+
+
+def read_material_image(path: Path, layout: dict, normal: str | None) -> np.ndarray:
+    """An image to score against a material: a folder of the same maps (tilegen's -o DIR),
+    stacked; its normals in `normal`, else as its file name says, else the exemplar's."""
+    from tilegen.material import layout_of, read_material
+
+    if not Path(path).is_dir():
+        raise UserError(
+            f"{path}: the exemplar is a material, so give folders of its maps (as synth -o DIR "
+            "writes them), not an image"
+        )
+    m = read_material(path, normal, default=layout.get("normal", "gl"))
+    want, got = [x["role"] for x in layout["maps"]], [x["role"] for x in layout_of(m)["maps"]]
+    if want != got:
+        raise UserError(f"{path} holds the maps {got}, the exemplar {want}: give the same maps")
+    return m.stack()
+
+
+def _material_run(job: EvaluateJob, ex: np.ndarray, layout: dict, echo) -> None:
+    """`tilegen evaluate` on a material: a row per map of every image (each map scored alone
+    against the exemplar's), then the consistency figures beside the exemplar's own."""
+    rows = [(str(p), "image", read_material_image(p, layout, job.normal)) for p in job.images]
+    score = MaterialEvaluator(
+        ex, layout, scales=job.scales, n=job.patches, seeds=job.seeds, seed=job.seed
+    )
+    if job.baselines:
+        rows.append(("exemplar (self)", "self", ex))
+        names = {"blur_sigma1": "blur sigma=1", "contrast_0.7": "contrast x0.7"}
+        rows += [(names[k], "baseline", v) for k, v in score.baselines().items()]
+    roles = [m["role"] for m in layout["maps"]]
+    width = max(len("image"), *(len(f"{r[0]} [{role}]") for r in rows for role in roles))
+    table = not job.json_out
+    if table:
+        h, w, _ = ex.shape
+        echo(f"exemplar {job.exemplar} ({h}x{w}, material: {', '.join(roles)}); every map scored")
+        echo(f"alone, {job.scales} scales of 4x4 patches, {job.patches} patches x {job.seeds} "
+             f"draws, seed {job.seed}")  # fmt: skip
+        echo(table_header(width))
+    results, lines = [], []
+    for i, (name, kind, img) in enumerate(rows):
+        try:
+            r = score(img, name)
+        except KeyboardInterrupt:
+            raise Interrupted(
+                f"interrupted while scoring {name}: {i} of {len(rows)} were scored (nothing is "
+                "saved); rerun the same command"
+            )
+        results.append({"name": name, "kind": kind, **r})
+        if table:
+            for role, m in r["maps"].items():
+                echo(table_row(f"{name} [{role}]", m, width))
+            if r["consistency"]:
+                lines.append(f"{name}: " + consistency_text(r["consistency"]))
+    if table:
+        echo("consistency (this image / the exemplar's own; ratio 1 = as consistent):")
+        for line in lines:
+            echo("  " + line)
+        return
+    settings = {"scales": job.scales, "patch": 4, "patches": job.patches, "seeds": job.seeds,
+                "seed": job.seed}  # fmt: skip
+    doc = {"exemplar": str(job.exemplar), "material": layout, "settings": settings,
+           "results": results}  # fmt: skip
+    echo(json.dumps(doc, indent=2))
+
+
+def consistency_text(figures: dict[str, dict]) -> str:
+    """'normal~height 0.61 / 0.74 (x0.82); roughness~height -0.40 / -0.52 (x0.77)'."""
+    return "; ".join(
+        f"{k} {v['image']:.2f} / {v['exemplar']:.2f} (x{v['ratio']:.2f})"
+        for k, v in figures.items()
+    )

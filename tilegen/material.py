@@ -180,11 +180,13 @@ def source_bits(path: Path) -> int:
     return 16 if image_header(path)[3] > 1 else 8
 
 
-def read_material(maps: dict[str, str | Path] | str | Path, normal: str | None = None) -> Material:
+def read_material(
+    maps: dict[str, str | Path] | str | Path, normal: str | None = None, default: str = "gl"
+) -> Material:
     """A Material from a folder (roles from file names) or from {role: path}.
 
     `normal`: "gl" or "dx", the normal map's convention; None: from its file name (NormalGL,
-    NormalDX), else OpenGL. Every problem is a one-line UserError: an unknown role, a missing
+    NormalDX), else `default`. Every problem is a one-line UserError: an unknown role, a missing
     albedo, maps of different sizes, a grey normal map.
     """
     if isinstance(maps, (str, Path)):
@@ -208,7 +210,7 @@ def read_material(maps: dict[str, str | Path] | str | Path, normal: str | None =
         )
     if normal not in (None, "gl", "dx"):
         raise UserError(f"--normal {normal}: use gl (OpenGL, green up) or dx (DirectX)")
-    convention = normal or hinted or "gl"
+    convention = normal or hinted or default
     loaded = {role: _as_channels(read_image(p), role, p) for role, p in paths.items()}
     size = loaded["albedo"].shape[:2]
     for role, img in loaded.items():
