@@ -465,13 +465,14 @@ def write_maps(
 ) -> list[Path]:
     """Write a generated (H, W, C) material as folder/albedo.png, folder/normal.png, ...
 
-    Normals are renormalised and written in `normal` (gl or dx; default: the input's
+    The image is written as given (callers `finish` it first: inpainting keeps its known
+    normals exactly); normals in `normal` (gl or dx; default: the input's
     convention); each map at `bits`, or by default at its source map's depth (16-bit height
     stays 16-bit). Returns the files written."""
     from tilegen.imageio import write_image
 
     convention = normal or layout.get("normal", "gl")
-    maps = unstack(image, spans(layout))
+    maps = {role: image[:, :, a:b] for role, a, b in spans(layout)}  # as given: see `finish`
     folder = Path(folder)
     written = []
     for m in layout["maps"]:

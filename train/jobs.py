@@ -48,13 +48,13 @@ def check_material_output(job, suffixes=IMAGE_SUFFIXES) -> None:
     for option, value in (("--normal", job.normal), ("--normal-out", job.normal_out)):
         if value is not None:
             options.choice(option, value, ("gl", "dx"))
+    if not job.material and (job.preview_lit or job.normal_out):
+        what = "--preview-lit" if job.preview_lit else "--normal-out"
+        raise UserError(f"{what} is for materials (a folder of maps or --map ROLE=PATH)")
     if job.material:
         check_output_folder(job.output, job.overwrite)
     else:
         options.output(job.output, job.overwrite, suffixes)
-        if job.preview_lit or job.normal_out:
-            what = "--preview-lit" if job.preview_lit else "--normal-out"
-            raise UserError(f"{what} is for materials (a folder of maps or --map ROLE=PATH)")
     if job.preview_lit is not None:
         options.output(job.preview_lit, job.overwrite, (".png", ".tif", ".tiff", ".jpg"))
 
