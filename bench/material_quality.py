@@ -12,6 +12,7 @@ bar is 0.8).
     python bench/material_quality.py weights [--size 128] [--iters 300]    # map weights compared
     python bench/material_quality.py model MODEL.pt [--set pebbles]        # samples of a model
     python bench/material_quality.py ... --picture                         # lit contact sheet
+    python bench/material_quality.py preview [MODEL.pt]   # docs/images/material_preview.png
 
 Each prints a markdown table (the one in bench/RESULTS.md, "PBR materials"); rows are also
 appended to out/material_quality.jsonl. `--picture` writes docs/images/materials_<mode>.png:
@@ -150,9 +151,28 @@ def picture(results: dict[str, tuple[np.ndarray, np.ndarray, dict]], path: Path)
     print(f"wrote {path}")
 
 
+def preview(model: Path, size: int = 256, seed: int = 1) -> None:
+    """The README's picture: a periodic sample of a material model as albedo | normal | height |
+    lit, written to docs/images/material_preview.png."""
+    from tilegen.imageio import write_image
+    from tilegen.train.checkpoint import load_generator
+    from tilegen.train.train_generator import sample
+
+    gen, meta = load_generator(model, "cpu")
+    layout = meta["material"]
+    img = finish(sample(gen, size, size, seed, periodic=True), layout)
+    m = unstack(img, spans(layout))
+    row = [m["albedo"], m["normal"], np.repeat(m["height"], 3, axis=2), lit(img, layout)]
+    pad = np.ones((size, 8, 3), np.float32)
+    strip = np.concatenate([row[0], pad, row[1], pad, row[2], pad, row[3]], axis=1)
+    path = ROOT / "docs" / "images" / "material_preview.png"
+    write_image(path, strip)
+    print(f"wrote {path}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("mode", choices=("synth", "weights", "model"))
+    ap.add_argument("mode", choices=("synth", "weights", "model", "preview"))
     ap.add_argument("model", nargs="?", help="model: a material .pt")
     ap.add_argument("--sets", nargs="*", default=list(NAMES))
     ap.add_argument("--size", type=int, default=None)
@@ -161,6 +181,8 @@ def main() -> None:
     ap.add_argument("--settings", nargs="*", default=list(SETTINGS), help="weights: which")
     ap.add_argument("--picture", action="store_true")
     a = ap.parse_args()
+    if a.mode == "preview":
+        return preview(Path(a.model or ROOT / "tilegen" / "assets" / "pebbles_material.pt"))
     out = ROOT / "out"
     out.mkdir(exist_ok=True)
     results, shown = [], {}

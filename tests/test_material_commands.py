@@ -7,6 +7,7 @@ The maps are tests/data/pebbles_material (128x128 crops of a CC0 set); a DirectX
 
 from __future__ import annotations
 
+import io
 import json
 import shutil
 import sys
@@ -315,6 +316,12 @@ def test_generate_store_is_one_window_with_labelled_channels(
     assert_unit_normals(tiles / "tile_r1_c0_normal.png")
     height = np.asarray(Image.open(tiles / "tile_r0_c1_height.png"))
     assert height.shape == (48, 32) and np.array_equal(height, expected[7, :48, 48:])
+
+    from tilegen.view import resolve, store_tile
+
+    shown = Image.open(io.BytesIO(store_tile(resolve(store), 0, 0, 0)))
+    assert shown.mode == "RGB"  # view shows a material's albedo
+    assert np.array_equal(np.asarray(shown), expected[:3, :16, :16].transpose(1, 2, 0))
 
     code, _, err = tilegen(monkeypatch, capsys, "generate", onnx_path, "-o", tmp_path / "g.png",
                            "--size", "32", "32")  # fmt: skip
