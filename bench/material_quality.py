@@ -1,7 +1,9 @@
 """PBR materials: per-map quality and cross-map consistency of `synth` and of a material model.
 
-The exemplars are the top-left 512x512 crops of the shared CC0 sets (../shared/materials: pebbles,
-ground_dirt, bark; albedo, normal, roughness, height, ao). Each result is unstacked into its
+The exemplars are the shared CC0 sets (../shared/materials: pebbles, ground_dirt, bark; albedo,
+normal, roughness, height, ao; 1024x1024, tileable) at half resolution (2x2 mean: 512x512, the
+whole surface; features half as large, so a 256x256 output holds more of them), or with
+`--exemplar crop` their top-left 512x512 crops at full resolution. Each result is unstacked into its
 maps and every map is scored alone against the exemplar's map with tilegen.evaluate (debiased
 patch-OT distance, 1000 patches x 2 draws, 4 scales), next to that map's own sigma=1 blur
 baseline; and the normals' agreement with the height map's slopes (normal~height, the mean
@@ -58,9 +60,17 @@ SETTINGS = {
 }
 
 
-def exemplar(name: str) -> tuple[np.ndarray, dict]:
+def exemplar(name: str, kind: str = "half") -> tuple[np.ndarray, dict]:
+    """A set's 512x512 exemplar: the whole set at half resolution (2x2 mean, quantised to 8 bits
+    as a file of it would be: the bundled model's is such a file), or its top-left crop."""
     m = read_material(SETS / name)
-    return m.stack()[:CROP, :CROP], layout_of(m)
+    full = m.stack()
+    if kind == "crop":
+        return full[:CROP, :CROP], layout_of(m)
+    h, w, c = full.shape
+    levels = np.rint(full.astype(np.float64) * 255)  # the 8-bit files' integers
+    half = np.rint(levels.reshape(h // 2, 2, w // 2, 2, c).mean(axis=(1, 3))) / 255
+    return half.astype(np.float32), layout_of(m)
 
 
 def quantised(img: np.ndarray) -> np.ndarray:
@@ -123,6 +133,8 @@ def synth_one(ex: np.ndarray, layout: dict, size: int, iters: int, weights: list
     from tilegen.train.synth import SynthConfig, synthesize
 
     cfg = SynthConfig(size=(size, size), iters=iters, device="cpu")
+    roles = [m["role"] for m in layout["maps"]]
+    weights = [w for w in weights or [] if w.split("=")[0] in roles]  # ground_dirt has no ao
     cfg = replace(cfg, ot=replace(cfg.ot, weights=channel_weights(layout, weights)))
     t = time.perf_counter()
     img = synthesize(ex, cfg)
@@ -180,6 +192,7 @@ def main() -> None:
     ap.add_argument("--samples", type=int, default=3, help="model: samples (seeds 0..N-1)")
     ap.add_argument("--settings", nargs="*", default=list(SETTINGS), help="weights: which")
     ap.add_argument("--picture", action="store_true")
+    ap.add_argument("--exemplar", choices=("half", "crop"), default="half")
     a = ap.parse_args()
     if a.mode == "preview":
         return preview(Path(a.model or ROOT / "tilegen" / "assets" / "pebbles_material.pt"))
@@ -187,7 +200,7 @@ def main() -> None:
     out.mkdir(exist_ok=True)
     results, shown = [], {}
     for name in a.sets:
-        ex, layout = exemplar(name)
+        ex, layout = exemplar(name, a.exemplar)
         if a.mode == "synth":
             img, sec = synth_one(ex, layout, a.size or 256, a.iters or 500, None)
             results += rows(name, "synth", score(ex, layout, {"synth": img}), sec)
