@@ -182,9 +182,27 @@ def preview(model: Path, size: int = 256, seed: int = 1) -> None:
     print(f"wrote {path}")
 
 
+def floor(sets: list[str], size: int, kind: str) -> None:
+    """Per map, what an ideal size x size output is expected to score (bench/synth_quality.py's
+    size_floor: its patches a random sample of the exemplar's own), beside the map's blur."""
+    sys.path.insert(0, str(ROOT / "bench"))
+    from synth_quality import size_floor
+
+    from tilegen.evaluate import Evaluator, baseline_images
+
+    for name in sets:
+        ex, layout = exemplar(name, kind)
+        cells = []
+        for role, m in unstack(ex, spans(layout)).items():
+            blur = Evaluator(m, **EVAL)(baseline_images(m)["blur_sigma1"])["debiased"]
+            ideal = size_floor(m, size, seeds=EVAL["seeds"])["debiased"]
+            cells.append(f"{role} floor {ideal:.2e} (blur {blur:.2e})")
+        print(f"{name} {kind} {size}x{size}: " + "; ".join(cells), flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("mode", choices=("synth", "weights", "model", "preview"))
+    ap.add_argument("mode", choices=("synth", "weights", "model", "preview", "floor"))
     ap.add_argument("model", nargs="?", help="model: a material .pt")
     ap.add_argument("--sets", nargs="*", default=list(NAMES))
     ap.add_argument("--size", type=int, default=None)
@@ -196,9 +214,11 @@ def main() -> None:
     a = ap.parse_args()
     if a.mode == "preview":
         return preview(Path(a.model or ROOT / "tilegen" / "assets" / "pebbles_material.pt"))
+    if a.mode == "floor":
+        return floor(a.sets, a.size or 256, a.exemplar)
     out = ROOT / "out"
     out.mkdir(exist_ok=True)
-    results, shown = [], {}
+    results, shown, done = [], {}, 0
     for name in a.sets:
         ex, layout = exemplar(name, a.exemplar)
         if a.mode == "synth":
@@ -223,8 +243,9 @@ def main() -> None:
             results += rows(name, "model", score(ex, layout, imgs), sec)
             shown[name] = (ex, imgs["model seed 0"], layout)
         with open(out / "material_quality.jsonl", "a") as f:
-            for r in results:
+            for r in results[done:]:
                 f.write(json.dumps(r) + "\n")
+        done = len(results)
     print(table(results))
     if a.picture:
         picture(shown, ROOT / "docs" / "images" / f"materials_{a.mode}.png")
