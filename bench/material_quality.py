@@ -17,7 +17,7 @@ bar is 0.8).
     python bench/material_quality.py preview [MODEL.pt]   # docs/images/material_preview.png
 
 Each prints a markdown table (the one in bench/RESULTS.md, "PBR materials"); rows are also
-appended to out/material_quality.jsonl. `--picture` writes docs/images/materials_<mode>.png:
+appended to out/material_quality.jsonl. `--picture` writes docs/images/materials_<mode>.jpg:
 per set, the exemplar's albedo and lit render, then the result's albedo, normal, height and lit
 render.
 """
@@ -248,7 +248,7 @@ def main() -> None:
         done = len(results)
     print(table(results))
     if a.picture:
-        picture(shown, ROOT / "docs" / "images" / f"materials_{a.mode}.png")
+        picture(shown, ROOT / "docs" / "images" / f"materials_{a.mode}.jpg")
 
 
 if __name__ == "__main__":
