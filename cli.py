@@ -165,7 +165,9 @@ def generate(
     """Paint a texture of any size from an .onnx model, tile by tile, into OME-Zarr (or PNG/TIFF).
 
     Rerunning an interrupted command finishes only the missing shards; the result has the same
-    bytes as an uninterrupted run.
+    bytes as an uninterrupted run. A material model writes a .zarr store whose channels are
+    labelled (albedo.r, ..., normal.x, ..., height), normals unit length; 'tilegen tiles' cuts
+    it into one file per map.
     """
     from tilegen.tiler import run
 
@@ -205,7 +207,9 @@ def tiles(
     web-map pyramid.
 
     Numbered: DIR/tile_r{row}_c{col}.png, row-major from the top-left, zero-padded, edge tiles
-    smaller; DIR/tiles.json maps each file to its pixels. xyz: DIR/{z}/{x}/{y}.png and
+    smaller; DIR/tiles.json maps each file to its pixels. A material's store: one file per map
+    per tile (tile_r0_c0_albedo.png, tile_r0_c0_normal.png, ...), each map at its source depth
+    where the store holds it (--bits: all at one). xyz: DIR/{z}/{x}/{y}.png and
     DIR/tilejson.json; dzi: DIR/image.dzi and DIR/image_files/. Web pyramids come from the
     store's own pyramid, stream, and resume when rerun.
     """
