@@ -244,9 +244,9 @@ def view(
 ) -> None:  # fmt: skip
     """Show a store or a tile folder as a zoomable map, or paint a model in the browser.
 
-    Serves a local page on 127.0.0.1 until Ctrl-C. A model must be the dynamic self-contained
-    form ('tilegen export MODEL -o WEB.onnx --self-contained'); its page needs onnxruntime-web
-    ('npm ci --prefix tilegen/web').
+    Serves a local page on 127.0.0.1 until Ctrl-C; a material's store shows its albedo. A model
+    must be the dynamic self-contained form ('tilegen export MODEL -o WEB.onnx
+    --self-contained'); its page needs onnxruntime-web ('npm ci --prefix tilegen/web').
     """
     from tilegen.view import view as serve
 
