@@ -40,7 +40,15 @@ def _root() -> None:
 
 PIXEL = {k: f.default for k, f in PixelJob.__dataclass_fields__.items()}  # train/jobs.py's
 NOT_WRITTEN = "{output} was not written; rerun the same command"
-Exemplar = Annotated[Path, typer.Argument(help="Example texture (PNG, JPEG or TIFF; 8/16-bit).")]
+Exemplar = Annotated[
+    Path | None,
+    typer.Argument(
+        help="Example texture (PNG, JPEG or TIFF; 8/16-bit), or a folder of a material's maps "
+        "(albedo, normal, roughness, height, ao, metallic: ambientCG, 3dtextures or plain names; "
+        "-o is then a folder, one file per map).",
+        show_default=False,
+    ),
+]
 # The shared output check by the name the export command uses.
 check_output = options.output
 
@@ -50,13 +58,19 @@ def _pixel(kw: dict) -> dict:
     return {k: v for k, v in kw.items() if k in PIXEL}
 
 
+def _material(kw: dict) -> dict:
+    """The repeatable material options, as the jobs name them (_pixel passes --normal,
+    --normal-out and --preview-lit)."""
+    return {"maps": kw["map"] or [], "map_weights": kw["map_weight"] or []}
+
+
 # --- synth, evaluate ----------------------------------------------------------------------------
 
 
 @command(NOT_WRITTEN)
 def synth(
-    exemplar: Exemplar,
-    output: cl.Output,
+    exemplar: Exemplar = None,
+    output: cl.Output = ...,
     size: O(tuple[int, int] | None, "Output height and width (default: the exemplar's).") = None,
     iters: cl.Iters = PIXEL["iters"],
     scales: cl.Scales = PIXEL["scales"],
@@ -67,20 +81,31 @@ def synth(
     threads: cl.Threads = None,
     periodic: O(bool, "Make the output tile seamlessly.") = True,
     snapshot_every: O(int, "Write OUTPUT.NNNN.png every N iterations (0: never).") = 0,
-    bits: cl.Bits = 8,
+    bits: cl.MaterialBits = None,
     overwrite: cl.Overwrite = False,
     max_memory: cl.MaxMemory = None,
+    map: cl.Maps = None,
+    normal: cl.Normal = None,
+    normal_out: cl.NormalOut = None,
+    map_weight: cl.MapWeights = None,
+    preview_lit: cl.PreviewLit = None,
 ) -> None:  # fmt: skip
-    """Synthesise a new image of the exemplar's texture by optimising its pixels (Alg. 1)."""
+    """Synthesise a new image of the exemplar's texture by optimising its pixels (Alg. 1).
+
+    A material (a folder of maps, or --map) is synthesised as one image of all its maps'
+    channels and written as OUTPUT/albedo.png, OUTPUT/normal.png, ...
+    """
     job = SynthJob(exemplar=exemplar, size=size, periodic=periodic, snapshot_every=snapshot_every,
-                   bits=bits, **_pixel(locals()))  # fmt: skip
+                   bits=bits, **_pixel(locals()), **_material(locals()))  # fmt: skip
     typer.echo(job.run())
 
 
 @command("no scores were kept; rerun the same command")
 def evaluate(
-    exemplar: Annotated[Path, typer.Argument(help="The example texture.")],
-    images: Annotated[list[Path] | None, typer.Argument(help="Images to score against it.")] = None,
+    exemplar: Annotated[Path, typer.Argument(help="The example texture, or a material's folder "
+                                                  "of maps.")],
+    images: Annotated[list[Path] | None, typer.Argument(help="Images to score against it (for a "
+                                                        "material: folders of maps).")] = None,
     json_out: O(bool, "Print machine-readable JSON only.", "--json") = False,
     baselines: O(bool, "Also score the exemplar against itself (independent draws), a sigma=1 "
                  "blur and a x0.7-contrast copy of it: the scale to read the other rows "
@@ -90,8 +115,14 @@ def evaluate(
     scales: O(int, "Pyramid levels.") = EvaluateJob.scales,
     seed: cl.Seed = 0,
     max_memory: cl.MaxMemory = None,
+    normal: cl.Normal = None,
 ) -> None:  # fmt: skip
-    """Score images against an exemplar: debiased patch OT, colour W1, spectrum (EVALUATE.md)."""
+    """Score images against an exemplar: debiased patch OT, colour W1, spectrum (EVALUATE.md).
+
+    A material: every map scored alone against the exemplar's map, and the maps' consistency
+    (normals against the height map's slopes; grey maps against each other where the exemplar
+    shows a relation) beside the exemplar's own.
+    """
     kw = {k: v for k, v in locals().items() if k != "images"}
     EvaluateJob(images=images or [], **kw).run(typer.echo)
 
@@ -134,7 +165,9 @@ def generate(
     """Paint a texture of any size from an .onnx model, tile by tile, into OME-Zarr (or PNG/TIFF).
 
     Rerunning an interrupted command finishes only the missing shards; the result has the same
-    bytes as an uninterrupted run.
+    bytes as an uninterrupted run. A material model writes a .zarr store whose channels are
+    labelled (albedo.r, ..., normal.x, ..., height), normals unit length; 'tilegen tiles' cuts
+    it into one file per map.
     """
     from tilegen.tiler import run
 
@@ -174,7 +207,9 @@ def tiles(
     web-map pyramid.
 
     Numbered: DIR/tile_r{row}_c{col}.png, row-major from the top-left, zero-padded, edge tiles
-    smaller; DIR/tiles.json maps each file to its pixels. xyz: DIR/{z}/{x}/{y}.png and
+    smaller; DIR/tiles.json maps each file to its pixels. A material's store: one file per map
+    per tile (tile_r0_c0_albedo.png, tile_r0_c0_normal.png, ...), each map at its source depth
+    where the store holds it (--bits: all at one). xyz: DIR/{z}/{x}/{y}.png and
     DIR/tilejson.json; dzi: DIR/image.dzi and DIR/image_files/. Web pyramids come from the
     store's own pyramid, stream, and resume when rerun.
     """
@@ -209,9 +244,9 @@ def view(
 ) -> None:  # fmt: skip
     """Show a store or a tile folder as a zoomable map, or paint a model in the browser.
 
-    Serves a local page on 127.0.0.1 until Ctrl-C. A model must be the dynamic self-contained
-    form ('tilegen export MODEL -o WEB.onnx --self-contained'); its page needs onnxruntime-web
-    ('npm ci --prefix tilegen/web').
+    Serves a local page on 127.0.0.1 until Ctrl-C; a material's store shows its albedo. A model
+    must be the dynamic self-contained form ('tilegen export MODEL -o WEB.onnx
+    --self-contained'); its page needs onnxruntime-web ('npm ci --prefix tilegen/web').
     """
     from tilegen.view import view as serve
 
@@ -229,8 +264,8 @@ def S(tp: type, what: str, default: object):
 
 @command("rerun the same command with --resume to continue from the last checkpoint", "train")
 def train_cmd(
-    exemplar: Exemplar,
-    output: O(Path, "Where to write the trained model (.pt).", "-o", "--output"),
+    exemplar: Exemplar = None,
+    output: O(Path, "Where to write the trained model (.pt).", "-o", "--output") = ...,
     iters: S(int, "Training iterations", "5000 on a GPU, 1500 on the CPU") = None,
     scales: S(int, "Pyramid levels of the loss", 5) = None,
     targets: S(int, "Exemplar patches per scale the loss matches (J); more gives finer detail "
@@ -254,14 +289,22 @@ def train_cmd(
     check: O(bool, "Compare inference-mode and training-mode samples at the end.") = True,
     overwrite: cl.Overwrite = False,
     max_memory: cl.MaxMemory = None,
+    map: cl.Maps = None,
+    normal: cl.Normal = None,
+    map_weight: cl.MapWeights = None,
 ) -> None:  # fmt: skip
-    """Learn a generator of the exemplar's texture (Alg. 2); writes OUTPUT and a preview PNG."""
+    """Learn a generator of the exemplar's texture (Alg. 2); writes OUTPUT and a preview PNG.
+
+    A material (a folder of maps, or --map) trains one generator of all its maps; the model
+    records which channels hold which map, and its preview shows the material lit.
+    """
     given = {"--iters": iters, "--scales": scales, "--targets": targets, "--width": width,
              "--levels": levels, "--size": size, "--batch": batch, "--lr": lr, "--seed": seed,
              "--ema": ema, "--device": device, "--projection": projection}  # fmt: skip
     job = TrainJob(exemplar=exemplar, output=output, given=given, threads=threads,
                    checkpoint_every=checkpoint_every, resume=resume, preview_every=preview_every,
-                   check_modes=check, overwrite=overwrite, max_memory=max_memory)  # fmt: skip
+                   check_modes=check, overwrite=overwrite, max_memory=max_memory, maps=map or [],
+                   normal=normal, map_weights=map_weight or [])  # fmt: skip
     for line in job.run():
         typer.echo(line)
 
@@ -269,15 +312,18 @@ def train_cmd(
 @command(NOT_WRITTEN, "sample")
 def sample_cmd(
     model: Annotated[Path, typer.Argument(help="A trained model (.pt from 'tilegen train').")],
-    output: O(Path, "Image to write.", "-o", "--output"),
+    output: O(Path, "Image to write (a material model: a folder, one file per map).", "-o",
+              "--output"),
     size: O(tuple[int, int], "Height and width in pixels.") = SampleJob.size,
     seed: cl.Seed = 0,
     periodic: O(bool, "Tile seamlessly (period = size; a multiple of the model's stride).") = False,
     device: cl.Device = "auto",
     threads: cl.Threads = None,
-    bits: cl.Bits = 8,
+    bits: cl.MaterialBits = None,
     overwrite: cl.Overwrite = False,
     max_memory: cl.MaxMemory = None,
+    normal_out: cl.NormalOut = None,
+    preview_lit: cl.PreviewLit = None,
 ) -> None:  # fmt: skip
     """Paint a texture of exactly --size pixels with a trained generator (a quick look)."""
     typer.echo(SampleJob(**locals()).run())
@@ -370,8 +416,10 @@ def inspect_cmd(
 
 @command(NOT_WRITTEN)
 def inpaint(
-    image: Annotated[Path, typer.Argument(help="The texture photo with a hole to fill.")],
-    output: O(Path, "Where to write the result (.png or .tif).", "-o", "--output"),
+    image: Annotated[Path | None, typer.Argument(help="The texture photo with a hole to fill, or "
+                                                 "a material's folder of maps (-o: a folder).",
+                                                 show_default=False)] = None,
+    output: O(Path, "Where to write the result (.png or .tif).", "-o", "--output") = ...,
     mask: O(Path | None, "Mask image of the same size (any format): white = missing.") = None,
     box: O(tuple[int, int, int, int] | None, "The hole as a rectangle instead of a mask: top, "
            "left, height, width.") = None,
@@ -386,13 +434,19 @@ def inpaint(
             "16).") = None,
     overwrite: cl.Overwrite = False,
     max_memory: cl.MaxMemory = None,
+    map: cl.Maps = None,
+    normal: cl.Normal = None,
+    normal_out: cl.NormalOut = None,
+    map_weight: cl.MapWeights = None,
+    preview_lit: cl.PreviewLit = None,
 ) -> None:  # fmt: skip
     """Fill a hole with the texture around it; known pixels are kept exactly.
 
     The hole's patches follow the known part's patch distribution. Write PNG or TIFF: JPEG
     would change the known pixels.
     """
-    job = InpaintJob(image=image, mask=mask, box=box, bits=bits, **_pixel(locals()))
+    job = InpaintJob(image=image, mask=mask, box=box, bits=bits, **_pixel(locals()),
+                     **_material(locals()))  # fmt: skip
     typer.echo(job.run())
 
 

@@ -376,6 +376,7 @@ def model_info(model: TextureGenerator, meta: dict) -> ModelInfo:
         channels=meta.get("channels") or {1: "L", 3: "RGB", 4: "RGBA"}.get(cfg.out_channels, ""),
         exemplar_sha256=meta.get("exemplar_sha256", ""),
         training=training,
+        material=meta.get("material"),
     )
 
 

@@ -60,3 +60,27 @@ def test_default_generate_paints_a_seamless_texture_of_its_exemplar(tmp_path):
         patch_ot_distance(exemplar, img, **kw)["debiased"] * 10
         < patch_ot_distance(exemplar, noise, **kw)["debiased"]
     )
+
+
+def test_bundled_material_model_paints_every_map(tmp_path):
+    """tilegen/assets/pebbles_material.pt: small, names its maps, and its samples have unit
+    normals that follow its height map's slopes (uniform noise scores about 0)."""
+    import pytest
+
+    pytest.importorskip("torch")
+    from tilegen.material import normal_height_consistency, read_material
+    from tilegen.train.checkpoint import load_generator
+    from tilegen.train.jobs import SampleJob
+
+    path = ASSETS / "pebbles_material.pt"
+    assert path.stat().st_size < 5 * 2**20
+    _, meta = load_generator(path, "cpu")
+    assert [m["role"] for m in meta["material"]["maps"]] == [
+        "albedo", "normal", "roughness", "height", "ao"
+    ]  # fmt: skip
+    out = tmp_path / "maps"
+    SampleJob(model=path, output=out, size=(96, 96), seed=2, periodic=True, device="cpu").run()
+    m = read_material(out)
+    n = m.maps["normal"] * 2 - 1
+    assert np.abs(np.linalg.norm(n, axis=-1) - 1).max() < 0.02 and n[..., 2].min() > -0.01
+    assert normal_height_consistency(m.maps["normal"], m.maps["height"]) > 0.12

@@ -61,6 +61,24 @@ PixelLr = O(float, "Adam step on the pixels (in [0, 1]).")
 Bits = O(int, "8 or 16 bits per channel (16 needs .png/.tif).")
 Progress = O(bool, "Show a progress bar.")
 
+# Materials (tilegen/material.py): aligned maps of one surface, learned as one exemplar.
+Maps = O(list[str] | None, "A material map as ROLE=PATH (repeat; roles albedo, normal, "
+         "roughness, height, ao, metallic), instead of a folder of maps.", "--map",
+         metavar="ROLE=PATH", show_default=False)  # fmt: skip
+Normal = O(str | None, "A material's normal map convention: gl (OpenGL, green up) or dx "
+           "(DirectX, green down) [default: from the file name (NormalGL/NormalDX), else gl].",
+           show_default=False)  # fmt: skip
+NormalOut = O(str | None, "Write a material's normals as gl or dx [default: as the input's].",
+              show_default=False)  # fmt: skip
+MapWeights = O(list[str] | None, "A map's weight in the patch cost as ROLE=W (repeat), e.g. "
+               "normal=2 [default: measured, tilegen/material.py DEFAULT_WEIGHTS].",
+               "--map-weight", metavar="ROLE=W", show_default=False)  # fmt: skip
+PreviewLit = O(Path | None, "Also write the material lit from the upper left (a flat plane "
+               "shaded from albedo, normal, roughness and ao) to this PNG.",
+               show_default=False)  # fmt: skip
+MaterialBits = O(int | None, "8 or 16 bits per channel (16 needs .png/.tif) [default: 8; a "
+                 "material's maps: the depth of each source map].", show_default=False)  # fmt: skip
+
 
 def _click_exceptions() -> tuple[tuple[type, ...], tuple[type, ...]]:
     """(usage errors, aborts) of click and of the copy of click typer may carry."""

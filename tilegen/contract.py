@@ -1,7 +1,8 @@
 """The ONNX contract: what a tilegen .onnx file says about itself in metadata_props.
 
 export/ writes these keys, tilegen/ reads them and nothing else (format version 1, or 2 for a
-model that ends with a patch projection). Every value is a string; structured values are JSON. A
+model that ends with a patch projection, or 3 for a material model). Every value is a string;
+structured values are JSON. A
 consumer in another runtime needs only this table:
 
     tilegen.format_version   "1"; "2" when arch has "tr" (older readers would ignore it)
@@ -16,7 +17,12 @@ consumer in another runtime needs only this table:
                              (window arithmetic: tilegen/windows.py, docs/FORMAT.md)
     tilegen.noise            {"spec": "tilegen-hash32", "version": 1, "range": [0, 1]}
     tilegen.value_range      [0, 1]: output values; clip, then quantise
-    tilegen.channels         channel order, e.g. "RGB"
+    tilegen.channels         channel order, e.g. "RGB"; a material: comma-separated labels,
+                             "albedo.r,albedo.g,albedo.b,normal.x,normal.y,normal.z,height"
+    tilegen.material         a material model only (format 3): its layout, {"version": 1,
+                             "normal": "gl"|"dx", "maps": [{"role", "first", "count", "bits"}]}
+                             (tilegen/material.py); normal channels are renormalised after the
+                             graph (docs/FORMAT.md section 10)
     tilegen.exemplar_sha256  hash of the exemplar's pixels the model was trained on
     tilegen.training         training settings (JSON object)
     tilegen.tile             self-contained form only: [height, width] of the tile it returns
@@ -34,7 +40,7 @@ from tilegen.errors import UserError
 from tilegen.noise import NOISE_SPEC, NOISE_SPEC_VERSION
 from tilegen.windows import Arch
 
-FORMAT_VERSION = 2  # the newest this tilegen reads; files are written at the oldest that fits
+FORMAT_VERSION = 3  # the newest this tilegen reads; files are written at the oldest that fits
 PREFIX = "tilegen."
 FIXED_INPUTS = ["seed", "y0", "x0"]
 DYNAMIC_INPUTS = ["seed", "y0", "x0", "height", "width", "period_y", "period_x"]
@@ -60,6 +66,7 @@ class ModelInfo:
     tile: tuple[int, int] | None = None
     period: tuple[int, int] | None = None
     version: str = __version__
+    material: dict | None = None  # a material model's layout (tilegen.material.layout_of)
 
     def input_names(self) -> list[str]:
         """The windowed graph's inputs (z0..z{K-1})."""
@@ -81,7 +88,10 @@ class ModelInfo:
 
     def format_version(self) -> int:
         """1, except the dynamic self-contained form and a model ending with a patch projection
-        (2): older readers refuse them cleanly instead of misreading them."""
+        (2), and a material model (3): older readers refuse them cleanly instead of misreading
+        them (a reader of 2 would write a material's channels without renormalising normals)."""
+        if self.material is not None:
+            return 3
         return 2 if self.dynamic or self.arch.tr else 1
 
 
@@ -106,6 +116,8 @@ def to_metadata(info: ModelInfo) -> dict[str, str]:
         meta["tile"] = json.dumps(list(info.tile))
     if info.period is not None:
         meta["period"] = json.dumps(list(info.period))
+    if info.material is not None:
+        meta["material"] = json.dumps(info.material, sort_keys=True)
     # Last on purpose: metadata_props is the last field of the file, so a truncated file always
     # loses format_version (or fails to parse) and is refused as incomplete.
     meta["format_version"] = str(info.format_version())
@@ -139,6 +151,7 @@ def runtime_contract(info: ModelInfo) -> dict:
                  "noise_channels": info.noise_channels, "out_channels": info.out_channels},
         "noise": {"spec": NOISE_SPEC, "version": NOISE_SPEC_VERSION, "range": [0, 1]},
         "exemplar_sha256": info.exemplar_sha256,
+        "material": info.material,
     }  # fmt: skip
 
 
@@ -179,9 +192,14 @@ def from_metadata(props: dict[str, str], source: str = "model") -> ModelInfo:
             tile=tuple(json.loads(meta["tile"])) if "tile" in meta else None,
             period=tuple(json.loads(meta["period"])) if "period" in meta else None,
             version=meta.get("version", "?"),
+            material=json.loads(meta["material"]) if "material" in meta else None,
         )
     except (KeyError, ValueError, TypeError) as e:
         raise UserError(f"{source}: damaged tilegen metadata ({e}): re-export the model")
+    if info.material is not None:
+        from tilegen.material import check_layout
+
+        check_layout(info.material, info.out_channels, source)
     if noise.get("spec") != NOISE_SPEC or int(noise.get("version", 0)) > NOISE_SPEC_VERSION:
         raise UserError(
             f"{source} needs noise {noise.get('spec')} v{noise.get('version')}, which this "

@@ -20,7 +20,12 @@ each comparing distributions, never pixels at the same place, so images of any s
 3. Spectrum: RMS difference, in decades (log10), of the radially averaged log power spectra of
    the luminance, over common frequency rings in cycles/pixel.
 
-All inputs are float (H, W, C) arrays in [0, 1] with C = 1..4 (2-D arrays count as C = 1).
+All inputs are float (H, W, C) arrays in [0, 1] (2-D arrays count as C = 1).
+
+Materials (tilegen/material.py): every map is scored alone against the exemplar's map (its own
+channels, its own sigma=1 blur baseline), and the cross-map consistency (normals against the
+height map's slopes, grey maps against each other) is compared with the exemplar's own
+(`MaterialEvaluator`).
 """
 
 from __future__ import annotations
@@ -63,8 +68,8 @@ def _as_hwc(img: np.ndarray, what: str = "image") -> np.ndarray:
     img = np.asarray(img)
     if img.ndim == 2:
         img = img[:, :, None]
-    if img.ndim != 3 or not 1 <= img.shape[2] <= 4:
-        raise UserError(f"{what} has shape {img.shape}: expected (H, W, C) with C from 1 to 4")
+    if img.ndim != 3 or img.shape[2] < 1:  # C > 4: a material's stacked maps
+        raise UserError(f"{what} has shape {img.shape}: expected (H, W, C) with C >= 1")
     if min(img.shape[:2]) < 1:
         raise UserError(f"{what} is empty: shape {img.shape}")
     return np.ascontiguousarray(img, dtype=np.float32)
@@ -445,6 +450,40 @@ class Evaluator:
         return out
 
 
+class MaterialEvaluator:
+    """A material's figures: every map alone (an Evaluator per map) and the cross-map
+    consistency compared with the exemplar's (tilegen.material.compare_consistency)."""
+
+    def __init__(self, exemplar: np.ndarray, layout: dict, **kw):
+        from tilegen.material import consistency, spans, unstack
+
+        self.layout, self.spans = layout, spans(layout)
+        self.maps = unstack(_as_hwc(exemplar, "the exemplar"), self.spans)
+        self.per_map = {role: Evaluator(m, **kw) for role, m in self.maps.items()}
+        self.exemplar_consistency = consistency(self.maps)
+
+    def __call__(self, image: np.ndarray, name: str = "the image") -> dict:
+        """{"maps": {role: Evaluator's figures}, "consistency": {figure: {exemplar, image,
+        ratio}}}."""
+        from tilegen.material import compare_consistency, consistency, unstack
+
+        image = _as_hwc(image, name)
+        if image.shape[2] != self.spans[-1][2]:
+            raise UserError(
+                f"{name} has {image.shape[2]} channels, the material {self.spans[-1][2]} "
+                f"({', '.join(r for r, _, _ in self.spans)}): compare a material with a material"
+            )
+        maps = unstack(image, self.spans)
+        scored = {r: self.per_map[r](m, f"{name} [{r}]") for r, m in maps.items()}
+        mine = consistency(maps)
+        return {"maps": scored, "consistency": compare_consistency(self.exemplar_consistency, mine)}
+
+    def baselines(self, bits: int | None = 8) -> dict[str, np.ndarray]:
+        """The sigma=1 blur and x0.7-contrast copies of the stacked exemplar (each map's own)."""
+        stacked = np.concatenate([self.maps[r] for r, _, _ in self.spans], axis=2)
+        return baseline_images(stacked, bits)
+
+
 def evaluate(
     exemplar: np.ndarray,
     image: np.ndarray,
@@ -497,8 +536,11 @@ class EvaluateJob:
     scales: int = 4
     seed: int = 0
     max_memory: float | None = None
+    normal: str | None = None  # a material's normal convention (default: from file names, gl)
 
     def check(self) -> None:
+        if self.normal is not None:
+            options.choice("--normal", self.normal, ("gl", "dx"))
         if not self.images and not self.baselines:
             raise UserError("give at least one IMAGE to score, or --baselines")
         for option in ("seeds", "patches", "scales"):
@@ -512,9 +554,12 @@ class EvaluateJob:
     def run(self, echo: Callable[[str], None]) -> None:
         """Score every image (all read before the work), echoing the table row by row."""
         from tilegen.imageio import read_image
+        from tilegen.material import read_exemplar
 
         self.check()
-        ex = read_image(self.exemplar)
+        ex, layout = read_exemplar(self.exemplar, None, self.normal)
+        if layout is not None:
+            return _material_run(self, ex, layout, echo)
         rows = [(str(p), "image", read_image(p)) for p in self.images]
         if self.baselines:
             rows.append(("exemplar (self)", "self", ex))
@@ -552,3 +597,75 @@ class EvaluateJob:
                     "seeds": self.seeds, "seed": self.seed}  # fmt: skip
         doc = {"exemplar": str(self.exemplar), "settings": settings, "results": results}
         echo(json.dumps(doc, indent=2))
+
+
+def read_material_image(path: Path, layout: dict, normal: str | None) -> np.ndarray:
+    """An image to score against a material: a folder of the same maps (tilegen's -o DIR),
+    stacked; its normals in `normal`, else as its file name says, else the exemplar's."""
+    from tilegen.material import layout_of, read_material
+
+    if not Path(path).is_dir():
+        raise UserError(
+            f"{path}: the exemplar is a material, so give folders of its maps (as synth -o DIR "
+            "writes them), not an image"
+        )
+    m = read_material(path, normal, default=layout.get("normal", "gl"))
+    want, got = [x["role"] for x in layout["maps"]], [x["role"] for x in layout_of(m)["maps"]]
+    if want != got:
+        raise UserError(f"{path} holds the maps {got}, the exemplar {want}: give the same maps")
+    return m.stack()
+
+
+def _material_run(job: EvaluateJob, ex: np.ndarray, layout: dict, echo) -> None:
+    """`tilegen evaluate` on a material: a row per map of every image (each map scored alone
+    against the exemplar's), then the consistency figures beside the exemplar's own."""
+    rows = [(str(p), "image", read_material_image(p, layout, job.normal)) for p in job.images]
+    score = MaterialEvaluator(
+        ex, layout, scales=job.scales, n=job.patches, seeds=job.seeds, seed=job.seed
+    )
+    if job.baselines:
+        rows.append(("exemplar (self)", "self", ex))
+        names = {"blur_sigma1": "blur sigma=1", "contrast_0.7": "contrast x0.7"}
+        rows += [(names[k], "baseline", v) for k, v in score.baselines().items()]
+    roles = [m["role"] for m in layout["maps"]]
+    width = max(len("image"), *(len(f"{r[0]} [{role}]") for r in rows for role in roles))
+    table = not job.json_out
+    if table:
+        h, w, _ = ex.shape
+        echo(f"exemplar {job.exemplar} ({h}x{w}, material: {', '.join(roles)}); every map scored")
+        echo(f"alone, {job.scales} scales of 4x4 patches, {job.patches} patches x {job.seeds} "
+             f"draws, seed {job.seed}")  # fmt: skip
+        echo(table_header(width))
+    results, lines = [], []
+    for i, (name, kind, img) in enumerate(rows):
+        try:
+            r = score(img, name)
+        except KeyboardInterrupt:
+            raise Interrupted(
+                f"interrupted while scoring {name}: {i} of {len(rows)} were scored (nothing is "
+                "saved); rerun the same command"
+            )
+        results.append({"name": name, "kind": kind, **r})
+        if table:
+            for role, m in r["maps"].items():
+                echo(table_row(f"{name} [{role}]", m, width))
+            if r["consistency"]:
+                lines.append(f"{name}: " + consistency_text(r["consistency"]))
+    if table:
+        echo("consistency (this image / the exemplar's own; ratio 1 = as consistent):")
+        for line in lines:
+            echo("  " + line)
+        return
+    settings = {"scales": job.scales, "patch": 4, "patches": job.patches, "seeds": job.seeds,
+                "seed": job.seed}  # fmt: skip
+    doc = {"exemplar": str(job.exemplar), "material": layout, "settings": settings,
+           "results": results}  # fmt: skip
+    echo(json.dumps(doc, indent=2))
+
+
+def consistency_text(figures: dict[str, dict]) -> str:
+    """'normal~height 0.61 / 0.74 (x0.82); roughness~height -0.40 / -0.52 (x0.77)'."""
+    return "; ".join(
+        f"{k} {v['image']:.2f} / {v['exemplar']:.2f} (x{v['ratio']:.2f})"
+        for k, v in figures.items()
+    )

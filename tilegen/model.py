@@ -258,7 +258,7 @@ def render_region(
     for _, _, ty, tx, th, tw in tiles(y0, x0, h, w, tile, aligned=True):
         if cancel is not None and cancel.is_set():
             raise Cancelled("cancelled")
-        piece = render_window(model, seed, ty, tx, th, tw, period)
+        piece = finish_planar(render_window(model, seed, ty, tx, th, tw, period), model.info)
         dest = out[:, ty - y0 : ty - y0 + th, tx - x0 : tx - x0 + tw]
         if dtype is None:
             dest[...] = piece
@@ -283,7 +283,18 @@ def render_tile(
     if h < 1 or w < 1:
         raise UserError(f"tile size must be positive, got {h}x{w}")
     model = open_model(model_path, threads, device)
-    return np.ascontiguousarray(render_window(model, seed, y0, x0, h, w, period))
+    tile = np.array(render_window(model, seed, y0, x0, h, w, period), np.float32, order="C")
+    return finish_planar(tile, model.info)
+
+
+def finish_planar(img: np.ndarray, info: ModelInfo) -> np.ndarray:
+    """A material model's graph output made usable, pixel by pixel (tiles stay exact): normals
+    unit length with z >= 0 (tilegen.material.finish_planar). Other models: unchanged."""
+    if info.material is None:
+        return img
+    from tilegen.material import finish_planar as unit_normals
+
+    return unit_normals(np.array(img, np.float32), info.material)
 
 
 def to_unit(img: np.ndarray, info: ModelInfo) -> np.ndarray:

@@ -473,6 +473,7 @@ def generate(cfg: GenerateConfig) -> Summary:
         codec=cfg.codec,
         pyramid=cfg.pyramid,
         channel_names=info.channels,
+        material=info.material,
     )
     name = Path(model_path).stem
     check_disk(store_path, spec.raw_bytes(), "the store")
@@ -682,6 +683,11 @@ def generate_image(cfg: GenerateConfig) -> Summary:
         )
     tasks, ort = plan_threads(len(regions), parallel)
     model = open_model(model_path, ort, cfg.device)
+    if model.info.material is not None:
+        raise UserError(
+            f"-o {out.name}: a material model writes a .zarr store (its maps' channels, "
+            "labelled); then 'tilegen tiles STORE -o DIR' writes one file per map"
+        )
     period = effective_period(model, cfg.period)
     bits = 8 if cfg.dtype == "uint8" else 16
     c = model.info.out_channels

@@ -9,6 +9,12 @@ Tiles are `tile` x `tile` pixels; the last row and column are smaller when the r
 multiple of the tile (never padded), so the tiles put side by side are exactly the region.
 8-bit tiles from a 16-bit store are rounded to nearest (v * 255 / 65535); 16-bit tiles from an
 8-bit store are exact (v * 257).
+
+A material's store (tilegen/material.py) is cut into one file per map per tile,
+DIR/tile_r{row}_c{col}_{map}.png (albedo, normal, roughness, height, ...), with normals in the
+model's input convention; each map at the depth of its source map where the store holds it
+(a 16-bit height from a uint16 store), or at --bits. tiles.json lists every tile's files under
+"maps".
 """
 
 from __future__ import annotations
@@ -40,7 +46,7 @@ def tile_name(row: int, col: int, rows: int, cols: int, ext: str) -> str:
     return f"tile_r{row:0{dr}d}_c{col:0{dc}d}{ext}"
 
 
-TILE_NAME = re.compile(r"tile_r\d+_c\d+\.(png|tif|jpg)")
+TILE_NAME = re.compile(r"tile_r\d+_c\d+(_[a-z]+)?\.(png|tif|jpg)")
 
 
 def our_tiles(out_dir: Path) -> list[Path]:
@@ -51,7 +57,8 @@ def our_tiles(out_dir: Path) -> list[Path]:
     found = {f for f in out_dir.iterdir() if TILE_NAME.fullmatch(f.name) and f.is_file()}
     try:
         index = json.loads((out_dir / "tiles.json").read_text())
-        found |= {out_dir / Path(e["file"]).name for e in index.get("files", [])}
+        for e in index.get("files", []):
+            found |= {out_dir / Path(f).name for f in [e["file"], *e.get("maps", {}).values()]}
         found.add(out_dir / "tiles.json")
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         pass
@@ -87,6 +94,7 @@ def cut_tiles(
         raise UserError(f"--tile {tile}: must be positive")
     arr = zarr_store.open_level(store, level, "r")
     c, height, width = arr.shape
+    explicit_bits = bits is not None
     bits = bits or (8 if arr.dtype == np.uint8 else 16)
     if bits not in (8, 16) or (fmt == "jpg" and bits != 8):
         raise UserError(f"--bits {bits}: use 8 or 16 (JPEG: 8)")
@@ -111,12 +119,20 @@ def cut_tiles(
     ext = FORMATS[fmt]
     jobs = tiles(y0, x0, h, w, tile)  # (row, col, y, x, h, w), row-major
 
+    layout = attrs.get("material")
+    given_bits = bits if explicit_bits else None  # a material: each map's own, unless --bits
+
     def cut(job):
         r, q, y, x, th, tw = job
         data = zarr_store.read_region(str(store), level, y, x, th, tw)
         name = tile_name(r, q, rows, cols, ext)
+        entry = {"file": name, "row": r, "col": q, "y": y, "x": x, "h": th, "w": tw}
+        if layout is not None:
+            entry["maps"] = write_material_tile(out_dir, name, data, layout, given_bits, fmt)
+            entry["file"] = next(iter(entry["maps"].values()))
+            return entry
         write_image(out_dir / name, convert_bits(data, bits).transpose(1, 2, 0), bits)
-        return {"file": name, "row": r, "col": q, "y": y, "x": x, "h": th, "w": tw}
+        return entry
 
     bar = Progress(h * w, 0, "tiles", progress)
     files = []
@@ -140,5 +156,32 @@ def cut_tiles(
         "format": fmt,
         "files": files,
     }
+    if layout is not None:
+        index["material"] = layout
     (out_dir / "tiles.json").write_text(json.dumps(index, indent=1) + "\n")
     return index
+
+
+def write_material_tile(
+    out_dir: Path, name: str, data: np.ndarray, layout: dict, bits: int | None, fmt: str
+) -> dict[str, str]:
+    """One tile of a material store as one file per map: {role: file name}. Normals are flipped
+    back to DirectX when the model's input was DirectX; each map at `bits`, or at the lesser of
+    the store's depth and its source map's."""
+    from tilegen.imageio import write_image
+    from tilegen.material import spans
+
+    store_bits = 8 if data.dtype == np.uint8 else 16
+    source = {m["role"]: m.get("bits", 8) for m in layout["maps"]}
+    stem, ext = name.rsplit(".", 1)
+    out = {}
+    for role, a, b in spans(layout):
+        want = bits or (8 if fmt == "jpg" else min(store_bits, source[role]))
+        pixels = convert_bits(data[a:b], want).transpose(1, 2, 0)
+        if role == "normal" and layout.get("normal") == "dx":  # flip_green, exact on levels
+            pixels = pixels.copy()
+            pixels[:, :, 1] = (255 if want == 8 else 65535) - pixels[:, :, 1]
+        file = f"{stem}_{role}.{ext}"
+        write_image(out_dir / file, pixels, want)
+        out[role] = file
+    return out

@@ -89,6 +89,7 @@ def _store_target(p: Path) -> Target:
         "seed": attrs.get("seed"),
         "model": attrs.get("model"),
         "period": attrs.get("period"),
+        "material": bool(attrs.get("material")),  # a material: its albedo only is shown
     }
     return Target("store", p, info)
 
@@ -180,6 +181,7 @@ def store_tile(target: Target, level: int, col: int, row: int) -> bytes:
     if not (0 <= y < h and 0 <= x < w):
         raise KeyError((col, row))
     data = zarr_store.read_region(str(target.path), level, y, x, min(t, h - y), min(t, w - x))
+    data = data[zarr_store.shown(info)]
     if data.dtype == np.uint16:
         data = ((data.astype(np.uint32) * 255 + 32767) // 65535).astype(np.uint8)
     px = data.transpose(1, 2, 0)

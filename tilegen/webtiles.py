@@ -192,6 +192,7 @@ def write_web_tiles(
     attrs = _check_store(store)
     height, width = (int(v) for v in attrs["size"])
     channels = int(attrs["channels"])
+    keep = zarr_store.shown(attrs)  # a material's web tiles show its albedo
     store_levels = int(attrs.get("levels", 1))
     ext = IMAGE_TYPES[image]
     settings = {"store": str(store.resolve()), "uid": attrs.get("uid", ""), "format": fmt,
@@ -205,7 +206,7 @@ def write_web_tiles(
     def read(lv: int, y: int, x: int, h: int, w: int) -> np.ndarray:
         nonlocal coarsest
         if lv < store_levels:
-            return _to8(zarr_store.read_region(str(store), lv, y, x, h, w, uid))
+            return _to8(zarr_store.read_region(str(store), lv, y, x, h, w, uid)[keep])
         if coarsest is None:
             top = store_levels - 1
             coarsest = zarr_store.read_region(
@@ -214,7 +215,7 @@ def write_web_tiles(
         data = coarsest
         for _ in range(lv - store_levels + 1):
             data = zarr_store.downsample2x(data)
-        return _to8(data[:, y : y + h, x : x + w])
+        return _to8(data[keep, y : y + h, x : x + w])
 
     jobs = []
     for fl, lv in levels:

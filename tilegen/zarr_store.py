@@ -53,7 +53,8 @@ class StoreSpec:
     shard: int = 4096
     codec: str = "zstd"
     pyramid: bool = True
-    channel_names: str = "RGB"
+    channel_names: str = "RGB"  # one letter per channel, or comma-separated labels (a material)
+    material: dict | None = None  # a material model's layout: what `tiles` writes one file per
 
     def __post_init__(self) -> None:
         if self.height < 1 or self.width < 1:
@@ -106,7 +107,16 @@ class StoreSpec:
         d["period"] = list(self.period) if self.period else None
         d["size"] = [d.pop("height"), d.pop("width")]
         d["levels"] = len(self.level_shapes())
+        if d["material"] is None:  # stores of plain images keep the attributes they always had
+            del d["material"]
         return d
+
+    def labels(self) -> list[str]:
+        """One label per channel: "R", "G", "B"; "albedo.r", ..., "height" (a material); or
+        c0, c1, ... when the names do not fit the channel count."""
+        names = self.channel_names
+        split = names.split(",") if "," in names else list(names)
+        return split if len(split) == self.channels else [f"c{c}" for c in range(self.channels)]
 
 
 def is_tilegen_store(path: str | os.PathLike) -> bool:
@@ -129,6 +139,12 @@ def read_attrs(path: str | os.PathLike) -> dict:
     return attrs["tilegen"]
 
 
+def shown(attrs: dict) -> slice:
+    """The channels a picture of the store shows: a material's albedo (its first three: the
+    other maps are not colours), else all of them. For `view` and web tiles."""
+    return slice(0, 3) if attrs.get("material") else slice(None)
+
+
 def multiscales_metadata(spec: StoreSpec, name: str = "tilegen") -> dict:
     """The "ome" attribute block, OME-NGFF 0.5: axes c (channel), y, x (space); one dataset per
     level with its scale (2^level in y and x); omero channel names, colours and display range."""
@@ -147,15 +163,17 @@ def multiscales_metadata(spec: StoreSpec, name: str = "tilegen") -> dict:
         for level in range(len(spec.level_shapes()))
     ]
     top = 255 if spec.dtype == "uint8" else 65535
-    names = spec.channel_names if len(spec.channel_names) == spec.channels else ""
+    labels = spec.labels()
+    colour = {"albedo.r": "FF0000", "albedo.g": "00FF00", "albedo.b": "0000FF"} | _COLORS
     omero_channels = [
         {
-            "label": names[c] if names else f"c{c}",
-            "color": _COLORS.get(names[c], "FFFFFF") if names else "FFFFFF",
-            "active": True,
+            "label": label,
+            "color": colour.get(label, "FFFFFF"),
+            # A material shows its albedo: the other maps are there, switched off.
+            "active": spec.material is None or label.startswith("albedo."),
             "window": {"min": 0, "max": top, "start": 0, "end": top},
         }
-        for c in range(spec.channels)
+        for label in labels
     ]
     multiscale = {
         "name": name,

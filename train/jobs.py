@@ -40,6 +40,62 @@ def _on_cpu(device: str) -> bool:
     return pick_device(device).type == "cpu"
 
 
+def check_material_output(job, suffixes=IMAGE_SUFFIXES) -> None:
+    """-o, --normal, --normal-out and --preview-lit of a job that writes an image or a
+    material's maps (a folder), checked before any work."""
+    from tilegen.material import check_output_folder
+
+    for option, value in (("--normal", job.normal), ("--normal-out", job.normal_out)):
+        if value is not None:
+            options.choice(option, value, ("gl", "dx"))
+    if not job.material and (job.preview_lit or job.normal_out):
+        what = "--preview-lit" if job.preview_lit else "--normal-out"
+        raise UserError(f"{what} is for materials (a folder of maps or --map ROLE=PATH)")
+    if job.material:
+        check_output_folder(job.output, job.overwrite)
+    else:
+        options.output(job.output, job.overwrite, suffixes)
+    if job.preview_lit is not None:
+        options.output(job.preview_lit, job.overwrite, (".png", ".tif", ".tiff", ".jpg"))
+
+
+def snapshot_path(out: Path, it: int, layout: dict | None) -> Path:
+    """OUT.NNNN.png beside an image; DIR/lit.NNNN.png (the lit material) in a material's folder."""
+    if layout is not None:
+        return out / f"lit.{it:04d}.png"
+    return out.with_name(f"{out.stem}.{it:04d}{out.suffix}")
+
+
+def write_result(
+    output: Path,
+    image,
+    layout: dict | None,
+    bits: int | None,
+    normal_out: str | None = None,
+    preview_lit: Path | None = None,
+    keep=None,
+) -> str:
+    """Write a command's result: an image file, or a material as output/albedo.png,
+    output/normal.png, ... (normals unit length, in the input's convention unless
+    `normal_out`, each map at its source depth unless `bits`) and its lit rendering.
+    `keep` (H, W) bool: pixels to leave exactly as they are (inpainting's known part).
+    Returns what was written, for the command's report."""
+    from tilegen.imageio import write_image
+    from tilegen.material import finish, lit, write_maps
+
+    if layout is None:
+        write_image(output, image, bits or 8)
+        return str(output)
+    done = finish(image, layout)
+    if keep is not None:
+        done[keep] = image[keep]
+    files = write_maps(output, done, layout, bits, normal_out)
+    if preview_lit is not None:
+        write_image(preview_lit, lit(done, layout))
+    names = ", ".join(f.name for f in files)
+    return f"{output}/{{{names}}}" + (f" and {preview_lit}" if preview_lit else "")
+
+
 @dataclass(kw_only=True)
 class PixelJob:
     """What synth, inpaint and blend share: the pixel optimisation's settings and the output."""
@@ -55,20 +111,52 @@ class PixelJob:
     overwrite: bool = False
     max_memory: float | None = None
     progress: bool = True
+    # Materials (tilegen/material.py): --map ROLE=PATH, the normal convention in (--normal) and
+    # out (--normal-out), --map-weight ROLE=W, and a lit rendering of the result.
+    maps: list[str] = field(default_factory=list)
+    normal: str | None = None
+    normal_out: str | None = None
+    map_weights: list[str] = field(default_factory=list)
+    preview_lit: Path | None = None
     suffixes = IMAGE_SUFFIXES
+
+    def source(self) -> Path | None:
+        """The command's input image (or material folder)."""
+        return None
+
+    @property
+    def material(self) -> bool:
+        from tilegen.material import is_material
+
+        return is_material(self.source(), self.maps)
 
     def check(self) -> None:
         for option in ("iters", "scales", "patch"):  # --threads: train.device.use_threads
             options.positive(f"--{option}", getattr(self, option))
         options.learning_rate(self.lr)
         options.seed(self.seed)
-        options.output(self.output, self.overwrite, self.suffixes)
+        check_material_output(self, self.suffixes)
         memory.set_limit(self.max_memory)
 
-    def ot(self):
+    def ot(self, layout: dict | None = None):
+        """The loss's settings; a material's per-channel weights from its layout."""
+        from tilegen.material import channel_weights
         from tilegen.train.patch_ot import OTConfig
 
-        return OTConfig(patch=self.patch, scales=self.scales)
+        weights = channel_weights(layout, self.map_weights)
+        return OTConfig(patch=self.patch, scales=self.scales, weights=weights)
+
+    def read(self, path: Path | None) -> tuple:
+        """(image (H, W, C), layout or None): an image file, a material folder or --map."""
+        from tilegen.material import read_exemplar
+
+        return read_exemplar(path, self.maps, self.normal)
+
+    def write(self, image, layout: dict | None, bits: int | None, keep=None) -> str:
+        """Write the result: an image, or a material's maps into the -o folder (and
+        --preview-lit); returns what was written, for the report line."""
+        out, lit = self.output, self.preview_lit
+        return write_result(out, image, layout, bits, self.normal_out, lit, keep)
 
     def start(self) -> None:
         """Before reading inputs: the settings, then torch's threads."""
@@ -106,33 +194,38 @@ class PixelJob:
 
 @dataclass(kw_only=True)
 class SynthJob(PixelJob):
-    exemplar: Path
+    exemplar: Path | None  # None: a material given with --map
     size: tuple[int, int] | None = None  # None: the exemplar's
     periodic: bool = True
     snapshot_every: int = 0
-    bits: int = 8
+    bits: int | None = None  # None: 8, or a material's maps at their source depth
 
-    def ot(self):
+    def ot(self, layout: dict | None = None):
         from tilegen.train.synth import SYNTH_CUTS
 
-        return replace(super().ot(), **SYNTH_CUTS)
+        return replace(super().ot(layout), **SYNTH_CUTS)
+
+    def source(self) -> Path | None:
+        return self.exemplar
 
     def check(self) -> None:
         super().check()
         options.positive("--snapshot-every", self.snapshot_every, allow_zero=True)
-        options.choice("--bits", self.bits, (8, 16))
+        if self.bits is not None:
+            options.choice("--bits", self.bits, (8, 16))
         if self.size is not None:
             options.size(self.size)
 
     def run(self) -> str:
         self.start()
-        from tilegen.imageio import read_image, write_image
+        from tilegen.imageio import write_image
+        from tilegen.material import viewable
         from tilegen.train.synth import SynthConfig, check_sizes, synthesize, to_image
 
-        img = read_image(self.exemplar)
+        img, layout = self.read(self.exemplar)
         size = options.size(self.size) if self.size else img.shape[:2]
         cfg = SynthConfig(
-            size, self.iters, self.lr, self.seed, self.periodic, self.device, self.ot()
+            size, self.iters, self.lr, self.seed, self.periodic, self.device, self.ot(layout)
         )
         check_sizes(img.shape[:2], cfg.size, cfg.ot)
         self.require(size, img.shape[2], [img.shape])
@@ -140,16 +233,16 @@ class SynthJob(PixelJob):
 
         def snapshot(it: int, image) -> None:
             if self.snapshot_every and it % self.snapshot_every == 0 and it < self.iters:
-                snaps.append(out.with_name(f"{out.stem}.{it:04d}{out.suffix}"))
-                write_image(snaps[-1], to_image(image), self.bits)
+                snaps.append(snapshot_path(out, it, layout))
+                write_image(snaps[-1], viewable(to_image(image), layout), self.bits or 8)
 
         kept = lambda: f" (snapshots up to {snaps[-1].name} are kept)" if snaps else ""  # noqa: E731
         try:
             result = self.optimise("synth", lambda step: synthesize(img, cfg, step), snapshot)
         except Interrupted as e:
             raise Interrupted(str(e).replace(" written;", f" written{kept()};"))
-        write_image(out, result, self.bits)
-        return f"wrote {out} ({size[0]}x{size[1]}, {img.shape[2]} channels)"
+        wrote = self.write(result, layout, self.bits)
+        return f"wrote {wrote} ({size[0]}x{size[1]}, {img.shape[2]} channels)"
 
 
 @dataclass(kw_only=True)
@@ -166,6 +259,9 @@ class InpaintJob(PixelJob):
         super().check()
         if self.bits is not None:
             options.choice("--bits", self.bits, (8, 16))
+
+    def source(self) -> Path | None:
+        return self.image
 
     def hole(self, hw: tuple[int, int]):
         """The hole as (H, W) bool, True = missing: the mask's white (gray above 0.5) or --box."""
@@ -195,18 +291,19 @@ class InpaintJob(PixelJob):
 
     def run(self) -> str:
         self.start()
-        from tilegen.imageio import exact_bits, read_image, write_image
+        from tilegen.imageio import exact_bits
         from tilegen.train.inpaint import InpaintConfig, check_mask, inpaint
 
-        img = read_image(self.image)
+        img, layout = self.read(self.image)
         hw = img.shape[:2]
         hole = self.hole(hw)
         check_mask(hw, hole)
         self.require(hw, img.shape[2], [img.shape])
-        cfg = InpaintConfig(self.iters, self.lr, self.seed, self.device, self.ot())
+        cfg = InpaintConfig(self.iters, self.lr, self.seed, self.device, self.ot(layout))
         result = self.optimise("inpaint", lambda step: inpaint(img, hole, cfg, step))
-        write_image(self.output, result, self.bits or exact_bits(img))
-        return f"wrote {self.output} ({int(hole.sum())} of {hw[0] * hw[1]} pixels filled)"
+        bits = self.bits or (None if layout else exact_bits(img))
+        wrote = self.write(result, layout, bits, keep=~hole)
+        return f"wrote {wrote} ({int(hole.sum())} of {hw[0] * hw[1]} pixels filled)"
 
 
 @dataclass(kw_only=True)
@@ -254,6 +351,9 @@ class BlendJob(PixelJob):
                 pass  # read_image says it is missing
         if len(self.exemplars) < 2:
             raise UserError("blend needs at least two exemplars: A.png B.png [C.png ...]")
+        for p in self.exemplars:
+            if p.is_dir():
+                raise UserError(f"{p} is a folder: blend takes images (materials: not yet)")
         super().check()
         options.size(self.size)
         if self.ramp is not None:
@@ -291,35 +391,46 @@ class SampleJob:
     periodic: bool = False
     device: str = "auto"
     threads: int | None = None
-    bits: int = 8
+    bits: int | None = None  # None: 8, or a material's maps at their source depth
     overwrite: bool = False
     max_memory: float | None = None
+    normal_out: str | None = None  # a material model's normals: gl or dx (default: its input's)
+    preview_lit: Path | None = None
+    layout: dict | None = None  # a material model's (from its metadata, set by `run`)
+
+    @property
+    def material(self) -> bool:
+        return self.layout is not None
+
+    normal = None  # the input convention is the model's (check_material_output reads both)
 
     def check(self) -> None:
-        options.output(self.output, self.overwrite, IMAGE_SUFFIXES)
         options.size(self.size)
         options.seed(self.seed)
-        options.choice("--bits", self.bits, (8, 16))
+        if self.bits is not None:
+            options.choice("--bits", self.bits, (8, 16))
         memory.set_limit(self.max_memory)
 
     def run(self) -> str:
         self.check()
-        from tilegen.imageio import write_image
         from tilegen.train.checkpoint import load_generator
         from tilegen.train.device import pick_device, use_threads
         from tilegen.train.train_generator import sample
 
         use_threads(self.threads)
+        gen, meta = load_generator(self.model, pick_device(self.device))
+        self.layout = meta.get("material")
+        check_material_output(self)  # the model says whether -o is an image or a folder
         h, w = self.size
         memory.require(h * w * 16 + 256 * 1024**2, f"a {h}x{w} sample", "use a smaller --size")
-        gen, _ = load_generator(self.model, pick_device(self.device))
         try:
             img = sample(gen, h, w, self.seed, self.periodic)
         except KeyboardInterrupt:
             raise Interrupted(f"interrupted: {self.output} was not written; rerun the command")
-        write_image(self.output, img, self.bits)
+        out, lit = self.output, self.preview_lit
+        wrote = write_result(out, img, self.layout, self.bits, self.normal_out, lit)
         kind = " (periodic)" if self.periodic else ""
-        return f"wrote {self.output} ({h}x{w}{kind}, seed {self.seed})"
+        return f"wrote {wrote} ({h}x{w}{kind}, seed {self.seed})"
 
 
 @dataclass(kw_only=True)
@@ -327,9 +438,12 @@ class TrainJob:
     """`tilegen train`: settings left None come from the device's schedule and TrainConfig's
     defaults, or with --resume from the checkpoint (TrainConfig.merged)."""
 
-    exemplar: Path
+    exemplar: Path | None  # None: a material given with --map
     output: Path
     given: dict = field(default_factory=dict)  # option name -> value or None (TrainConfig.OPTIONS)
+    maps: list[str] = field(default_factory=list)  # a material: --map ROLE=PATH
+    normal: str | None = None  # its normal map's convention (default: from the file name, or gl)
+    map_weights: list[str] = field(default_factory=list)  # --map-weight ROLE=W
     threads: int | None = None
     checkpoint_every: int = 100
     resume: bool = False
@@ -349,12 +463,15 @@ class TrainJob:
 
     def check(self) -> None:
         options.output(self.output, self.overwrite)
+        if self.normal is not None:
+            options.choice("--normal", self.normal, ("gl", "dx"))
         options.positive("--checkpoint-every", self.checkpoint_every, allow_zero=True)
         options.positive("--preview-every", self.preview_every, allow_zero=True)
         memory.set_limit(self.max_memory)
 
-    def config(self, img):
-        """(TrainConfig, checkpoint or None): the defaults or the checkpoint's, merged."""
+    def config(self, img, layout: dict | None = None):
+        """(TrainConfig, checkpoint or None): the defaults or the checkpoint's, merged; a
+        material's map weights (a resumed run keeps its own unless --map-weight is given)."""
         from tilegen.train.checkpoint import load_checkpoint
         from tilegen.train.train_generator import TrainConfig, check_resume, default_schedule
 
@@ -376,6 +493,11 @@ class TrainJob:
             base = TrainConfig()
         given.setdefault("--device", "auto")
         cfg = base.merged(given)
+        from tilegen.material import channel_weights
+
+        weights = channel_weights(layout, self.map_weights)
+        if state is None or self.map_weights:
+            cfg = replace(cfg, ot=replace(cfg.ot, weights=weights))
         cfg.check(img.shape[:2])
         if state is not None:
             check_resume(state, cfg, img)  # before the progress bar: a refusal is one line
@@ -400,15 +522,17 @@ class TrainJob:
 
     def run(self) -> list[str]:
         self.check()
-        from tilegen.imageio import read_image, write_image
+        from tilegen.imageio import write_image
+        from tilegen.material import channel_labels, read_exemplar, viewable
         from tilegen.train.checkpoint import save_generator
         from tilegen.train.device import use_threads
         from tilegen.train.synth import to_image
         from tilegen.train.train_generator import check_modes, preview_image, sample, train
 
         use_threads(self.threads)
-        img = read_image(self.exemplar)
-        cfg, state = self.config(img)
+        img, layout = read_exemplar(self.exemplar, self.maps, self.normal)
+        cfg, state = self.config(img, layout)
+        shown = viewable(img, layout)  # previews: a material lit from the upper left
         if _on_cpu(cfg.device):
             need = memory.train_bytes(cfg.size, cfg.batch, img.shape)
             memory.require(need, f"training on {cfg.size}x{cfg.size} crops", "use a smaller --size")
@@ -422,7 +546,7 @@ class TrainJob:
             bar.set_postfix(loss=f"{sum(smooth[-20:]) / len(smooth[-20:]):.4f}")
             if self.preview_every and it % self.preview_every == 0 and it < cfg.iters:
                 snap = self.output.with_name(f"{self.output.stem}.preview.{it:04d}.png")
-                write_image(snap, preview_image(img, to_image(image[:1])))
+                write_image(snap, preview_image(shown, viewable(to_image(image[:1]), layout)))
 
         ckpt = self.checkpoint if self.checkpoint_every else None
         try:
@@ -434,10 +558,13 @@ class TrainJob:
             raise self.interrupted(bar.n)
         finally:
             bar.close()
+        if layout is not None:  # the model says which channels hold which map
+            result.meta |= {"material": layout, "channels": ",".join(channel_labels(layout))}
         save_generator(self.output, result.model, result.meta)
         model = result.model
         side = min(512, max(img.shape[0], model.arch.stride))
-        write_image(self.preview, preview_image(img, sample(model.cpu(), side, side, cfg.seed)))
+        look = viewable(sample(model.cpu(), side, side, cfg.seed), layout)
+        write_image(self.preview, preview_image(shown, look))
         n = sum(p.numel() for p in model.parameters())
         lines = [
             f"wrote {self.output} ({n} parameters, stride {model.arch.stride}, final loss "

@@ -42,6 +42,10 @@ class OTConfig:
     # at every call: every pixel still lies in (p/s)^2 of them, and the finest level (3/4 of all
     # patches) costs 1/s^2. 1: every patch. synth uses 2 (train/synth.py, SYNTH_CUTS).
     loss_stride: int = 1
+    # Per-channel weights of the cost, c(x, y) = sum_c w_c ||x_c - y_c||^2 (None: all ones).
+    # Materials weigh their maps (tilegen/material.py, DEFAULT_WEIGHTS); images stay in [0, 1]:
+    # the patches, not the pixels, are scaled by sqrt(w) (PatchOTLoss.weigh).
+    weights: list[float] | None = None
 
 
 # --- images -> pyramids -> patches ------------------------------------------------------------
@@ -275,7 +279,14 @@ class PatchOTLoss:
         self.cfg = cfg
         self.periodic = periodic
         self.generator = generator
-        self.scales = [SemiDiscreteOT(t, cfg.chunk) for t in targets]
+        self._scale = None
+        if cfg.weights is not None:  # sqrt(w_c) for every column of a patch (unfold order)
+            d = targets[0].shape[1]
+            if d != len(cfg.weights) * cfg.patch**2:
+                raise ValueError(f"{len(cfg.weights)} channel weights for patches of {d} values")
+            root = torch.tensor(cfg.weights, dtype=targets[0].dtype).sqrt()
+            self._scale = root.repeat_interleave(cfg.patch**2).to(targets[0].device)
+        self.scales = [SemiDiscreteOT(self.weigh(t), cfg.chunk) for t in targets]
         self.last_values: list[float] = [0.0] * cfg.scales  # per-scale dual estimates
 
     def source_patches(self, image: torch.Tensor, finest_stride: int = 1) -> list[torch.Tensor]:
@@ -295,6 +306,11 @@ class PatchOTLoss:
     def loss(self, image: torch.Tensor) -> torch.Tensor:
         return self.patch_loss(self.source_patches(image, self.cfg.loss_stride))
 
+    def weigh(self, patches: torch.Tensor) -> torch.Tensor:
+        """Patches in the weighted cost's space (each channel times sqrt(w_c)); as is without
+        weights. Applied to the targets once and to the sources in fit_patches / patch_loss."""
+        return patches if self._scale is None else patches * self._scale
+
     # The same two steps on source patches the caller built (a subset of an image's patches, or
     # patches shared by several losses), optionally weighted per patch: `weights` is None or one
     # (N_l,) tensor (or None) per level, see SemiDiscreteOT.ascend / loss.
@@ -305,6 +321,7 @@ class PatchOTLoss:
     ) -> None:
         weights = weights if weights is not None else [None] * len(self.scales)
         for ot, x, w in zip(self.scales, patches, weights):
+            x = self.weigh(x)
             ot.ascend(x, self.cfg.psi_steps, self.cfg.psi_lr, self.cfg.psi_batch, self.generator, w)
 
     def patch_loss(
@@ -312,7 +329,9 @@ class PatchOTLoss:
     ) -> torch.Tensor:
         weights = weights if weights is not None else [None] * len(self.scales)
         psi_lr = self.cfg.psi_lr if self.cfg.loss_psi_step else 0.0
-        losses = [ot.loss(x, w, psi_lr) for ot, x, w in zip(self.scales, patches, weights)]
+        losses = [
+            ot.loss(self.weigh(x), w, psi_lr) for ot, x, w in zip(self.scales, patches, weights)
+        ]
         stacked = torch.stack(losses)
         self.last_values = stacked.detach().tolist()  # one device sync for all scales
         return stacked.sum()

@@ -351,7 +351,7 @@ def train(
     meta = {
         "exemplar_sha256": ex_hash,
         "exemplar_shape": list(exemplar.shape),
-        "channels": CHANNEL_NAMES[exemplar.shape[2]],
+        "channels": CHANNEL_NAMES.get(exemplar.shape[2], ""),  # a material: TrainJob names them
         "training": cfg.to_dict(),
         "iterations": len(history),
         "final_loss": float(np.mean(history[-50:])) if history else None,
