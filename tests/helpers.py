@@ -17,3 +17,17 @@ def cli(*args, timeout=300):
         timeout=timeout,
     )
     return p.returncode, p.stdout, p.stderr
+
+
+def cli_inproc(monkeypatch, capsys, *args) -> tuple[int, str, str]:
+    """The console entry point in this process (fast): (exit code, stdout, stderr)."""
+    from tilegen import cli as cli_mod
+
+    monkeypatch.setattr(sys, "argv", ["tilegen", *map(str, args)])
+    code = 0
+    try:
+        cli_mod.main()
+    except SystemExit as e:
+        code = e.code
+    out = capsys.readouterr()
+    return code, out.out, out.err

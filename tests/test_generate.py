@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import cli
+from helpers import cli, cli_inproc
 
 from tilegen import zarr_store
 from tilegen.errors import UserError
@@ -45,20 +45,6 @@ def run(model, out, size, **kw):
     kw.setdefault("log", lambda msg: None)
     cfg = GenerateConfig(model=str(model), output=str(out), size=size, **kw)
     return generate_image(cfg) if Path(out).suffix in (".png", ".tif") else generate(cfg)
-
-
-def cli_inproc(monkeypatch, capsys, *args):
-    """The console entry point in this process (fast): (exit code, stdout, stderr)."""
-    from tilegen import cli as cli_mod
-
-    monkeypatch.setattr(sys, "argv", ["tilegen", *map(str, args)])
-    code = 0
-    try:
-        cli_mod.main()
-    except SystemExit as e:
-        code = e.code
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 # --- exact tiling -----------------------------------------------------------------------------

@@ -10,12 +10,12 @@ from __future__ import annotations
 import io
 import json
 import shutil
-import sys
 from pathlib import Path
 
 import numpy as np
 import png
 import pytest
+from helpers import cli_inproc
 from PIL import Image
 
 from tilegen.imageio import _png_bitdepth, read_image
@@ -25,18 +25,7 @@ MATERIAL = Path(__file__).resolve().parent / "data" / "pebbles_material"
 ROLES = ["albedo", "normal", "roughness", "height", "ao"]
 
 
-def tilegen(monkeypatch, capsys, *args) -> tuple[int, str, str]:
-    """The console entry point in this process: (exit code, stdout, stderr)."""
-    from tilegen import cli
-
-    monkeypatch.setattr(sys, "argv", ["tilegen", *map(str, args)])
-    code = 0
-    try:
-        cli.main()
-    except SystemExit as e:
-        code = e.code
-    out = capsys.readouterr()
-    return code, out.out, out.err
+tilegen = cli_inproc  # (exit code, stdout, stderr) of the CLI run in this process
 
 
 def one_line_error(code: int, err: str, *words: str) -> None:

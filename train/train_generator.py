@@ -22,8 +22,9 @@ iteration, so a killed run resumed from its last checkpoint ends with bit-identi
 Defaults, and why. The reference trains 5000 iterations at 256^2 (batch 1, Adam lr 0.01, 5
 scales). On a GPU that is our default too (DEFAULT_SCHEDULE): 4.5 min on one H100, and the
 bundled model was trained so. On the 2-core CPU it would take about 2.6 h even with our fast loss
-(bench/RESULTS.md), so there the default is 1500 iterations on 128^2 crops: an iteration costs
-about half as much (0.65 s vs 1.4 s single-threaded), the run about a quarter of an hour. The
+(bench/RESULTS.md), so there the default is 1500 iterations on 128^2 crops, with 5 psi steps
+instead of 10 and a stride-2 loss at the finest level (TrainConfig.ot; 1.9x cheaper, no worse on
+the yardstick): a few minutes on two idle cores (bench/RESULTS.md, "Training speed"). The
 generator is fully convolutional, so the crop only sets how many patches each step sees; at 5
 scales the coarsest level of a 128^2 crop still holds 25 patches. TrainConfig's own defaults are
 the CPU ones. The learning rate decays (cosine, to 10%) over the second half, a design choice:
@@ -166,7 +167,7 @@ class TrainConfig:
 
 # The schedule `tilegen train` uses when --size / --iters are not given. On a GPU it is the
 # reference's (256^2 crops, 5000 iterations): 4.5 min on one H100, and the bundled model. On the
-# CPU that would take hours, so crops are 128^2 and the run 1500 iterations (about 16 min).
+# CPU that would take hours, so crops are 128^2 and the run 1500 iterations.
 DEFAULT_SCHEDULE = {"cuda": (256, 5000), "cpu": (128, 1500)}  # device type -> (size, iters)
 
 
