@@ -43,6 +43,7 @@ from tilegen.train.train_generator import (  # noqa: E402
     TrainConfig,
     check_modes,
     default_schedule,
+    learning_rate,
     new_generator,
     sample,
     train,
@@ -477,3 +478,16 @@ def test_cli_bad_inputs_are_one_line_errors(tmp_path):
     (tmp_path / "m.pt.ckpt").write_bytes(b"\x00" * 100)
     rc, _, err = cli("train", EXEMPLAR, "-o", out, "--resume", *TINY_CLI)
     assert "damaged" in one_line_error(rc, err)
+
+
+def test_learning_rate_warms_up_then_decays():
+    cfg = replace(TrainConfig(), iters=1500, lr=0.01, warmup=100)
+    lrs = [learning_rate(cfg, it) for it in range(1, 1501)]
+    assert lrs[0] == pytest.approx(0.0001) and lrs[99] == pytest.approx(0.01)
+    assert all(a < b for a, b in zip(lrs[:99], lrs[1:100]))  # rising
+    assert lrs[100:750] == [0.01] * 650  # constant until decay_start
+    assert lrs[-1] == pytest.approx(0.001)  # lr_final
+    short = replace(cfg, iters=60)  # a warm-up never takes more than a tenth of the run
+    assert learning_rate(short, 6) == pytest.approx(0.01)
+    assert learning_rate(short, 5) == pytest.approx(0.01 * 5 / 6)
+    assert learning_rate(replace(cfg, warmup=0), 1) == 0.01

@@ -79,6 +79,10 @@ class TrainConfig:
     size: int = 128  # side of the training crop (output window) in pixels
     batch: int = 1  # noise samples per iteration; their patches are pooled in one OT problem
     lr: float = 0.01  # Adam on the weights
+    # The lr rises linearly over the first `warmup` iterations (0: none). With the full lr from
+    # the first step the loss jumps 100-10^4x within 20 iterations (grass: 19.6 -> 5e5); 100
+    # warm-up iterations removed the jump but the networks ended worse (MODELS.md, session 6).
+    warmup: int = 0
     decay_start: float = 0.5  # fraction of the run after which lr decays (1.0: constant lr)
     lr_final: float = 0.1  # lr at the last iteration, as a fraction of lr (cosine decay)
     seed: int = 0  # weights, exemplar patches, training noise and psi subsampling
@@ -117,6 +121,7 @@ class TrainConfig:
         d.setdefault("ema", 0.0)
         d.setdefault("projection", 0)  # checkpoints from before it existed
         d.setdefault("freeze", 0.0)
+        d.setdefault("warmup", 0)  # checkpoints from before it existed
         ot = OTConfig(**ot)
         return cls(**d, gen=gen, ot=ot)
 
@@ -215,7 +220,11 @@ def freeze_start(cfg: TrainConfig) -> int:
 
 
 def learning_rate(cfg: TrainConfig, it: int) -> float:
-    """lr for iteration `it` (1-based): constant, then a cosine decay to lr * lr_final."""
+    """lr for iteration `it` (1-based): a linear warm-up, constant, then a cosine decay to
+    lr * lr_final."""
+    warmup = min(cfg.warmup, cfg.iters // 10)  # never more than a tenth of the run
+    if it <= warmup:
+        return cfg.lr * it / warmup
     start = cfg.decay_start * cfg.iters
     if it <= start or cfg.iters <= start:
         return cfg.lr
