@@ -6,6 +6,9 @@ then the image loss backpropagates through the same N x J matrix. Ours: chunked 
 argmin, closed-form psi gradient on a subsample, a gather for the image loss.
 
     python bench/synth_speed.py                    # ratio at 256^2, 4 scales, J = 2000
+
+(The default command's wall time with start-up, 128^2 x 200 iterations, per thread policy:
+bench/threads.py, bench/RESULTS.md "Threads".)
     python bench/synth_speed.py --full             # + a full 500-iteration synthesis: time, RSS
     python bench/synth_speed.py --quality-iters 50 # + both styles' evaluate distance at 128^2
 """
