@@ -33,7 +33,7 @@ from __future__ import annotations
 import json
 import os
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -551,6 +551,11 @@ class EvaluateJob:
         memory.require(per_job, f"exact OT on --patches {self.patches}", "use fewer --patches")
         PARALLEL["max"] = max(1, min(8, (memory.available() - memory.BASE) // per_job))
 
+    def settings(self) -> dict:
+        """The scoring settings, as the JSON output records them."""
+        return {"scales": self.scales, "patch": 4, "patches": self.patches,
+                "seeds": self.seeds, "seed": self.seed}  # fmt: skip
+
     def run(self, echo: Callable[[str], None]) -> None:
         """Score every image (all read before the work), echoing the table row by row."""
         from tilegen.imageio import read_image
@@ -562,9 +567,7 @@ class EvaluateJob:
             return _material_run(self, ex, layout, echo)
         rows = [(str(p), "image", read_image(p)) for p in self.images]
         if self.baselines:
-            rows.append(("exemplar (self)", "self", ex))
-            names = {"blur_sigma1": "blur sigma=1", "contrast_0.7": "contrast x0.7"}
-            rows += [(names[k], "baseline", v) for k, v in baseline_images(ex).items()]
+            rows += baseline_rows(ex, baseline_images(ex))
         score = Evaluator(ex, scales=self.scales, n=self.patches, seeds=self.seeds, seed=self.seed)
         width = max(len("image"), *(len(r[0]) for r in rows))
         table = not self.json_out
@@ -575,14 +578,7 @@ class EvaluateJob:
             echo(f"{self.patches} patches x {self.seeds} draws, seed {self.seed}")
             echo(table_header(width))
         results, notes = [], []
-        for i, (name, kind, img) in enumerate(rows):
-            try:
-                r = score(img, name)
-            except KeyboardInterrupt:
-                raise Interrupted(
-                    f"interrupted while scoring {name}: {i} of {len(rows)} rows were scored "
-                    "(nothing is saved); rerun the same command"
-                )
+        for i, (name, kind, _), r in scored_rows(rows, score):
             notes += r["notes"]
             results.append({"name": name, "kind": kind, **r})
             if table:
@@ -593,10 +589,31 @@ class EvaluateJob:
             for note in dict.fromkeys(notes):
                 echo(f"note: {note}")
             return
-        settings = {"scales": self.scales, "patch": 4, "patches": self.patches,
-                    "seeds": self.seeds, "seed": self.seed}  # fmt: skip
-        doc = {"exemplar": str(self.exemplar), "settings": settings, "results": results}
+        doc = {"exemplar": str(self.exemplar), "settings": self.settings(), "results": results}
         echo(json.dumps(doc, indent=2))
+
+
+_BASELINE_NAMES = {"blur_sigma1": "blur sigma=1", "contrast_0.7": "contrast x0.7"}
+
+
+def baseline_rows(exemplar: np.ndarray, baselines: dict[str, np.ndarray]) -> list[tuple]:
+    """The --baselines rows: the exemplar itself, then each degraded copy."""
+    rows = [("exemplar (self)", "self", exemplar)]
+    return rows + [(_BASELINE_NAMES[k], "baseline", v) for k, v in baselines.items()]
+
+
+def scored_rows(rows: list[tuple], score: Callable) -> Iterator[tuple[int, tuple, dict]]:
+    """(i, row, score(row's image)) for each (name, kind, image) row; Ctrl-C says how far it
+    got (nothing is saved, so the fix is to rerun)."""
+    for i, row in enumerate(rows):
+        try:
+            result = score(row[2], row[0])
+        except KeyboardInterrupt:
+            raise Interrupted(
+                f"interrupted while scoring {row[0]}: {i} of {len(rows)} rows were scored "
+                "(nothing is saved); rerun the same command"
+            )
+        yield i, row, result
 
 
 def read_material_image(path: Path, layout: dict, normal: str | None) -> np.ndarray:
@@ -624,9 +641,7 @@ def _material_run(job: EvaluateJob, ex: np.ndarray, layout: dict, echo) -> None:
         ex, layout, scales=job.scales, n=job.patches, seeds=job.seeds, seed=job.seed
     )
     if job.baselines:
-        rows.append(("exemplar (self)", "self", ex))
-        names = {"blur_sigma1": "blur sigma=1", "contrast_0.7": "contrast x0.7"}
-        rows += [(names[k], "baseline", v) for k, v in score.baselines().items()]
+        rows += baseline_rows(ex, score.baselines())
     roles = [m["role"] for m in layout["maps"]]
     width = max(len("image"), *(len(f"{r[0]} [{role}]") for r in rows for role in roles))
     table = not job.json_out
@@ -637,14 +652,7 @@ def _material_run(job: EvaluateJob, ex: np.ndarray, layout: dict, echo) -> None:
              f"draws, seed {job.seed}")  # fmt: skip
         echo(table_header(width))
     results, lines = [], []
-    for i, (name, kind, img) in enumerate(rows):
-        try:
-            r = score(img, name)
-        except KeyboardInterrupt:
-            raise Interrupted(
-                f"interrupted while scoring {name}: {i} of {len(rows)} were scored (nothing is "
-                "saved); rerun the same command"
-            )
+    for _, (name, kind, _), r in scored_rows(rows, score):
         results.append({"name": name, "kind": kind, **r})
         if table:
             for role, m in r["maps"].items():
@@ -656,9 +664,7 @@ def _material_run(job: EvaluateJob, ex: np.ndarray, layout: dict, echo) -> None:
         for line in lines:
             echo("  " + line)
         return
-    settings = {"scales": job.scales, "patch": 4, "patches": job.patches, "seeds": job.seeds,
-                "seed": job.seed}  # fmt: skip
-    doc = {"exemplar": str(job.exemplar), "material": layout, "settings": settings,
+    doc = {"exemplar": str(job.exemplar), "material": layout, "settings": job.settings(),
            "results": results}  # fmt: skip
     echo(json.dumps(doc, indent=2))
 
