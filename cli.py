@@ -274,12 +274,12 @@ def train_cmd(
     levels: S(int, "Noise scales of the generator (stride 2^(L-1))", 6) = None,
     size: S(int, "Side of the training crop in pixels", "256 on a GPU, 128 on the CPU") = None,
     batch: S(int, "Noise samples per iteration", 1) = None,
-    lr: S(float, "Adam learning rate", 0.01) = None,
+    lr: S(float, "Adam learning rate", 0.002) = None,
     seed: S(int, "Random seed", 0) = None,
     projection: S(int, "Exemplar patches of the final patch projection, which paints the "
                   "exemplar's own fine detail over the network's output (0: none)", 2000) = None,
-    ema: S(float, "Keep a moving average of the weights with this decay, e.g. 0.995, not the "
-           "last ones", 0) = None,
+    ema: S(float, "Keep a moving average of the weights with this decay, not the last ones "
+           "(0: the last ones)", 0.99) = None,
     device: cl.Device = "auto",
     threads: cl.Threads = None,
     checkpoint_every: O(int, "Write OUTPUT.ckpt every N iterations and at the end (0: "

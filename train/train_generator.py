@@ -20,17 +20,18 @@ Checkpoints (train/checkpoint.py) hold the weights, Adam's state, psi, the RNG s
 iteration, so a killed run resumed from its last checkpoint ends with bit-identical weights.
 
 Defaults, and why. The reference trains 5000 iterations at 256^2 (batch 1, Adam lr 0.01, 5
-scales). On a GPU that is our default too (DEFAULT_SCHEDULE): 4.5 min on one H100, and the
-bundled model was trained so. On the 2-core CPU it would take about 2.6 h even with our fast loss
-(bench/RESULTS.md), so there the default is 1500 iterations on 128^2 crops, with 5 psi steps
-instead of 10 and a stride-2 loss at the finest level (TrainConfig.ot; 1.9x cheaper, no worse on
-the yardstick): a few minutes on two idle cores (bench/RESULTS.md, "Training speed"). The
-generator is fully convolutional, so the crop only sets how many patches each step sees; at 5
-scales the coarsest level of a 128^2 crop still holds 25 patches. TrainConfig's own defaults are
-the CPU ones. The learning rate decays (cosine, to 10%) over the second half, a design choice:
-the folded model is the last Adam iterate, and smaller final steps make it less noisy. What was
-tried to close the gap to synth (a weight average, a wider generator, another lr, a larger
-batch) is in tilegen/assets/MODELS.md.
+scales). On a GPU that schedule is our default too (DEFAULT_SCHEDULE): 4.5 min on one H100 for
+the bundled grass model, trained so with the reference's lr and BatchNorm. On the 2-core CPU it
+would take about 2.6 h even with our fast loss (bench/RESULTS.md), so there the default is 1500
+iterations on 128^2 crops, with 5 psi steps instead of 10 and a stride-2 loss at the finest
+level (TrainConfig.ot; 1.9x cheaper, no worse on the yardstick): a few minutes on two idle cores
+(bench/RESULTS.md, "Training speed"). The generator is fully convolutional, so the crop only sets
+how many patches each step sees; at 5 scales the coarsest level of a 128^2 crop still holds 25
+patches. TrainConfig's own defaults are the CPU ones. Unlike the reference, Adam's lr is 0.002,
+not 0.01, and the model kept is a moving average of the weights (`ema`): the reference's lr made
+weight-standardised networks explode in their first iterations and then swing from checkpoint to
+checkpoint (MODELS.md, session 7). The learning rate also decays (cosine, to 10%) over the
+second half. What was tried to close the gap to synth is in tilegen/assets/MODELS.md.
 """
 
 from __future__ import annotations
@@ -78,7 +79,11 @@ class TrainConfig:
     iters: int = 1500  # outer iterations: psi steps + one Adam step on the weights
     size: int = 128  # side of the training crop (output window) in pixels
     batch: int = 1  # noise samples per iteration; their patches are pooled in one OT problem
-    lr: float = 0.01  # Adam on the weights
+    # Adam on the weights. The reference's 0.01 blows weight-standardised networks up in their
+    # first iterations (rusty_metal: a mean loss of 90,000 over the first 150, still 5.0 at 1050
+    # where 0.002 is at 0.53) and leaves them painting wrong colours; 0.002 with the weight
+    # average below beat it on all eight yardstick textures (tilegen/assets/MODELS.md, session 7).
+    lr: float = 0.002
     # The lr rises linearly over the first `warmup` iterations (0: none). With the full lr from
     # the first step the loss jumps 100-10^4x within 20 iterations (grass: 19.6 -> 5e5); 100
     # warm-up iterations removed the jump but the networks ended worse (MODELS.md, session 6).
@@ -89,9 +94,10 @@ class TrainConfig:
     device: str = "auto"
     bn_samples: int = 200  # norm=batch only: noise samples for the population statistics
     # > 0: keep an exponential moving average of the weights (a window of about 1 / (1 - ema)
-    # iterations, shorter early on) instead of Adam's last iterate. Off by default: 0.995 did
-    # not improve the grass model (tilegen/assets/MODELS.md).
-    ema: float = 0.0
+    # iterations, shorter early on) instead of Adam's last iterate, which swings from one
+    # checkpoint to the next (pebbles: 1.6-5.6x synth over the last 900 iterations; averaged:
+    # 1.8-3.8x). 0: the last iterate.
+    ema: float = 0.99
     # norm=batch: for this last fraction of the iterations BatchNorm uses fixed statistics
     # (re-estimated once when the phase starts), so the weights the run ends with were trained
     # as the function inference computes, and nothing is re-estimated after the loop.
