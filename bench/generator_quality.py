@@ -1,7 +1,7 @@
 """The generator yardstick: one model per texture, scored against `synth` and two baselines.
 
     python bench/generator_quality.py VARIANT [--set KEY=VALUE ...] [--textures NAME ...]
-                                      [--jobs 2] [--picture] [--table]
+                                      [--jobs 2] [--picture] [--sheet] [--table]
 
 For each texture (default: the eight of YARDSTICK, from ../shared/textures and
 ../shared/materials/*/albedo.png) it trains a generator with `TrainConfig` defaults changed by
@@ -23,7 +23,9 @@ network, 2x the crop size).
 Runs `--jobs` trainings at once, one torch thread each (on 2 cores: 2). Rows are appended to
 out/generator_quality/results.jsonl (a rerun skips what is there); `--table` prints every
 variant's rows as markdown; `--picture` writes one picture per texture (crop | synth | samples)
-to docs/images/generator/ (otherwise to out/generator_quality/VARIANT/).
+to docs/images/generator/ (otherwise to out/generator_quality/VARIANT/); `--sheet` one picture
+of all textures (a row each: crop | synth | sample, top-left 128^2) to
+docs/images/generator/VARIANT.png.
 """
 
 from __future__ import annotations
@@ -179,6 +181,24 @@ def picture(name: str, variant: str, dest: Path) -> None:
     sheet.save(dest, optimize=True)
 
 
+def sheet(names: list[str], variant: str, dest: Path, side: int = 128) -> None:
+    """One picture for the whole yardstick: a row per texture, crop | synth | the model's sample
+    with its projection (seed 0), each the top-left side x side at full resolution."""
+    from PIL import Image
+
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    out = Image.new("RGB", (3 * (side + 4) - 4, len(names) * (side + 4) - 4), "white")
+    for row, name in enumerate(names):
+        cells = [
+            Image.open(exemplar_path(name)).convert("RGB"),
+            Image.open(OUT / "synth" / f"{name}.png").convert("RGB"),
+            Image.open(OUT / variant / f"{name}p_0.png").convert("RGB"),
+        ]
+        for col, im in enumerate(cells):
+            out.paste(im.crop((0, 0, side, side)), (col * (side + 4), row * (side + 4)))
+    out.save(dest, optimize=True)
+
+
 def load_rows() -> list[dict]:
     log = OUT / "results.jsonl"
     return [json.loads(line) for line in log.read_text().splitlines()] if log.is_file() else []
@@ -231,6 +251,9 @@ def main() -> None:
     p.add_argument("--jobs", type=int, default=2, help="trainings at once, one thread each")
     p.add_argument("--picture", action="store_true", help="pictures to docs/images/generator/")
     p.add_argument("--table", action="store_true", help="print every variant's rows")
+    p.add_argument(
+        "--sheet", action="store_true", help="one picture of all textures to docs/images/generator/"
+    )
     args = p.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / "synth").mkdir(exist_ok=True)
@@ -266,6 +289,8 @@ def main() -> None:
         for t in args.textures:
             dest = ROOT / "docs/images/generator" if args.picture else OUT / args.variant
             picture(t, args.variant, dest / f"{t}.png")
+        if args.sheet:
+            sheet(args.textures, args.variant, ROOT / f"docs/images/generator/{args.variant}.png")
     print(table(rows, synth))
 
 
