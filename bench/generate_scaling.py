@@ -188,8 +188,9 @@ def main() -> None:
             rows.append(r)
             print(json.dumps(r), flush=True)
             if args.crop and size == max(args.sizes):
-                save_crop(store, args.crop.with_stem(f"{args.crop.stem}_{model.stem}"))
-                print(f"crop: {args.crop}")
+                crop = args.crop.with_stem(f"{args.crop.stem}_{model.stem}")
+                save_crop(store, crop)
+                print(f"crop: {crop}")
             if not args.keep:
                 shutil.rmtree(store, ignore_errors=True)
     print()

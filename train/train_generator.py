@@ -82,11 +82,12 @@ class TrainConfig:
     # Adam on the weights. The reference's 0.01 blows weight-standardised networks up in their
     # first iterations (rusty_metal: a mean loss of 90,000 over the first 150, still 5.0 at 1050
     # where 0.002 is at 0.53) and leaves them painting wrong colours; 0.002 with the weight
-    # average below beat it on all eight yardstick textures (tilegen/assets/MODELS.md, session 7).
+    # average below beat it on 7 of the 8 yardstick textures for the network alone, 6 of 8 with
+    # the projection (tilegen/assets/MODELS.md, session 7).
     lr: float = 0.002
-    # The lr rises linearly over the first `warmup` iterations (0: none). With the full lr from
-    # the first step the loss jumps 100-10^4x within 20 iterations (grass: 19.6 -> 5e5); 100
-    # warm-up iterations removed the jump but the networks ended worse (MODELS.md, session 6).
+    # The lr rises linearly over the first `warmup` iterations (0: none). At lr 0.01 from the
+    # first step the loss jumps 100-10^4x within 20 iterations (grass: 19.6 -> 5e5); 100 warm-up
+    # iterations removed the jump but the networks ended worse (MODELS.md, session 6).
     warmup: int = 0
     decay_start: float = 0.5  # fraction of the run after which lr decays (1.0: constant lr)
     lr_final: float = 0.1  # lr at the last iteration, as a fraction of lr (cosine decay)
