@@ -290,8 +290,49 @@ def test_checkpoint_settings_roundtrip_and_older_ones_keep_their_psi_schedule():
     older = TINY.to_dict()
     del older["ot"]["loss_psi_step"]  # written before the loss's argmin doubled as a psi step
     del older["ema"]  # and before the weights were averaged
-    off = replace(TINY, ema=0.0, ot=replace(TINY.ot, loss_psi_step=False))
+    del older["gen"]["residual"]  # and before the joins were residual
+    off = replace(
+        TINY,
+        ema=0.0,
+        ot=replace(TINY.ot, loss_psi_step=False),
+        gen=replace(TINY.gen, residual=0.0),
+    )
     assert TrainConfig.from_dict(older) == off
+
+
+def test_model_saved_before_residual_joins_loads_as_the_plain_network(tmp_path, trained):
+    import json
+
+    plain = fold(new_generator(replace(trained.model.cfg, residual=0.0), 1, torch.device("cpu")))
+    path = tmp_path / "old.pt"
+    save_generator(path, plain, {"exemplar_sha256": "x", "training": {}})
+    obj = torch.load(path, weights_only=False)
+    cfg = json.loads(obj["generator"])
+    del cfg["residual"]  # what files written before it existed hold
+    obj["generator"] = json.dumps(cfg)
+    torch.save(obj, path)
+    loaded, _ = load_generator(path)
+    assert loaded.cfg.residual == 0.0
+    assert torch.equal(sample_tile(loaded, 5, 0, 0, 24, 24), sample_tile(plain, 5, 0, 0, 24, 24))
+
+
+def test_residual_joins_let_every_noise_level_move_the_output():
+    # At 0.5 each level's noise moves a freshly initialised output by a similar amount; the
+    # trained plain networks had let all but the finest fall to ~0 (MODELS.md, session 8).
+    model = new_generator(GeneratorConfig(levels=4, width=8), 0, torch.device("cpu")).eval()
+    gen = torch.Generator().manual_seed(1)
+    noise = training_noise(model.cfg, 2, 64, gen)
+    with torch.no_grad():
+        base = model(*noise)
+        moves = []
+        for k in range(len(noise)):
+            redrawn = list(noise)
+            redrawn[k] = torch.rand(noise[k].shape, generator=gen)
+            moves.append(float((model(*redrawn) - base).pow(2).mean().sqrt()))
+        smooth = model.smooth(torch.arange(16.0).repeat_interleave(2).expand(1, 1, 6, 32))
+    assert min(moves) > 0.5 * max(moves), moves
+    # The residual's upsampling is bilinear: a ramp stays a ramp (no nearest-neighbour steps).
+    assert torch.allclose(smooth[0, 0, 0].diff(), torch.full((27,), 0.5))
 
 
 def test_default_schedule_follows_the_device():

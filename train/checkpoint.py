@@ -164,6 +164,7 @@ def load_generator(
     meta = _unjson(obj, "meta", path)
     try:
         cfg_dict.setdefault("norm", "batch")  # models from before weight standardisation
+        cfg_dict.setdefault("residual", 0.0)  # models from before residual joins
         cfg = GeneratorConfig(**cfg_dict)
         model = build_folded(cfg)
         model.load_state_dict(obj["state_dict"], strict=True)

@@ -5,7 +5,11 @@ block (conv3x3 -> BN -> leaky, twice, then conv1x1 -> BN -> leaky), all *valid* 
 each block trims 2 pixels per side. Coarser features are upsampled x2 (nearest), concatenated with
 the level's noise features and mixed by a join block. A final 1x1 conv gives the channels.
 
-    h_0 = block(z_0);   h_k = join(concat(up2(h_{k-1}), block(z_k)));   image = conv1x1(h_{K-1})
+    h_0 = block(z_0);   h_k = join(concat(up2(h_{k-1}), block(z_k))) + r * bilinear2(h_{k-1})
+    image = conv1x1(h_{K-1})
+
+(the residual term, times GeneratorConfig.residual = 0.5 by default: `bilinear2` is nearest
+up2 followed by a fixed [1 2 1]/4 filter, cropped to the join's output).
 
 Valid convolutions + nearest upsampling make the output a pure function of a finite noise
 neighbourhood, so a tile computed alone equals the same region of one giant evaluation
@@ -43,6 +47,13 @@ class GeneratorConfig:
     # J > 0: the model ends with a patch projection onto J exemplar patches (PatchProjection),
     # attached after training; 0: none.
     projection: int = 0
+    # Each join adds its output to `residual` x the coarser features upsampled bilinearly (a
+    # residual connection), so coarse noise has a short path to the image. Without it (0), 4 of
+    # the 8 yardstick networks stopped using every noise level but the finest and painted
+    # speckle without layout; at 1 the coarse levels dominate from the start and fine grain
+    # suffers; at 0.5 every level moves the first output equally (bench/noise_levels.py;
+    # tilegen/assets/MODELS.md, session 8). 0 for models saved before it existed.
+    residual: float = 0.5
 
     @property
     def arch(self) -> Arch:
@@ -191,12 +202,24 @@ class TextureGenerator(nn.Module):
     def arch(self) -> Arch:
         return self.cfg.arch
 
+    @staticmethod
+    def smooth(up: torch.Tensor) -> torch.Tensor:
+        """Nearest-upsampled features filtered by [1 2 1]/4 along each axis, which is bilinear
+        x2 upsampling (a nearest-upsampled residual paints 32-pixel blocks), cropped to the
+        join's output: the filter trims 1 pixel per side, the last slice 1 more. Shifted slices,
+        not a convolution: no weights in the exported graph."""
+        v = up[:, :, :-2] + 2.0 * up[:, :, 1:-1] + up[:, :, 2:]
+        v = v[..., :-2] + 2.0 * v[..., 1:-1] + v[..., 2:]
+        return v[:, :, 1:-1, 1:-1] * (1.0 / 16.0)
+
     def forward(self, *noises: torch.Tensor) -> torch.Tensor:
         """noises z_0 .. z_{K-1}, each (B, C_noise, H_k, W_k) on the upsampling grid."""
         h = self.noise_blocks[0](noises[0])
         for k in range(1, self.cfg.levels):
             up = F.interpolate(h, scale_factor=2.0, mode="nearest")
             h = self.joins[k - 1](torch.cat([up, self.noise_blocks[k](noises[k])], dim=1))
+            if self.cfg.residual:
+                h = h + self.cfg.residual * self.smooth(up)
         image = self.to_image(h)
         return image if self.project is None else self.project(image)
 
@@ -282,6 +305,13 @@ def unit_variance_init(model: TextureGenerator, noises: list[torch.Tensor]) -> T
                 conv.weight.div_(std[:, None, None, None])
             conv.bias.sub_(mean / std)
     model.to_image.bias.fill_(0.5)  # start mid-grey: the output's range is [0, 1]
+    if model.cfg.residual:
+        # The residual sums grow with the levels: start the image at the plain network's
+        # spread (std about 0.25 around mid-grey) rather than 3x it.
+        out = model(*noises)
+        mean, scale = out.mean(dim=(0, 2, 3)), 0.25 / out.std(dim=(0, 2, 3)).clamp_min(1e-6)
+        model.to_image.weight.mul_(scale[:, None, None, None])
+        model.to_image.bias.sub_((mean - 0.5) * scale)  # W h + b -> s (W h + b - mean) + 0.5
     return model
 
 

@@ -122,6 +122,7 @@ class TrainConfig:
         d = dict(d)
         gen = dict(d.pop("gen", {}))
         gen.setdefault("norm", "batch")  # checkpoints from before weight standardisation
+        gen.setdefault("residual", 0.0)  # checkpoints from before residual joins
         gen = GeneratorConfig(**gen)
         ot = dict(d.pop("ot", {}))
         ot.setdefault("loss_psi_step", False)  # checkpoints from before these existed: off
