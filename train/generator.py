@@ -51,7 +51,7 @@ class GeneratorConfig:
     # residual connection), so coarse noise has a short path to the image. Without it (0), 4 of
     # the 8 yardstick networks stopped using every noise level but the finest and painted
     # speckle without layout; at 1 the coarse levels dominate from the start and fine grain
-    # suffers; at 0.5 every level moves the first output equally (bench/noise_levels.py;
+    # suffers; at 0.5 every level moves the initial output about equally (bench/noise_levels.py;
     # tilegen/assets/MODELS.md, session 8). 0 for models saved before it existed.
     residual: float = 0.5
 
@@ -205,7 +205,7 @@ class TextureGenerator(nn.Module):
     @staticmethod
     def smooth(up: torch.Tensor) -> torch.Tensor:
         """Nearest-upsampled features filtered by [1 2 1]/4 along each axis, which is bilinear
-        x2 upsampling (a nearest-upsampled residual paints 32-pixel blocks), cropped to the
+        x2 upsampling (a nearest-upsampled residual paints 8-32 pixel blocks), cropped to the
         join's output: the filter trims 1 pixel per side, the last slice 1 more. Shifted slices,
         not a convolution: no weights in the exported graph."""
         v = up[:, :, :-2] + 2.0 * up[:, :, 1:-1] + up[:, :, 2:]
@@ -307,7 +307,7 @@ def unit_variance_init(model: TextureGenerator, noises: list[torch.Tensor]) -> T
     model.to_image.bias.fill_(0.5)  # start mid-grey: the output's range is [0, 1]
     if model.cfg.residual:
         # The residual sums grow with the levels: start the image at the plain network's
-        # spread (std about 0.25 around mid-grey) rather than 3x it.
+        # spread (std about 0.25 around mid-grey), not up to 3x it.
         out = model(*noises)
         mean, scale = out.mean(dim=(0, 2, 3)), 0.25 / out.std(dim=(0, 2, 3)).clamp_min(1e-6)
         model.to_image.weight.mul_(scale[:, None, None, None])
