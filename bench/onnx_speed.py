@@ -1,6 +1,7 @@
 """Megapixels per second of an exported generator in onnxruntime vs torch, same machine, same run.
 
-    python bench/onnx_speed.py [--model MODEL.pt] [--sizes 256 512 1024 2048] [--threads 2]
+    python bench/onnx_speed.py [--model MODEL.pt [--network-only]] [--sizes 256 512 1024 2048]
+                               [--threads 2]
 
 Without --model: the default-size generator (levels 6, width 16), randomly initialised, given
 BatchNorm statistics by a few train-mode forwards, then folded (speed does not depend on the
@@ -64,6 +65,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", help="a MODEL.pt from 'tilegen train' (default: random init)")
     ap.add_argument("--sizes", type=int, nargs="+", default=[256, 512, 1024, 2048])
+    ap.add_argument("--network-only", action="store_true", help="without the model's projection")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--repeat", type=int, default=3)
     args = ap.parse_args()
@@ -72,6 +74,10 @@ def main() -> None:
         from tilegen.train.checkpoint import load_generator
 
         model, _ = load_generator(args.model, "cpu")
+        if args.network_only:
+            from tilegen.train.generator import without_projection
+
+            model = without_projection(model)
     else:
         model = default_generator()
     cfg = model.cfg

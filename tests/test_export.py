@@ -119,7 +119,7 @@ def self_contained(exported, unfolded, tmp_path_factory):
 def test_graph_is_folded_single_file_and_dynamic(exported):
     path, proto = exported
     assert bn_nodes(proto) == []
-    # Slice, Mul and Add: the residual joins' bilinear upsampling (train/generator.py)
+    # Mul, Resize (bilinear), Slice and Add: the residual joins (train/generator.py)
     ops = {"Conv", "LeakyRelu", "Resize", "Concat", "Slice", "Mul", "Add"}
     assert {n.op_type for n in proto.graph.node} <= ops
     assert all(t.data_location == onnx.TensorProto.DEFAULT for t in proto.graph.initializer)

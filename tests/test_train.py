@@ -329,10 +329,18 @@ def test_residual_joins_let_every_noise_level_move_the_output():
             redrawn = list(noise)
             redrawn[k] = torch.rand(noise[k].shape, generator=gen)
             moves.append(float((model(*redrawn) - base).pow(2).mean().sqrt()))
-        smooth = model.smooth(torch.arange(16.0).repeat_interleave(2).expand(1, 1, 6, 32))
+        ramp = model.residual_term(torch.arange(16.0).expand(1, 1, 6, 16), 1.0)
+        h = torch.rand(1, 3, 9, 11, generator=gen)
+        up = h.repeat_interleave(2, dim=2).repeat_interleave(2, dim=3)
+        v = up[:, :, :-2] + 2 * up[:, :, 1:-1] + up[:, :, 2:]
+        filtered = (v[..., :-2] + 2 * v[..., 1:-1] + v[..., 2:])[:, :, 1:-1, 1:-1] / 16
+        residual = model.residual_term(h, 0.5)
     assert min(moves) > 0.5 * max(moves), moves
-    # The residual's upsampling is bilinear: a ramp stays a ramp (no nearest-neighbour steps).
-    assert torch.allclose(smooth[0, 0, 0].diff(), torch.full((27,), 0.5))
+    # The residual's upsampling is bilinear: a ramp stays a ramp (no nearest-neighbour steps),
+    # and it is nearest x2 then [1 2 1]/4: local, so every cropped pixel is one a tile computes.
+    assert torch.allclose(ramp[0, 0, 0].diff(), torch.full((27,), 0.5))
+    assert residual.shape == (1, 3, 14, 18)
+    assert torch.allclose(residual, 0.5 * filtered, atol=1e-6)
 
 
 def test_default_schedule_follows_the_device():
