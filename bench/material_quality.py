@@ -143,10 +143,13 @@ def table(results: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def synth_one(ex: np.ndarray, layout: dict, size: int, iters: int, weights: list[str] | None):
+def synth_one(
+    ex: np.ndarray, layout: dict, size: int, iters: int, weights: list[str] | None, scales: int = 4
+):
     from tilegen.train.synth import SynthConfig, synthesize
 
     cfg = SynthConfig(size=(size, size), iters=iters, device="cpu")
+    cfg = replace(cfg, ot=replace(cfg.ot, scales=scales))
     roles = [m["role"] for m in layout["maps"]]
     weights = [w for w in weights or [] if w.split("=")[0] in roles]  # ground_dirt has no ao
     cfg = replace(cfg, ot=replace(cfg.ot, weights=channel_weights(layout, weights)))
@@ -221,6 +224,7 @@ def main() -> None:
     ap.add_argument("--sets", nargs="*", default=list(NAMES))
     ap.add_argument("--size", type=int, default=None)
     ap.add_argument("--iters", type=int, default=None)
+    ap.add_argument("--scales", type=int, default=4, help="synth: loss scales (4: the default)")
     ap.add_argument("--samples", type=int, default=3, help="model: samples (seeds 0..N-1)")
     ap.add_argument("--settings", nargs="*", default=list(SETTINGS), help="weights: which")
     ap.add_argument("--picture", action="store_true")
@@ -238,11 +242,12 @@ def main() -> None:
         ex, layout = exemplar(name, a.exemplar)
         if a.mode == "synth":
             size, iters = a.size or 256, a.iters or 500
-            cache = out / "material_quality" / f"synth_{name}_{a.exemplar}_{size}_{iters}.npz"
+            tag = f"{a.exemplar}_{size}_{iters}" + ("" if a.scales == 4 else f"_s{a.scales}")
+            cache = out / "material_quality" / f"synth_{name}_{tag}.npz"
             if cache.is_file() and not a.fresh:  # synth takes 5-11 minutes a set here
                 img, sec = np.load(cache)["image"], float(np.load(cache)["seconds"])
             else:
-                img, sec = synth_one(ex, layout, size, iters, None)
+                img, sec = synth_one(ex, layout, size, iters, None, a.scales)
                 cache.parent.mkdir(exist_ok=True)
                 np.savez(cache, image=img, seconds=sec)
             results += rows(name, "synth", score(ex, layout, {"synth": img}), sec)
