@@ -23,9 +23,9 @@ Defaults, and why. The reference trains 5000 iterations at 256^2 (batch 1, Adam 
 scales). On a GPU that schedule is our default too (DEFAULT_SCHEDULE): 4.5 min on one H100 for
 the bundled grass model, trained so with the reference's lr and BatchNorm. On the 2-core CPU it
 would take about 2.6 h even with our fast loss (bench/RESULTS.md), so there the default is 1500
-iterations on 128^2 crops, with 5 psi steps instead of 10 and a stride-2 loss at the finest
-level (TrainConfig.ot; 1.9x cheaper, no worse on the yardstick): a few minutes on two idle cores
-(bench/RESULTS.md, "Training speed"). The generator is fully convolutional, so the crop only sets
+iterations on 128^2 crops with a stride-2 loss at the finest level, and 15 psi steps instead of
+the reference's 10 (TrainConfig.ot): a quarter of an hour or less (bench/RESULTS.md, "Training
+speed"). The generator is fully convolutional, so the crop only sets
 how many patches each step sees; at 5 scales the coarsest level of a 128^2 crop still holds 25
 patches. TrainConfig's own defaults are the CPU ones. Unlike the reference, Adam's lr is 0.002,
 not 0.01, and the model kept is a moving average of the weights (`ema`): the reference's lr made
@@ -111,11 +111,13 @@ class TrainConfig:
     # potentials fitted to the model's samples (fit_projection); 0: the network alone.
     projection: int = 2000
     gen: GeneratorConfig = field(default_factory=GeneratorConfig)
-    # 5 averaged psi steps plus the exact step the loss's argmin gives, and the finest level's
-    # loss on a stride-2 grid: 1.8x less work per iteration than the reference's 10 steps on
-    # every patch, and no worse on the yardstick (tilegen/assets/MODELS.md, session 6).
+    # 15 averaged psi steps plus the exact step the loss's argmin gives, and the finest level's
+    # loss on a stride-2 grid. The stride and the exact step cost nothing in quality (session 6);
+    # 15 steps instead of 5 keep the potentials closer to the moving generator: better on five
+    # of the eight yardstick textures and within 6% on the others (mean 2.23 -> 1.97x synth
+    # with the projection), for about twice the time (tilegen/assets/MODELS.md, sessions 9-10).
     ot: OTConfig = field(
-        default_factory=lambda: OTConfig(scales=5, psi_steps=5, loss_psi_step=True, loss_stride=2)
+        default_factory=lambda: OTConfig(scales=5, psi_steps=15, loss_psi_step=True, loss_stride=2)
     )
 
     def to_dict(self) -> dict:
