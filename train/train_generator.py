@@ -79,10 +79,6 @@ class TrainConfig:
     iters: int = 1500  # outer iterations: psi steps + one Adam step on the weights
     size: int = 128  # side of the training crop (output window) in pixels
     batch: int = 1  # noise samples per iteration; their patches are pooled in one OT problem
-    # > size: fit the potentials on a fresh fit_size^2 sample (no gradient) instead of on the
-    # training crop, whose coarsest level holds only 25 patches at 128^2 against 841 targets;
-    # the loss stays on the crop. 0: fit on the crop.
-    fit_size: int = 0
     # Adam on the weights. The reference's 0.01 blows weight-standardised networks up in their
     # first iterations (rusty_metal: a mean loss of 90,000 over the first 150, still 5.0 at 1050
     # where 0.002 is at 0.53) and leaves them painting wrong colours; 0.002 with the weight
@@ -136,7 +132,6 @@ class TrainConfig:
         d.setdefault("projection", 0)  # checkpoints from before it existed
         d.setdefault("freeze", 0.0)
         d.setdefault("warmup", 0)  # checkpoints from before it existed
-        d.setdefault("fit_size", 0)
         ot = OTConfig(**ot)
         return cls(**d, gen=gen, ot=ot)
 
@@ -318,12 +313,7 @@ def train(
             recalibrate_batchnorm(model, eval_noise(cfg, cfg.bn_samples, cfg.seed + 1))
         noise = [z.to(device) for z in training_noise(gcfg, cfg.batch, cfg.size, rng)]
         image = crop_training(gcfg, model(*noise), cfg.size)
-        if cfg.fit_size > cfg.size:
-            with torch.no_grad():
-                wide = [z.to(device) for z in training_noise(gcfg, 1, cfg.fit_size, rng)]
-                ot_loss.fit_potentials(crop_training(gcfg, model(*wide), cfg.fit_size))
-        else:
-            ot_loss.fit_potentials(image.detach())
+        ot_loss.fit_potentials(image.detach())
         loss = ot_loss.loss(image)
         value = float(loss.detach())
         if not math.isfinite(value):
