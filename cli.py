@@ -280,6 +280,8 @@ def train_cmd(
                   "exemplar's own fine detail over the network's output (0: none)", 2000) = None,
     ema: S(float, "Keep a moving average of the weights with this decay, not the last ones "
            "(0: the last ones)", 0.99) = None,
+    psi_steps: S(int, "Ascent steps on the potentials psi per iteration; more keep them closer "
+                 "to the generator and cost time", 15) = None,
     device: cl.Device = "auto",
     threads: cl.Threads = None,
     checkpoint_every: O(int, "Write OUTPUT.ckpt every N iterations and at the end (0: "
@@ -300,7 +302,8 @@ def train_cmd(
     """
     given = {"--iters": iters, "--scales": scales, "--targets": targets, "--width": width,
              "--levels": levels, "--size": size, "--batch": batch, "--lr": lr, "--seed": seed,
-             "--ema": ema, "--device": device, "--projection": projection}  # fmt: skip
+             "--ema": ema, "--device": device, "--projection": projection,
+             "--psi-steps": psi_steps}  # fmt: skip
     job = TrainJob(exemplar=exemplar, output=output, given=given, threads=threads,
                    checkpoint_every=checkpoint_every, resume=resume, preview_every=preview_every,
                    check_modes=check, overwrite=overwrite, max_memory=max_memory, maps=map or [],

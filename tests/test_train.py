@@ -519,6 +519,8 @@ def test_cli_bad_inputs_are_one_line_errors(tmp_path):
     assert "at least" in one_line_error(rc, err)
     rc, _, err = cli("train", EXEMPLAR, "-o", out, "--targets", "0", *TINY_CLI)
     assert "--targets" in one_line_error(rc, err)
+    rc, _, err = cli("train", EXEMPLAR, "-o", out, "--psi-steps", "0", *TINY_CLI)
+    assert "--psi-steps" in one_line_error(rc, err)
     rc, _, err = cli("train", EXEMPLAR, "-o", out, "--resume", *TINY_CLI)
     assert "no checkpoint" in one_line_error(rc, err)
     if not torch.cuda.is_available():
@@ -540,3 +542,15 @@ def test_learning_rate_warms_up_then_decays():
     assert learning_rate(short, 6) == pytest.approx(0.01)
     assert learning_rate(short, 5) == pytest.approx(0.01 * 5 / 6)
     assert learning_rate(replace(cfg, warmup=0), 1) == 0.01
+
+
+def test_cli_psi_steps_reach_the_training_and_the_saved_settings(tmp_path):
+    """--psi-steps sets the potentials' ascent steps (the default 15), and the model says so."""
+    from tilegen.train.checkpoint import load_generator
+
+    assert TrainConfig().ot.psi_steps == 15
+    out = tmp_path / "m.pt"
+    rc, _, err = cli("train", EXEMPLAR, "-o", out, "--iters", "2", "--psi-steps", "3", *TINY_CLI)
+    assert rc == 0, err
+    _, meta = load_generator(out, "cpu")
+    assert meta["training"]["ot"]["psi_steps"] == 3

@@ -159,6 +159,7 @@ class TrainConfig:
         "--scales": "ot.scales",
         "--targets": "ot.n_target",
         "--projection": "projection",
+        "--psi-steps": "ot.psi_steps",
     }
 
     def merged(self, given: dict) -> TrainConfig:
@@ -202,7 +203,9 @@ class TrainResult:
 
 def check_config(exemplar_hw: tuple[int, int], cfg: TrainConfig) -> None:
     """Raise UserError with the fix for settings that cannot train."""
-    for option in ("--iters", "--batch", "--levels", "--width", "--scales", "--targets", "--size"):
+    for option in (
+        "--iters", "--batch", "--levels", "--width", "--scales", "--targets", "--size", "--psi-steps"
+    ):  # fmt: skip
         part, _, name = TrainConfig.OPTIONS[option].rpartition(".")
         options.positive(option, getattr(getattr(cfg, part) if part else cfg, name))
     options.learning_rate(cfg.lr)
