@@ -203,9 +203,8 @@ class TrainResult:
 
 def check_config(exemplar_hw: tuple[int, int], cfg: TrainConfig) -> None:
     """Raise UserError with the fix for settings that cannot train."""
-    for option in (
-        "--iters", "--batch", "--levels", "--width", "--scales", "--targets", "--size", "--psi-steps"
-    ):  # fmt: skip
+    counts = ("--iters", "--batch", "--levels", "--width", "--scales", "--targets", "--size")
+    for option in (*counts, "--psi-steps"):
         part, _, name = TrainConfig.OPTIONS[option].rpartition(".")
         options.positive(option, getattr(getattr(cfg, part) if part else cfg, name))
     options.learning_rate(cfg.lr)
