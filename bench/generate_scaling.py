@@ -161,7 +161,16 @@ def main() -> None:
           f"{cores()} cores, load average {os.getloadavg()[0]:.1f}", flush=True)  # fmt: skip
 
     def window(model: Path) -> dict:
-        sw = single_window(model)
+        # In a child process: a 2048^2 window of a model with a projection holds ~8 GB in
+        # onnxruntime's arena, which stays in this process's RSS after the session is gone, and
+        # two models' windows ran a 24 GB machine out of memory (session 10).
+        code = (
+            "import json, sys, pathlib; sys.path.insert(0, 'bench'); from generate_scaling "
+            "import single_window; print(json.dumps(single_window(pathlib.Path(sys.argv[1]))))"
+        )
+        cmd = [sys.executable, "-c", code, str(model.resolve())]
+        out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, check=True)
+        sw = json.loads(out.stdout.strip().splitlines()[-1])
         print(
             f"{model.name}: single window {sw['window']}^2, {sw['threads']} threads: "
             f"{sw['run_only_mp_s']:.3f} MP/s run only, {sw['with_noise_mp_s']:.3f} MP/s with "
