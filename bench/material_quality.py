@@ -149,10 +149,9 @@ def synth_one(
     from tilegen.train.synth import SynthConfig, synthesize
 
     cfg = SynthConfig(size=(size, size), iters=iters, device="cpu")
-    cfg = replace(cfg, ot=replace(cfg.ot, scales=scales))
     roles = [m["role"] for m in layout["maps"]]
     weights = [w for w in weights or [] if w.split("=")[0] in roles]  # ground_dirt has no ao
-    cfg = replace(cfg, ot=replace(cfg.ot, weights=channel_weights(layout, weights)))
+    cfg = replace(cfg, ot=replace(cfg.ot, scales=scales, weights=channel_weights(layout, weights)))
     t = time.perf_counter()
     img = synthesize(ex, cfg)
     return img, time.perf_counter() - t
