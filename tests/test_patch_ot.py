@@ -122,6 +122,25 @@ def test_psi_steps_never_draw_more_rows_than_the_level_holds():
     assert seen[3:] == [4096, 4096]
 
 
+def test_psi_lr_rows_exponent_scales_the_step_of_small_levels():
+    """A level whose steps see N < psi_batch patches steps by psi_lr x (N / psi_batch)^a;
+    levels with more patches, and every level at a = 0, by psi_lr."""
+    torch.manual_seed(0)
+    img, cfg = torch.rand(1, 3, 64, 64), OTConfig(scales=2, n_target=500, psi_steps=1)
+    moves = {}
+    for a in (0.0, 0.5, 1.0):
+        c = OTConfig(**{**cfg.__dict__, "psi_batch": 1024, "psi_lr_rows_exponent": a})
+        loss = PatchOTLoss(img, c, False, torch.Generator().manual_seed(1))
+        patches = loss.source_patches(img)  # 61^2 = 3721 and 29^2 = 841 patches
+        loss.fit_patches(patches)
+        # one step from psi = 0: psi_j = lr (1/J - n_j/N); the largest drop is lr (n_max/N - 1/J)
+        moves[a] = [float(-ot.psi.min()) for ot in loss.scales]
+    assert moves[0.0][1] > moves[0.5][1] > moves[1.0][1] > 0
+    for a in (0.5, 1.0):  # the coarse level (841 rows < 1024): (841 / 1024)^a as far
+        np.testing.assert_allclose(moves[a][1], moves[0.0][1] * (841 / 1024) ** a, rtol=1e-5)
+        np.testing.assert_allclose(moves[a][0], moves[0.0][0], rtol=1e-6)  # 3721 rows
+
+
 @pytest.mark.parametrize("periodic", [True, False])
 def test_strided_patches_are_the_grid_subset_and_cover_pixels_evenly(periodic):
     img = torch.rand(1, 3, 12, 16)

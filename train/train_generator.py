@@ -24,15 +24,15 @@ scales). On a GPU that schedule is our default too (DEFAULT_SCHEDULE): 4.5 min o
 the bundled grass model, trained so with the reference's lr and BatchNorm. On the 2-core CPU it
 would take about 2.6 h even with our fast loss (bench/RESULTS.md), so there the default is 1500
 iterations on 128^2 crops with a stride-2 loss at the finest level, and 15 psi steps instead of
-the reference's 10 (TrainConfig.ot): 15-22 min here with two trainings sharing the 2 cores
-(bench/RESULTS.md, "Training speed"). The generator is fully convolutional, so the crop only
-sets how many patches each step sees; at 5 scales the coarsest level of a 128^2 crop still
-holds 25 patches. TrainConfig's own defaults are the CPU ones. Unlike the reference, Adam's lr
-is 0.002, not 0.01, and the model kept is a moving average of the weights (`ema`): the
-reference's lr made weight-standardised networks explode in their first iterations and then
-swing from checkpoint to checkpoint (MODELS.md, session 7). The learning rate also decays
-(cosine, to 10%) over the second half. What was tried to close the gap to synth is in
-tilegen/assets/MODELS.md.
+the reference's 10 (TrainConfig.ot): about 12 min alone on the 2 cores, 15-22 min with two
+trainings sharing them (bench/RESULTS.md, "Training speed"). The generator is fully
+convolutional, so the crop only sets how many patches each step sees; at 5 scales the coarsest
+level of a 128^2 crop still holds 25 patches. TrainConfig's own defaults are the CPU ones.
+Unlike the reference, Adam's lr is 0.002, not 0.01, and the model kept is a moving average of
+the weights (`ema`): the reference's lr made weight-standardised networks explode in their first
+iterations and then swing from checkpoint to checkpoint (MODELS.md, session 7). The learning
+rate also decays (cosine, to 10%) over the second half. What was tried to close the gap to synth
+is in tilegen/assets/MODELS.md.
 """
 
 from __future__ import annotations
