@@ -6,7 +6,8 @@
 For each texture (default: the eight of YARDSTICK, from ../shared/textures and
 ../shared/materials/*/albedo.png) it trains a generator with `TrainConfig` defaults changed by
 `--set` (`size=256`, `iters=3000`, `gen.norm=batch`, `ot.n_target=8000`, ...; the variant's name
-labels the row), unless out/generator_quality/VARIANT/TEXTURE.pt exists, then scores at 256^2:
+labels the row), unless out/generator_quality/VARIANT/TEXTURE.pt exists (or, with `--refit-from
+OTHER`, takes OTHER's network and fits only its projection anew), then scores at 256^2:
 
 - three generator samples (hashed noise, seeds 0-2, inference mode: the folded model), of the
   network alone and with its patch projection (train/generator.py; fitted here when the model
@@ -122,9 +123,13 @@ def synth_row(name: str, threads: int) -> dict:
     return row
 
 
-def generator_row(variant: str, sets: dict, name: str, threads: int) -> dict:
+def generator_row(
+    variant: str, sets: dict, name: str, threads: int, refit_from: str | None = None
+) -> dict:
     """Train (or reuse) VARIANT's model for `name`; score three SIZE^2 samples of the network
-    alone and of the network with its patch projection (fitted here if the model has none)."""
+    alone and of the network with its patch projection (fitted here if the model has none).
+    refit_from: take that variant's network instead of training one, and fit its projection
+    anew (fit_projection as it is now; its training time is carried over)."""
     import torch
 
     from tilegen.evaluate import Evaluator
@@ -138,6 +143,15 @@ def generator_row(variant: str, sets: dict, name: str, threads: int) -> dict:
     folder = OUT / variant
     folder.mkdir(parents=True, exist_ok=True)
     model_path, meta_path = folder / f"{name}.pt", folder / f"{name}.train.json"
+    if not model_path.is_file() and refit_from:
+        source = OUT / refit_from / f"{name}.pt"
+        network, meta = load_generator(source)
+        t = time.perf_counter()
+        model = fit_projection(without_projection(network), exemplar)
+        info = json.loads(source.with_suffix(".train.json").read_text())
+        info["fit_seconds"] = time.perf_counter() - t
+        save_generator(model_path, model, meta)
+        meta_path.write_text(json.dumps(info))
     if not model_path.is_file():
         t = time.perf_counter()
         result = train(exemplar, train_config(sets))
@@ -249,6 +263,11 @@ def main() -> None:
     p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--textures", nargs="+", default=YARDSTICK)
     p.add_argument("--jobs", type=int, default=2, help="trainings at once, one thread each")
+    p.add_argument(
+        "--refit-from",
+        metavar="VARIANT",
+        help="reuse that variant's networks, fitting only their projection anew",
+    )
     p.add_argument("--picture", action="store_true", help="pictures to docs/images/generator/")
     p.add_argument("--table", action="store_true", help="print every variant's rows")
     p.add_argument(
@@ -269,7 +288,10 @@ def main() -> None:
         if args.variant:
             done = {(r["variant"], r["texture"]) for r in load_rows() if "projected" in r}
             todo = [t for t in args.textures if (args.variant, t) not in done]
-            jobs = [pool.submit(generator_row, args.variant, sets, t, threads) for t in todo]
+            jobs = [
+                pool.submit(generator_row, args.variant, sets, t, threads, args.refit_from)
+                for t in todo
+            ]
             for job in jobs:
                 row = job.result()
                 with open(OUT / "results.jsonl", "a") as f:

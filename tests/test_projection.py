@@ -70,6 +70,22 @@ def test_scores_are_exact_integers(projected):
     assert torch.equal(p.targets, torch.round(p.targets)) and torch.equal(p.bias, p.bias.round())
     worst = 2 * 255 * 255 * p.targets.shape[1] + p.bias.abs().max()
     assert worst < 2**24
+    assert p.bias.max() < 2**23  # so the padding columns (score 2^23) never win
+
+
+def test_assign_is_the_first_argmin_whatever_the_number_of_targets():
+    """The two-pass argmin (blocks of BLOCK columns, the last one padded) picks what one argmin
+    over all J scores picks, ties included: the lowest index, as in every runtime."""
+    gen = torch.Generator().manual_seed(0)
+    for j in (PatchProjection.BLOCK, 333):
+        p = PatchProjection(j, 3)
+        distinct = torch.randint(0, 6, (j // 3 + 1, 48), generator=gen).float() / 255
+        p.set_targets(distinct.repeat(3, 1)[:j], torch.zeros(j))  # each patch 3 times: ties
+        x = torch.randint(0, 6, (700, 48), generator=gen).float()
+        scores = -2 * x @ p.targets.t() + p.bias
+        rows = torch.cat([x, torch.ones(700, 1)], 1)  # (x_i, 1), as the projection unfolds them
+        assert torch.equal(p.assign(rows), scores.argmin(1))
+        assert torch.equal(p.assign(rows, chunk=64), scores.argmin(1))
 
 
 def test_save_load_and_strip(tmp_path, projected):

@@ -178,14 +178,17 @@ def projection_cost(inspected: Inspected) -> dict | None:
         return None
     init = {t.name: list(t.dims) for t in inspected.proto.graph.initializer}
     nodes = inspected.proto.graph.node
-    made_by = {o: n for n in nodes for o in n.output}
-    j = d = None
-    for node in nodes:
-        if node.op_type == "ArgMin" and node.input[0] in made_by:  # ArgMin(x @ -2y^T + bias)
-            biases = [init[i] for i in made_by[node.input[0]].input if len(init.get(i, [])) == 1]
-            j = biases[0][0] if biases else j
-        if node.op_type == "ConvTranspose" and node.input[1] in init:  # patches -> pixels
-            d = init[node.input[1]][0]
+    d = next(
+        (init[n.input[1]][0] for n in nodes if n.op_type == "ConvTranspose" and n.input[1] in init),
+        None,
+    )  # patches -> pixels: D values a patch
+    # The chosen patches are gathered from the (J, D) table of exemplar patches.
+    tables = [
+        init[n.input[0]]
+        for n in nodes
+        if n.op_type in ("Gather", "GatherND") and len(init.get(n.input[0], [])) == 2
+    ]
+    j = next((rows for rows, cols in tables if cols == d), None)
     if j and d:
         return {"targets": j, "patch_values": d, "macs_per_mp": j * d * 1e6 / 4}
     raise UserError(f"{inspected.path}: format 2 model without its projection product")
