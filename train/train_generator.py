@@ -496,7 +496,7 @@ def fit_projection(
     size^2 (hashed noise, seeds drawn at random from `seed`), `steps` averaged ascent steps on
     each, so that each target patch receives an equal share of the model's patches
     (train/generator.py). 96 x 30 steps, not 32 x 10: psi was far from converged with fewer,
-    and the better fitted psi takes the yardstick's mean from 1.97x to ~1.5x synth
+    and the better fitted psi takes the yardstick's mean from 1.97x to 1.73x synth
     (tilegen/assets/MODELS.md, session 12)."""
     device = next(model.parameters()).device
     gen = torch.Generator().manual_seed(seed)
