@@ -151,7 +151,7 @@ class PatchProjection(nn.Module):
         self.register_buffer("one_hot", eye, persistent=False)  # patches <-> pixels as convs
         # Pixels -> rows (x_i, 1): one more output channel, all zero weights and bias 1, so the
         # bias rides in the score product (onnxruntime fuses a separate Add into a Gemm that ran
-        # 3.5x slower than the plain product: bench/RESULTS.md, "Patch projection").
+        # about half as fast as the plain product: bench/RESULTS.md, "Patch projection").
         self.register_buffer("unfold", torch.cat([eye, eye[:1] * 0]), persistent=False)
         self.register_buffer("unfold_bias", F.one_hot(torch.tensor(d), d + 1).float(), False)
 
