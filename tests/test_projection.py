@@ -45,15 +45,68 @@ def projected(exemplar):
     return fit_projection(net, exemplar, n_targets=300, samples=4, size=48)
 
 
-def test_tiles_equal_one_window_and_periodic_output_wraps(projected):
-    assert projected.arch.tr == PatchProjection.TRIM
-    big = sample_tile(projected, 5, -23, 17, 70, 90)
+@pytest.fixture(scope="module")
+def levelled(exemplar):
+    """The same network and fit, its channel 1 keeping the network's local level."""
+    torch.manual_seed(0)
+    cfg = GeneratorConfig(levels=3, width=8, keep_mean=[1])
+    net = fold(new_generator(cfg, 0, torch.device("cpu")))
+    with torch.no_grad():
+        net.to_image.weight.mul_(8.0)
+        net.to_image.bias.fill_(0.5)
+    return fit_projection(net, exemplar, n_targets=300, samples=4, size=48)
+
+
+@pytest.fixture(params=["plain", "levelled"])
+def either(request, projected, levelled):
+    return levelled if request.param == "levelled" else projected
+
+
+def reference_projection(image: np.ndarray, targets: np.ndarray, bias: np.ndarray, keep=()):
+    """PatchProjection.forward by hand, a patch at a time: (C, H, W) in [0, 1] -> (C, H-4, W-4)."""
+    c, h, w = image.shape
+    x = np.round(np.clip(image, 0, 1) * 255)
+    summed = np.zeros((c, h, w))
+    for i in range(0, h - 3, 2):
+        for j in range(0, w - 3, 2):
+            patch = x[:, i : i + 4, j : j + 4]
+            y = targets[np.argmin(-2 * targets @ patch.ravel() + bias)].reshape(c, 4, 4).copy()
+            for k in keep:  # the exemplar's detail on the network's level
+                y[k] += patch[k].mean() - y[k].mean()
+            summed[:, i : i + 4, j : j + 4] += y
+    return summed[:, 2:-2, 2:-2] / (4 * 255)
+
+
+@pytest.mark.parametrize("keep", [(), (1,)])
+def test_projection_is_the_patch_by_patch_reference(projected, levelled, keep):
+    model = levelled if keep else projected
+    with torch.no_grad():
+        image = without_projection(model)(*[torch.from_numpy(z) for z in noise_for(model, 38)])
+        out = model.project(image)[0].numpy()
+    p = model.project
+    want = reference_projection(image[0].numpy(), p.targets.numpy(), p.bias.numpy(), keep)
+    assert np.abs(out - want).max() < 1e-6
+    if keep:  # the other channels are the plain projection's
+        with torch.no_grad():
+            plain = projected.project(image)[0].numpy()
+        assert np.array_equal(out[[0, 2]], plain[[0, 2]]) and not np.allclose(out[1], plain[1])
+
+
+def noise_for(model, size: int) -> list[np.ndarray]:
+    from tilegen.noise import tile_noise
+
+    return tile_noise(model.arch, model.cfg.noise_channels, 3, 0, 0, size, size, None)[0]
+
+
+def test_tiles_equal_one_window_and_periodic_output_wraps(either):
+    assert either.arch.tr == PatchProjection.TRIM
+    big = sample_tile(either, 5, -23, 17, 70, 90)
     for y, x, h, w in [(-23, 17, 31, 40), (8, 57, 39, 50), (-21, 60, 13, 7)]:
-        part = sample_tile(projected, 5, y, x, h, w)
+        part = sample_tile(either, 5, y, x, h, w)
         assert torch.equal(part, big[:, :, y + 23 : y + 23 + h, x - 17 : x - 17 + w]), (y, x)
     period = (32, 64)
-    a = sample_tile(projected, 2, 0, 0, 32, 64, period)
-    b = sample_tile(projected, 2, 32, -64, 32, 64, period)
+    a = sample_tile(either, 2, 0, 0, 32, 64, period)
+    b = sample_tile(either, 2, 32, -64, 32, 64, period)
     assert torch.equal(a, b)
 
 
@@ -88,26 +141,24 @@ def test_assign_is_the_first_argmin_whatever_the_number_of_targets():
         assert torch.equal(p.assign(rows, chunk=64), scores.argmin(1))
 
 
-def test_save_load_and_strip(tmp_path, projected):
-    save_generator(tmp_path / "p.pt", projected, {"exemplar_sha256": "0" * 64})
+def test_save_load_and_strip(tmp_path, either):
+    save_generator(tmp_path / "p.pt", either, {"exemplar_sha256": "0" * 64})
     loaded, _ = load_generator(tmp_path / "p.pt")
-    assert loaded.cfg.projection == 300
-    assert torch.equal(
-        sample_tile(loaded, 3, 4, 5, 33, 35), sample_tile(projected, 3, 4, 5, 33, 35)
-    )
+    assert loaded.cfg.projection == 300 and loaded.cfg.keep_mean == either.cfg.keep_mean
+    assert torch.equal(sample_tile(loaded, 3, 4, 5, 33, 35), sample_tile(either, 3, 4, 5, 33, 35))
     bare = without_projection(loaded)
     assert bare.project is None and bare.arch.tr == 0
 
 
-def test_onnx_export_is_exact_and_tiles_exactly(tmp_path, projected):
-    cfg = projected.cfg
+def test_onnx_export_is_exact_and_tiles_exactly(tmp_path, either):
+    cfg = either.cfg
     info = ModelInfo(arch=cfg.arch, noise_channels=cfg.noise_channels, out_channels=3)
-    proto, _ = export_protos(projected, info)
+    proto, _ = export_protos(either, info)
     props = {p.key: p.value for p in proto.metadata_props}
     assert props["tilegen.format_version"] == "2" and from_metadata(props).arch.tr == 2
     path = tmp_path / "p.onnx"
     save(proto, path)
-    report = verify_parity(projected, path, [(32, 32), (45, 27)], origin=(-7, 11))
+    report = verify_parity(either, path, [(32, 32), (45, 27)], origin=(-7, 11))
     assert report.max_diff == 0.0  # integer scores: onnxruntime picks the same patches
     one = render_tile(path, 4, -19, 33, 100, 70)
     pieces = render_region(open_model(path, 1), 4, -19, 33, 100, 70, tile=24)

@@ -47,6 +47,11 @@ class GeneratorConfig:
     # J > 0: the model ends with a patch projection onto J exemplar patches (PatchProjection),
     # attached after training; 0: none.
     projection: int = 0
+    # Channels whose projected patches keep the network's local level: each patch puts the
+    # exemplar's detail (y_j minus its mean) on the mean of the network's own patch there. For a
+    # material's height: stitched height patches of different levels make slopes its normals do
+    # not have (normal~height fell to 0.7 of the exemplar's; 1.0 so: MODELS.md, session 13).
+    keep_mean: list[int] | None = None
     # Each join adds its output to `residual` x the coarser features upsampled bilinearly (a
     # residual connection), so coarse noise has a short path to the image. Without it (0), 4 of
     # the 8 yardstick networks stopped using every noise level but the finest and painted
@@ -141,7 +146,7 @@ class PatchProjection(nn.Module):
     LEVELS = 255.0
     BLOCK = 50  # columns per block of the two-pass argmin (first_argmin)
 
-    def __init__(self, n_targets: int, channels: int):
+    def __init__(self, n_targets: int, channels: int, keep_mean: list[int] | None = None):
         super().__init__()
         d = channels * self.PATCH * self.PATCH
         # y_j in 8-bit levels, rows in F.unfold order (channel, row, column).
@@ -154,6 +159,11 @@ class PatchProjection(nn.Module):
         # about half as fast as the plain product: bench/RESULTS.md, "Patch projection").
         self.register_buffer("unfold", torch.cat([eye, eye[:1] * 0]), persistent=False)
         self.register_buffer("unfold_bias", F.one_hot(torch.tensor(d), d + 1).float(), False)
+        mask = None  # (C, 1): 1 in the channels where the network's level stays
+        if keep_mean:
+            mask = torch.zeros(channels, 1)
+            mask[list(keep_mean)] = 1.0
+        self.register_buffer("keep_mean", mask, persistent=False)
 
     @torch.no_grad()
     def set_targets(self, targets: torch.Tensor, psi: torch.Tensor) -> None:
@@ -168,10 +178,21 @@ class PatchProjection(nn.Module):
         b, d1, h, w = cols.shape
         rows = cols.permute(0, 2, 3, 1).reshape(b * h * w, d1)  # each patch, then a 1
         chosen = self.targets[self.assign(rows)]
+        if self.keep_mean is not None:
+            chosen = self.with_local_mean(chosen, rows[:, :-1])
         y = chosen.reshape(b, h, w, d1 - 1).permute(0, 3, 1, 2)
         summed = F.conv_transpose2d(y, self.one_hot, stride=self.STRIDE)  # overlaps add up
         t = self.TRIM
         return summed[:, :, t:-t, t:-t] * (1.0 / (4.0 * self.LEVELS))
+
+    def with_local_mean(self, chosen: torch.Tensor, patches: torch.Tensor) -> torch.Tensor:
+        """y_j - mean(y_j) + mean(x_i) in the keep_mean channels (per patch and channel), y_j
+        elsewhere: the exemplar's detail at the network's level. Exact in float32 in any order
+        (8-bit levels and their sixteenths), so runtimes still agree to the bit."""
+        n, c = chosen.shape[0], self.keep_mean.shape[0]
+        y = chosen.reshape(n, c, -1)
+        shift = (patches.reshape(n, c, -1) - y).mean(dim=2, keepdim=True) * self.keep_mean
+        return (y + shift).reshape(n, -1)
 
     def assign(self, rows: torch.Tensor, chunk: int = 16384) -> torch.Tensor:
         """sigma(i) = argmin_j -2 <x_i, y_j> + ||y_j||^2 - psi_j (||x_i||^2 does not change it),
@@ -220,7 +241,11 @@ class TextureGenerator(nn.Module):
             [conv_block(cfg.width + noise_width, cfg.width, cfg.norm) for _ in range(1, cfg.levels)]
         )
         self.to_image = nn.Conv2d(cfg.width, cfg.out_channels, 1)
-        self.project = PatchProjection(cfg.projection, cfg.out_channels) if cfg.projection else None
+        self.project = (
+            PatchProjection(cfg.projection, cfg.out_channels, cfg.keep_mean)
+            if cfg.projection
+            else None
+        )
 
     @property
     def arch(self) -> Arch:
