@@ -487,6 +487,28 @@ def test_ctrl_c_torch_commands(name, args, ready, kept, tmp_path):
         assert not out.exists()
 
 
+def test_a_swallowed_ctrl_c_still_stops_the_loop():
+    """A KeyboardInterrupt raised where Python ignores exceptions (a finaliser, a callback) is
+    lost; the commands' loops still see the Ctrl-C (tilegen.errors.raise_if_interrupted)."""
+    from tilegen.errors import raise_if_interrupted, remember_ctrl_c
+
+    before = signal.getsignal(signal.SIGINT)
+    try:
+        remember_ctrl_c()
+        raise_if_interrupted()  # no Ctrl-C yet
+        try:
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(1)
+        except KeyboardInterrupt:
+            pass  # swallowed
+        with pytest.raises(KeyboardInterrupt):
+            raise_if_interrupted()
+        remember_ctrl_c()  # the next command starts afresh
+        raise_if_interrupted()
+    finally:
+        signal.signal(signal.SIGINT, before)
+
+
 def test_ctrl_c_generate_tiles_sample_export(onnx_model, model_pt, tmp_path):
     store = tmp_path / "s.zarr"
     big = ["--size", 8192, 8192, "--chunk", 64, "--shard", 128]

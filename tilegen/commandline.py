@@ -14,7 +14,7 @@ from typing import Annotated
 import typer
 
 from tilegen import memory
-from tilegen.errors import Interrupted, describe, one_line
+from tilegen.errors import Interrupted, describe, one_line, remember_ctrl_c
 
 
 def command_decorator(app: typer.Typer):
@@ -99,6 +99,7 @@ def run(app: typer.Typer, argv: list[str] | None = None) -> int:
     """Run the app; every failure is one line on stderr. The exit code: 0, 2 (bad input or
     environment), 130 (Ctrl-C), 1 (a bug: TILEGEN_DEBUG=1 shows its traceback)."""
     usage, abort = _click_exceptions()
+    remember_ctrl_c()
     try:
         code = app(args=argv, standalone_mode=False)
         if code == 130:  # typer turned a Ctrl-C outside a command body into Exit(130)

@@ -11,10 +11,35 @@ memory that ran out, an overflowing size) so that no expected failure ends in a 
 from __future__ import annotations
 
 import errno
+import signal
+import threading
 
 EXIT_USER = 2
 EXIT_INTERRUPTED = 130
 EXIT_BUG = 1
+
+_ctrl_c = threading.Event()
+
+
+def remember_ctrl_c() -> None:
+    """From now on Ctrl-C raises KeyboardInterrupt as before and is also remembered, for
+    `raise_if_interrupted`: a KeyboardInterrupt raised where Python ignores exceptions (a
+    finaliser, a callback) is lost, and once in the test suite a synth ran on for minutes."""
+
+    def handler(signum, frame):
+        _ctrl_c.set()
+        signal.default_int_handler(signum, frame)
+
+    _ctrl_c.clear()
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, handler)
+
+
+def raise_if_interrupted() -> None:
+    """Raise KeyboardInterrupt if Ctrl-C came since `remember_ctrl_c` (long loops call it)."""
+    if _ctrl_c.is_set():
+        raise KeyboardInterrupt
+
 
 # Lines some libraries put first that say nothing about the problem itself.
 _NOISE = ("Weights only load failed", "Check the documentation", "Please file an issue")

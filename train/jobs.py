@@ -20,7 +20,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from tilegen import memory, options
-from tilegen.errors import Interrupted, UserError
+from tilegen.errors import Interrupted, UserError, raise_if_interrupted
 
 IMAGE_SUFFIXES = (".png", ".tif", ".tiff", ".jpg", ".jpeg")
 EXACT_SUFFIXES = (".png", ".tif", ".tiff")  # lossless: inpaint keeps known pixels bit for bit
@@ -176,6 +176,7 @@ class PixelJob:
         bar = _bar(self.iters, desc, enabled=self.progress)
 
         def on_step(it: int, image, loss: float) -> None:
+            raise_if_interrupted()
             bar.update(1)
             bar.set_postfix(ot=f"{loss:.4f}")
             if extra is not None:
@@ -542,6 +543,7 @@ class TrainJob:
         smooth: list[float] = []
 
         def on_step(it: int, loss: float, image) -> None:
+            raise_if_interrupted()
             smooth.append(loss)
             bar.update(1)
             bar.set_postfix(loss=f"{sum(smooth[-20:]) / len(smooth[-20:]):.4f}")
