@@ -250,8 +250,8 @@ def test_model_metadata_names_every_channel(material_model):
     assert sidecar["material"] == info.material and sidecar["tilegen_format_version"] == 3
     from tilegen.train.checkpoint import load_generator
 
-    # the projected height (channel 7, after albedo, normal, roughness) keeps the network's level
-    assert load_generator(pt)[0].cfg.keep_mean == [7]
+    # the projected height (channel 7, after albedo, normal, roughness) is re-levelled
+    assert load_generator(pt)[0].cfg.relevel == [7]
 
 
 def test_sample_writes_maps_and_tiles_periodically(material_model, monkeypatch, capsys, tmp_path):

@@ -47,9 +47,9 @@ def projected(exemplar):
 
 @pytest.fixture(scope="module")
 def levelled(exemplar):
-    """The same network and fit, its channel 1 keeping the network's local level."""
+    """The same network and fit, its channel 1 re-levelled (PatchProjection.relevelled)."""
     torch.manual_seed(0)
-    cfg = GeneratorConfig(levels=3, width=8, keep_mean=[1])
+    cfg = GeneratorConfig(levels=3, width=8, relevel=[1])
     net = fold(new_generator(cfg, 0, torch.device("cpu")))
     with torch.no_grad():
         net.to_image.weight.mul_(8.0)
@@ -63,18 +63,28 @@ def either(request, projected, levelled):
 
 
 def reference_projection(image: np.ndarray, targets: np.ndarray, bias: np.ndarray, keep=()):
-    """PatchProjection.forward by hand, a patch at a time: (C, H, W) in [0, 1] -> (C, H-4, W-4)."""
+    """PatchProjection.forward by hand, a patch at a time: (C, H, W) in [0, 1] -> the output."""
     c, h, w = image.shape
     x = np.round(np.clip(image, 0, 1) * 255)
+    rows, cols = (h - 2) // 2, (w - 2) // 2  # patches on the stride-2 grid
+    chosen = np.zeros((rows, cols, c, 4, 4))
+    diff = np.zeros((rows, cols, c))  # mean(x_i) - mean(y_sigma(i)) per channel
+    for i in range(rows):
+        for j in range(cols):
+            patch = x[:, 2 * i : 2 * i + 4, 2 * j : 2 * j + 4]
+            y = targets[np.argmin(-2 * targets @ patch.ravel() + bias)].reshape(c, 4, 4)
+            chosen[i, j], diff[i, j] = y, (patch - y).mean(axis=(1, 2))
+    first = 1 if keep else 0  # re-levelling needs each patch's 8 neighbours
     summed = np.zeros((c, h, w))
-    for i in range(0, h - 3, 2):
-        for j in range(0, w - 3, 2):
-            patch = x[:, i : i + 4, j : j + 4]
-            y = targets[np.argmin(-2 * targets @ patch.ravel() + bias)].reshape(c, 4, 4).copy()
-            for k in keep:  # the exemplar's detail on the network's level
-                y[k] += patch[k].mean() - y[k].mean()
-            summed[:, i : i + 4, j : j + 4] += y
-    return summed[:, 2:-2, 2:-2] / (4 * 255)
+    for i in range(first, rows - first):
+        for j in range(first, cols - first):
+            y = chosen[i, j].copy()
+            for k in keep:  # the high-pass part of the level difference: d - [1 2 1]^2 blur
+                near = diff[i - 1 : i + 2, j - 1 : j + 2, k]
+                y[k] += diff[i, j, k] - (np.outer([1, 2, 1], [1, 2, 1]) * near).sum() / 16
+            summed[:, 2 * i : 2 * i + 4, 2 * j : 2 * j + 4] += y
+    t = 2 + 2 * first
+    return summed[:, t:-t, t:-t] / (4 * 255)
 
 
 @pytest.mark.parametrize("keep", [(), (1,)])
@@ -89,6 +99,7 @@ def test_projection_is_the_patch_by_patch_reference(projected, levelled, keep):
     if keep:  # the other channels are the plain projection's
         with torch.no_grad():
             plain = projected.project(image)[0].numpy()
+        plain = plain[:, 2:-2, 2:-2]  # re-levelling cuts one patch stride more per side
         assert np.array_equal(out[[0, 2]], plain[[0, 2]]) and not np.allclose(out[1], plain[1])
 
 
@@ -99,7 +110,11 @@ def noise_for(model, size: int) -> list[np.ndarray]:
 
 
 def test_tiles_equal_one_window_and_periodic_output_wraps(either):
-    assert either.arch.tr == PatchProjection.TRIM
+    assert (
+        either.arch.tr
+        == (4 if either.cfg.relevel else 2)
+        == either.project.trim(300, either.cfg.relevel)
+    )
     big = sample_tile(either, 5, -23, 17, 70, 90)
     for y, x, h, w in [(-23, 17, 31, 40), (8, 57, 39, 50), (-21, 60, 13, 7)]:
         part = sample_tile(either, 5, y, x, h, w)
@@ -144,7 +159,7 @@ def test_assign_is_the_first_argmin_whatever_the_number_of_targets():
 def test_save_load_and_strip(tmp_path, either):
     save_generator(tmp_path / "p.pt", either, {"exemplar_sha256": "0" * 64})
     loaded, _ = load_generator(tmp_path / "p.pt")
-    assert loaded.cfg.projection == 300 and loaded.cfg.keep_mean == either.cfg.keep_mean
+    assert loaded.cfg.projection == 300 and loaded.cfg.relevel == either.cfg.relevel
     assert torch.equal(sample_tile(loaded, 3, 4, 5, 33, 35), sample_tile(either, 3, 4, 5, 33, 35))
     bare = without_projection(loaded)
     assert bare.project is None and bare.arch.tr == 0
@@ -155,7 +170,7 @@ def test_onnx_export_is_exact_and_tiles_exactly(tmp_path, either):
     info = ModelInfo(arch=cfg.arch, noise_channels=cfg.noise_channels, out_channels=3)
     proto, _ = export_protos(either, info)
     props = {p.key: p.value for p in proto.metadata_props}
-    assert props["tilegen.format_version"] == "2" and from_metadata(props).arch.tr == 2
+    assert props["tilegen.format_version"] == "2" and from_metadata(props).arch.tr == cfg.arch.tr
     path = tmp_path / "p.onnx"
     save(proto, path)
     report = verify_parity(either, path, [(32, 32), (45, 27)], origin=(-7, 11))

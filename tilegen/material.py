@@ -411,8 +411,8 @@ def channel_weights(layout: dict | None, given: list[str] | None = None) -> list
 
 
 def height_channels(layout: dict | None) -> list[int] | None:
-    """The height map's channel, whose projected patches keep the network's local level
-    (GeneratorConfig.keep_mean): stitched exemplar heights would make slopes the normals do not
+    """The height map's channel, whose projected patches are re-levelled
+    (GeneratorConfig.relevel): stitched exemplar heights would make slopes the normals do not
     have. None for a plain image or a material without a height map."""
     maps = layout["maps"] if layout else []
     return [m["first"] for m in maps if m["role"] == "height"] or None

@@ -47,11 +47,10 @@ class GeneratorConfig:
     # J > 0: the model ends with a patch projection onto J exemplar patches (PatchProjection),
     # attached after training; 0: none.
     projection: int = 0
-    # Channels whose projected patches keep the network's local level: each patch puts the
-    # exemplar's detail (y_j minus its mean) on the mean of the network's own patch there. For a
-    # material's height: stitched height patches of different levels make slopes its normals do
-    # not have (normal~height fell to 0.7 of the exemplar's; 1.0 so: MODELS.md, session 13).
-    keep_mean: list[int] | None = None
+    # Channels whose projected patches are re-levelled (PatchProjection.relevelled): a material's
+    # height, where stitched patches of different levels made slopes its normals do not have
+    # (normal~height 0.70 of the exemplar's; 0.82-0.87 so: bench/RESULTS.md, "PBR materials").
+    relevel: list[int] | None = None
     # Each join adds its output to `residual` x the coarser features upsampled bilinearly (a
     # residual connection), so coarse noise has a short path to the image. Without it (0), 4 of
     # the 8 yardstick networks stopped using every noise level but the finest and painted
@@ -63,7 +62,7 @@ class GeneratorConfig:
     @property
     def arch(self) -> Arch:
         return Arch(
-            self.levels, t0=2, tb=2, tj=2, tr=PatchProjection.TRIM if self.projection else 0
+            self.levels, t0=2, tb=2, tj=2, tr=PatchProjection.trim(self.projection, self.relevel)
         )
 
     def to_dict(self) -> dict:
@@ -146,7 +145,7 @@ class PatchProjection(nn.Module):
     LEVELS = 255.0
     BLOCK = 50  # columns per block of the two-pass argmin (first_argmin)
 
-    def __init__(self, n_targets: int, channels: int, keep_mean: list[int] | None = None):
+    def __init__(self, n_targets: int, channels: int, relevel: list[int] | None = None):
         super().__init__()
         d = channels * self.PATCH * self.PATCH
         # y_j in 8-bit levels, rows in F.unfold order (channel, row, column).
@@ -159,11 +158,17 @@ class PatchProjection(nn.Module):
         # about half as fast as the plain product: bench/RESULTS.md, "Patch projection").
         self.register_buffer("unfold", torch.cat([eye, eye[:1] * 0]), persistent=False)
         self.register_buffer("unfold_bias", F.one_hot(torch.tensor(d), d + 1).float(), False)
-        mask = None  # (C, 1): 1 in the channels where the network's level stays
-        if keep_mean:
-            mask = torch.zeros(channels, 1)
-            mask[list(keep_mean)] = 1.0
-        self.register_buffer("keep_mean", mask, persistent=False)
+        mask = None  # (C, 1, 1): 1 in the re-levelled channels
+        if relevel:
+            mask = torch.zeros(channels, 1, 1)
+            mask[list(relevel)] = 1.0
+        self.register_buffer("relevel", mask, persistent=False)
+
+    @classmethod
+    def trim(cls, n_targets: int, relevel: list[int] | None) -> int:
+        """Pixels a projection cuts per side (Arch.tr): TRIM, and one patch stride more when
+        it re-levels (the level's blur needs each patch's neighbours); 0 without one."""
+        return (cls.TRIM + (cls.STRIDE if relevel else 0)) if n_targets else 0
 
     @torch.no_grad()
     def set_targets(self, targets: torch.Tensor, psi: torch.Tensor) -> None:
@@ -178,21 +183,33 @@ class PatchProjection(nn.Module):
         b, d1, h, w = cols.shape
         rows = cols.permute(0, 2, 3, 1).reshape(b * h * w, d1)  # each patch, then a 1
         chosen = self.targets[self.assign(rows)]
-        if self.keep_mean is not None:
-            chosen = self.with_local_mean(chosen, rows[:, :-1])
-        y = chosen.reshape(b, h, w, d1 - 1).permute(0, 3, 1, 2)
+        y = chosen.reshape(b, h, w, d1 - 1).permute(0, 3, 1, 2)  # (B, D, h, w)
+        if self.relevel is not None:
+            y = self.relevelled(y, cols[:, :-1])  # one patch fewer per side
         summed = F.conv_transpose2d(y, self.one_hot, stride=self.STRIDE)  # overlaps add up
         t = self.TRIM
         return summed[:, :, t:-t, t:-t] * (1.0 / (4.0 * self.LEVELS))
 
-    def with_local_mean(self, chosen: torch.Tensor, patches: torch.Tensor) -> torch.Tensor:
-        """y_j - mean(y_j) + mean(x_i) in the keep_mean channels (per patch and channel), y_j
-        elsewhere: the exemplar's detail at the network's level. Exact in float32 in any order
-        (8-bit levels and their sixteenths), so runtimes still agree to the bit."""
-        n, c = chosen.shape[0], self.keep_mean.shape[0]
-        y = chosen.reshape(n, c, -1)
-        shift = (patches.reshape(n, c, -1) - y).mean(dim=2, keepdim=True) * self.keep_mean
-        return (y + shift).reshape(n, -1)
+    def relevelled(self, y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """The chosen patches y (B, D, h, w) with the `relevel` channels of each moved by the
+        high-pass part of its level difference from the network's patch x:
+
+            d_i = mean(x_i) - mean(y_sigma(i))         y_sigma(i) += d_i - blur(d)_i
+
+        blur: [1 2 1]^2 / 16 over the neighbouring patches. The low frequencies of the level stay
+        the exemplar's (taking mean(x_i) whole made a poor height map where the network's is
+        poor), the patch-to-patch changes become the network's, whose height is smooth and
+        follows its normals: the stitching steps are gone. Interior patches only (h-2, w-2).
+        Exact in float32 in any order (levels, their sixteenths, then 256ths), so every runtime
+        agrees to the bit; the blur is shifted slices, not a convolution a runtime may reorder."""
+        b, d, h, w = y.shape
+        c = self.relevel.shape[0]
+        diff = (x - y).reshape(b, c, d // c, h, w).mean(dim=2)  # (B, C, h, w)
+        blur = diff[..., :-2] + 2 * diff[..., 1:-1] + diff[..., 2:]
+        blur = (blur[:, :, :-2] + 2 * blur[:, :, 1:-1] + blur[:, :, 2:]) / 16
+        shift = (diff[:, :, 1:-1, 1:-1] - blur) * self.relevel
+        inner = y[:, :, 1:-1, 1:-1].reshape(b, c, d // c, h - 2, w - 2)
+        return (inner + shift[:, :, None]).reshape(b, d, h - 2, w - 2)
 
     def assign(self, rows: torch.Tensor, chunk: int = 16384) -> torch.Tensor:
         """sigma(i) = argmin_j -2 <x_i, y_j> + ||y_j||^2 - psi_j (||x_i||^2 does not change it),
@@ -242,7 +259,7 @@ class TextureGenerator(nn.Module):
         )
         self.to_image = nn.Conv2d(cfg.width, cfg.out_channels, 1)
         self.project = (
-            PatchProjection(cfg.projection, cfg.out_channels, cfg.keep_mean)
+            PatchProjection(cfg.projection, cfg.out_channels, cfg.relevel)
             if cfg.projection
             else None
         )

@@ -499,7 +499,7 @@ class TrainJob:
         weights = channel_weights(layout, self.map_weights)
         if state is None or self.map_weights:
             cfg = replace(cfg, ot=replace(cfg.ot, weights=weights))
-        cfg = replace(cfg, gen=replace(cfg.gen, keep_mean=height_channels(layout)))
+        cfg = replace(cfg, gen=replace(cfg.gen, relevel=height_channels(layout)))
         cfg.check(img.shape[:2])
         if state is not None:
             check_resume(state, cfg, img)  # before the progress bar: a refusal is one line

@@ -142,7 +142,7 @@ class TrainConfig:
         d = self.to_dict()
         for k in ("iters", "lr", "device", "projection"):
             d.pop(k)
-        d["gen"].pop("keep_mean")  # the projection's too
+        d["gen"].pop("relevel")  # the projection's too
         return d
 
     # --- merging and validation (kept last: the class's fields and defaults come above) -------
