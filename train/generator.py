@@ -134,7 +134,8 @@ class PatchProjection(nn.Module):
     It puts the exemplar's own fine detail where the generator paints a smoothed version of it,
     at the cost of one J-column matrix product per pixel (bench/RESULTS.md, "Patch projection").
     Pixels within TRIM of the edge lie in fewer patches and are cut (Arch.tr), and the grid
-    starts on even global coordinates, so tiles stay exact (tilegen/windows.py).
+    starts on even global coordinates, so tiles stay exact (tilegen/windows.py). A material's
+    height channel is re-levelled as well (`relevelled`), which trims one patch stride more.
 
     The argmin is made exact in every runtime: patches are rounded to 8-bit levels (0..255) and
     psi to whole units of 1/255^2, so every score is an integer below 2^24, which float32 adds and
