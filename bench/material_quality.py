@@ -237,8 +237,8 @@ def pieces(sets: list[str], size: int) -> None:
                 f"{role} {m['debiased'] / bar[role]['debiased']:.2f}"
                 for role, m in r["maps"].items()
             ]
-            nh = r["consistency"].get("normal~height")
-            cells.append(f"normal~height {nh['ratio']:.2f}" if nh else "")
+            if nh := r["consistency"].get("normal~height"):
+                cells.append(f"normal~height {nh['ratio']:.2f}")
             print(f"{name} {piece}: " + "; ".join(cells), flush=True)
 
 
