@@ -110,6 +110,9 @@ def evaluate(
     baselines: O(bool, "Also score the exemplar against itself (independent draws), a sigma=1 "
                  "blur and a x0.7-contrast copy of it: the scale to read the other rows "
                  "against.", "--baselines") = False,
+    pieces: O(int, "Also score N real pieces of the exemplar, cut at random places, the size of "
+              "the first IMAGE, and print their median: what the texture itself scores at that "
+              "size (docs/EVALUATE.md).") = EvaluateJob.pieces,
     seeds: O(int, "Independent patch draws averaged over.") = EvaluateJob.seeds,
     patches: O(int, "Random patches per draw and level.") = EvaluateJob.patches,
     scales: O(int, "Pyramid levels.") = EvaluateJob.scales,

@@ -1,14 +1,14 @@
 """Would patch projections at coarser levels mend a generator's layout? (issue #12's lead)
 
     python bench/coarse_projection.py VARIANT TEXTURE [--levels 4 3 2 1] [--seeds 6]
-                                      [--big-patch 8]
+                                      [--big-patch 8] [--alpha 1]
 
 Takes bench/generator_quality.py's model out/generator_quality/VARIANT/TEXTURE.pt, keeps its
 network, and scores 256^2 samples (seeds 0..N-1, the yardstick's scorer) after a chain of
 projections computed on whole images, in torch (not exported: a prototype to weigh the design):
 
     for k in LEVELS (coarse first):   d = pool_2^k(x)                     (mean of 2^k x 2^k)
-                                      x = x + up_2^k(P_k(d) - d)          (bilinear)
+                                      x = x + alpha up_2^k(P_k(d) - d)    (bilinear)
     [--big-patch P: x = P_big(x), P x P patches on a stride-P/2 grid]
     finally                           x = P_0(x)                          (the model's own kind)
 
@@ -18,7 +18,7 @@ exemplar pooled the same way) the transport map assigns it, sigma(i) = argmin_j 
 `fit_projection` fits the model's, on the network's samples as the stages before it leave them
 (--fit samples of 256^2, 30 averaged steps each), so a later stage sees what it will be given.
 With no --levels and no --big-patch it is the finest projection alone, refitted the same way:
-the baseline to compare with. Results: tilegen/assets/MODELS.md, session 14.
+the baseline to compare with. Results: tilegen/assets/MODELS.md, sessions 14 and 15.
 """
 
 from __future__ import annotations
@@ -67,9 +67,11 @@ class Stage:
     """One projection: at level k (a correction added back, upsampled) or at full resolution
     (k = 0: the image replaced)."""
 
-    def __init__(self, exemplar: torch.Tensor, k: int, patch: int, gen: torch.Generator):
+    def __init__(
+        self, exemplar: torch.Tensor, k: int, patch: int, gen: torch.Generator, alpha: float = 1.0
+    ):
         cfg = OTConfig(patch=patch, scales=1, n_target=2000)
-        self.k, self.patch = k, patch
+        self.k, self.patch, self.alpha = k, patch, alpha
         self.ot = SemiDiscreteOT(sample_target_patches(pool(exemplar, k), cfg, gen)[0])
 
     def fit(self, x: torch.Tensor, steps: int, gen: torch.Generator) -> None:
@@ -82,7 +84,7 @@ class Stage:
         d = pool(x, self.k)
         delta = project(self.ot, d, self.patch) - d
         up = F.interpolate(delta, scale_factor=2**self.k, mode="bilinear", align_corners=False)
-        return x + up
+        return x + self.alpha * up
 
 
 def main() -> None:
@@ -92,6 +94,7 @@ def main() -> None:
     ap.add_argument("--levels", type=int, nargs="*", default=[], help="coarse levels, in order")
     ap.add_argument("--big-patch", type=int, default=0, help="a full-resolution stage first")
     ap.add_argument("--seeds", type=int, default=6, help="samples scored")
+    ap.add_argument("--alpha", type=float, default=1.0, help="share of a coarse change added")
     ap.add_argument("--fit", type=int, default=48, help="samples psi is fitted on")
     a = ap.parse_args()
     torch.set_num_threads(1)
@@ -114,7 +117,7 @@ def main() -> None:
         fit_seeds = torch.randint(2**20, 2**31, (a.fit,), generator=gen).tolist()
         samples = [sample_tile(network, s, 0, 0, 256, 256) for s in fit_seeds]
         for k, p in plan:  # each stage fitted on what the stages before it output
-            stage = Stage(ex, k, p, gen)
+            stage = Stage(ex, k, p, gen, a.alpha if k else 1.0)
             for x in samples:
                 stage.fit(chain(x), 30, gen)
             stages.append(stage)
@@ -125,7 +128,7 @@ def main() -> None:
             image = np.rint(x[0].permute(1, 2, 0).numpy() * 255) / 255  # as an 8-bit file
             scores.append(score(image.astype(np.float32))["debiased"])
     print(
-        f"{a.texture} levels {a.levels} big patch {a.big_patch}: "
+        f"{a.texture} levels {a.levels} alpha {a.alpha} big patch {a.big_patch}: "
         f"mean {statistics.mean(scores):.6f} {[round(s, 6) for s in scores]} "
         f"({time.perf_counter() - t:.0f} s)"
     )

@@ -217,29 +217,34 @@ def floor(sets: list[str], size: int, kind: str) -> None:
         print(f"{name} {kind} {size}x{size}: " + "; ".join(cells), flush=True)
 
 
-def pieces(sets: list[str], size: int) -> None:
-    """Real size x size pieces of each exemplar (top-left: the one the bar blurs; top-right;
-    bottom-right) scored like results: per map a multiple of the crop's blur (the bar), and
-    normal~height as a ratio to the whole exemplar's."""
+def pieces(sets: list[str], size: int, count: int = 12) -> None:
+    """`count` real size x size pieces of each exemplar, cut at random places
+    (tilegen.evaluate.real_pieces, seed 0), and their sigma = 1 blurs, scored like results: per
+    map the median piece and the median blurred piece as multiples of the crop's blur (the
+    bar), and normal~height's median as a ratio to the whole exemplar's."""
+    from tilegen.evaluate import gaussian_blur, real_pieces
+
     for name in sets:
         ex, layout = exemplar(name)
-        h, w = ex.shape[:2]
-        cuts = {
-            "top-left": ex[:size, :size],
-            "top-right": ex[:size, w - size :],
-            "bottom-right": ex[h - size :, w - size :],
-        }
-        scored = score(ex, layout, cuts)
+        cut = real_pieces(ex, size, size, count, seed=0)
+        images = {f"piece {k}": p for k, p in enumerate(cut)}
+        images |= {f"blurred {k}": quantised(gaussian_blur(p, 1.0)) for k, p in enumerate(cut)}
+        scored = score(ex, layout, images)
         bar = scored.pop("crop_blur")["maps"]
         scored.pop("blur")
-        for piece, r in scored.items():
-            cells = [
-                f"{role} {m['debiased'] / bar[role]['debiased']:.2f}"
-                for role, m in r["maps"].items()
-            ]
-            if nh := r["consistency"].get("normal~height"):
-                cells.append(f"normal~height {nh['ratio']:.2f}")
-            print(f"{name} {piece}: " + "; ".join(cells), flush=True)
+        cells = []
+        for role in bar:
+            each = [scored[f"piece {k}"]["maps"][role]["debiased"] for k in range(count)]
+            blurred = [scored[f"blurred {k}"]["maps"][role]["debiased"] for k in range(count)]
+            b = bar[role]["debiased"]
+            cells.append(
+                f"{role} {np.median(each) / b:.2f} ({min(each) / b:.2f}-{max(each) / b:.2f}; "
+                f"blurred {np.median(blurred) / b:.2f})"
+            )
+        nh = [scored[f"piece {k}"]["consistency"].get("normal~height") for k in range(count)]
+        if nh[0]:
+            cells.append(f"normal~height {np.median([x['ratio'] for x in nh]):.2f}")
+        print(f"{name}, {count} pieces: " + "; ".join(cells), flush=True)
 
 
 def main() -> None:

@@ -16,6 +16,7 @@ from tilegen.evaluate import (
     gaussian_pyramid_np,
     patch_ot_distance,
     random_patches,
+    real_pieces,
     spectrum_distance,
     w2_squared,
 )
@@ -192,6 +193,20 @@ def test_baselines_are_the_documented_copies():
     np.testing.assert_array_equal(q, np.rint(q * 255) / 255)
 
 
+def test_real_pieces_are_crops_of_the_exemplar():
+    ex = texture("bark")
+    pieces = real_pieces(ex, 40, 56, count=5, seed=3)
+    assert len(pieces) == 5 and all(p.shape == (40, 56, 3) for p in pieces)
+    windows = np.lib.stride_tricks.sliding_window_view(ex, (40, 56, 3))[:, :, 0]
+    for p in pieces:  # each is the exemplar's window at some place, and they differ
+        assert (windows == p).all(axis=(2, 3, 4)).any()
+    assert len({p.tobytes() for p in pieces}) == 5
+    again = real_pieces(ex, 40, 56, count=5, seed=3)
+    assert all(np.array_equal(a, b) for a, b in zip(pieces, again))
+    with pytest.raises(UserError, match="does not fit"):
+        real_pieces(ex, 129, 64)
+
+
 # --- CLI ----------------------------------------------------------------------------------------
 
 
@@ -213,6 +228,22 @@ def test_cli_json(tmp_path):
         assert len(r["per_level"]) == r["levels"] == 3
 
 
+def test_cli_pieces_row_is_the_median_of_real_pieces(tmp_path):
+    ex = DATA / "grass_128.png"
+    image = tmp_path / "small.png"
+    write_image(image, texture("dirt_pebbles")[:64, :64])  # another texture, 64x64
+    out = tilegen("evaluate", str(ex), str(image), "--pieces", "3", "--json",
+                  "--patches", "150", "--seeds", "1", "--scales", "3")  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    image_row, pieces = json.loads(out.stdout)["results"]
+    assert pieces["name"] == "real pieces 64x64 (median of 3)" and pieces["kind"] == "pieces"
+    assert len(pieces["pieces"]) == 3
+    assert pieces["debiased"] == pytest.approx(float(np.median(pieces["pieces"])))
+    assert len(pieces["per_level"]) == 3
+    # real grass scores far closer to grass than a piece of another texture does
+    assert max(pieces["pieces"]) < image_row["debiased"] / 2
+
+
 def test_cli_table():
     out = tilegen("evaluate", str(DATA / "grass_128.png"), "--baselines",
                   "--patches", "100", "--seeds", "1", "--scales", "2")  # fmt: skip
@@ -226,6 +257,8 @@ def test_cli_table():
         (["nope.png"], "nope.png"),  # a missing image
         ([], "at least one IMAGE"),  # nothing to score
         (["--baselines", "--seeds", "0"], "must be positive"),
+        (["--baselines", "--pieces", "2"], "the size of the first IMAGE"),
+        ([str(DATA / "bark_128.png"), "--pieces", "-1"], "--pieces"),
     ],
 )
 def test_cli_errors_are_one_line(args, message):

@@ -325,7 +325,8 @@ def test_evaluate_scores_every_map_and_the_consistency(monkeypatch, capsys, tmp_
     out = tmp_path / "out"
     args = ["synth", MATERIAL, "-o", out, "--size", "64", "64", "--iters", "2", "--scales", "3"]
     assert tilegen(monkeypatch, capsys, *args)[0] == 0
-    ev = ["evaluate", MATERIAL, out, "--baselines", "--patches", "100", "--seeds", "1", "--json"]
+    ev = ["evaluate", MATERIAL, out, "--baselines", "--patches", "100", "--seeds", "1", "--json",
+          "--pieces", "2"]  # fmt: skip
     code, stdout, err = tilegen(monkeypatch, capsys, *ev)
     assert code == 0, err
     doc = json.loads(stdout)
@@ -338,5 +339,13 @@ def test_evaluate_scores_every_map_and_the_consistency(monkeypatch, capsys, tmp_
     assert noise["consistency"]["normal~height"]["ratio"] < 0.5
     blur = rows["blur sigma=1"]["maps"]
     assert all(noise["maps"][r]["debiased"] > blur[r]["debiased"] for r in ROLES)
+    # two real 64x64 pieces of the material: every map far closer than the noise, and the row
+    # holds their median per map
+    real = rows["real pieces 64x64 (median of 2)"]
+    assert [sorted(p) for p in real["pieces"]] == [sorted(ROLES)] * 2
+    for r in ROLES:
+        each = [p[r] for p in real["pieces"]]
+        assert real["maps"][r]["debiased"] == pytest.approx(float(np.median(each)))
+        assert max(each) < noise["maps"][r]["debiased"]
     code, _, err = tilegen(monkeypatch, capsys, "evaluate", MATERIAL, MATERIAL / "albedo.png")
     one_line_error(code, err, "give folders of its maps")

@@ -429,6 +429,29 @@ def baseline_images(exemplar: np.ndarray, bits: int | None = 8) -> dict[str, np.
     return out
 
 
+def real_pieces(
+    exemplar: np.ndarray, height: int, width: int, count: int = 8, seed: int = 0
+) -> list[np.ndarray]:
+    """`count` real height x width pieces of the exemplar, cut at random places (from `seed`).
+
+    What the material itself scores at an output's size: a piece holds a quarter (or less) of
+    the exemplar's coarse patches, so on an exemplar whose large structures vary from place to
+    place a real piece scores far above an image optimised against the whole (synth), and the
+    pieces differ from each other by 2.5-5.5x (bench/RESULTS.md, "Generator yardstick").
+    """
+    exemplar = _as_hwc(exemplar, "the exemplar")
+    h, w = exemplar.shape[:2]
+    if height > h or width > w:
+        raise UserError(
+            f"a {height}x{width} piece does not fit in the {h}x{w} exemplar: real pieces are cut "
+            "from it, so score them at a size no larger than the exemplar"
+        )
+    rng = np.random.default_rng(seed)
+    tops = rng.integers(0, h - height + 1, count)
+    lefts = rng.integers(0, w - width + 1, count)
+    return [exemplar[t : t + height, s : s + width] for t, s in zip(tops, lefts)]
+
+
 # --- everything ---------------------------------------------------------------------------------
 
 
@@ -531,6 +554,7 @@ class EvaluateJob:
     images: list[Path] = field(default_factory=list)
     json_out: bool = False
     baselines: bool = False
+    pieces: int = 0  # real pieces of the exemplar, the first image's size (their median)
     seeds: int = 3
     patches: int = 2000
     scales: int = 4
@@ -543,6 +567,9 @@ class EvaluateJob:
             options.choice("--normal", self.normal, ("gl", "dx"))
         if not self.images and not self.baselines:
             raise UserError("give at least one IMAGE to score, or --baselines")
+        options.positive("--pieces", self.pieces, allow_zero=True)
+        if self.pieces and not self.images:
+            raise UserError("--pieces cuts pieces the size of the first IMAGE: give one")
         for option in ("seeds", "patches", "scales"):
             options.positive(f"--{option}", getattr(self, option))
         options.seed(self.seed)
@@ -568,6 +595,7 @@ class EvaluateJob:
         rows = [(str(p), "image", read_image(p)) for p in self.images]
         if self.baselines:
             rows += baseline_rows(ex, baseline_images(ex))
+        rows += piece_rows(ex, rows, self.pieces, self.seed)
         score = Evaluator(ex, scales=self.scales, n=self.patches, seeds=self.seeds, seed=self.seed)
         width = max(len("image"), *(len(r[0]) for r in rows))
         table = not self.json_out
@@ -578,7 +606,7 @@ class EvaluateJob:
             echo(f"{self.patches} patches x {self.seeds} draws, seed {self.seed}")
             echo(table_header(width))
         results, notes = [], []
-        for i, (name, kind, _), r in scored_rows(rows, score):
+        for i, (name, kind, _), r in median_of_pieces(scored_rows(rows, score)):
             notes += r["notes"]
             results.append({"name": name, "kind": kind, **r})
             if table:
@@ -600,6 +628,48 @@ def baseline_rows(exemplar: np.ndarray, baselines: dict[str, np.ndarray]) -> lis
     """The --baselines rows: the exemplar itself, then each degraded copy."""
     rows = [("exemplar (self)", "self", exemplar)]
     return rows + [(_BASELINE_NAMES[k], "baseline", v) for k, v in baselines.items()]
+
+
+def piece_rows(exemplar: np.ndarray, rows: list[tuple], count: int, seed: int) -> list[tuple]:
+    """The --pieces rows: `count` real pieces of the exemplar the size of the first image
+    (`real_pieces`), each named after the one row they become (median_of_pieces)."""
+    if not count:
+        return []
+    h, w = rows[0][2].shape[:2]
+    name = f"real pieces {h}x{w} (median of {count})"
+    return [(name, "piece", p) for p in real_pieces(exemplar, h, w, count, seed)]
+
+
+def _median(results: list):
+    """The element-wise median of equally shaped results (dicts of figures, lists per level);
+    what is not a number (notes, level counts) is the first result's."""
+    first = results[0]
+    if isinstance(first, dict):
+        return {k: _median([r[k] for r in results]) for k in first}
+    if isinstance(first, list) and first and isinstance(first[0], float):
+        return [float(np.median(v)) for v in zip(*results)]
+    if isinstance(first, float):
+        return float(np.median(results))
+    return first
+
+
+def median_of_pieces(scored: Iterator[tuple[int, tuple, dict]]) -> Iterator[tuple]:
+    """scored_rows with the "piece" rows replaced by one row of their median figures, which
+    keeps every piece's debiased figure ("pieces": numbers, or {map: number} for materials)."""
+    pieces, at = [], 0
+    for i, row, r in scored:
+        if row[1] != "piece":
+            yield i, row, r
+            continue
+        at = at or i
+        pieces.append((row, r))
+    if pieces:
+        results = [r for _, r in pieces]
+        every = [
+            {k: m["debiased"] for k, m in r["maps"].items()} if "maps" in r else r["debiased"]
+            for r in results
+        ]
+        yield at, (pieces[0][0][0], "pieces", None), {**_median(results), "pieces": every}
 
 
 def scored_rows(rows: list[tuple], score: Callable) -> Iterator[tuple[int, tuple, dict]]:
@@ -642,6 +712,7 @@ def _material_run(job: EvaluateJob, ex: np.ndarray, layout: dict, echo) -> None:
     )
     if job.baselines:
         rows += baseline_rows(ex, score.baselines())
+    rows += piece_rows(ex, rows, job.pieces, job.seed)
     roles = [m["role"] for m in layout["maps"]]
     width = max(len("image"), *(len(f"{r[0]} [{role}]") for r in rows for role in roles))
     table = not job.json_out
@@ -652,7 +723,7 @@ def _material_run(job: EvaluateJob, ex: np.ndarray, layout: dict, echo) -> None:
              f"draws, seed {job.seed}")  # fmt: skip
         echo(table_header(width))
     results, lines = [], []
-    for _, (name, kind, _), r in scored_rows(rows, score):
+    for _, (name, kind, _), r in median_of_pieces(scored_rows(rows, score)):
         results.append({"name": name, "kind": kind, **r})
         if table:
             for role, m in r["maps"].items():
