@@ -96,12 +96,20 @@ def train_config(sets: dict):
     return replace(cfg, **top, gen=replace(cfg.gen, **gen), ot=replace(cfg.ot, **ot))
 
 
+def blurred_8bit(img: np.ndarray) -> np.ndarray:
+    """The sigma = 1 blur of an image as an 8-bit file of it reads back: the baselines' blur."""
+    from tilegen.evaluate import gaussian_blur
+    from tilegen.imageio import quantize
+
+    return quantize(gaussian_blur(img, 1.0), 8).astype(np.float32) / 255.0
+
+
 def synth_row(name: str, threads: int) -> dict:
     """synth at SIZE^2 (cached in OUT/synth/) and the crop baselines, scored."""
     import torch
 
-    from tilegen.evaluate import Evaluator, gaussian_blur
-    from tilegen.imageio import quantize, read_image, write_image
+    from tilegen.evaluate import Evaluator
+    from tilegen.imageio import read_image, write_image
     from tilegen.train.synth import SynthConfig, synthesize
 
     torch.set_num_threads(threads)
@@ -114,7 +122,7 @@ def synth_row(name: str, threads: int) -> dict:
     seconds = time.perf_counter() - t
     write_image(OUT / "synth" / f"{name}.png", image)
     crop = exemplar[:SIZE, :SIZE]
-    blur = quantize(gaussian_blur(crop, 1.0), 8).astype(np.float32) / 255.0
+    blur = blurred_8bit(crop)
     score = Evaluator(exemplar, n=PATCHES)
     row = {
         "texture": name,
@@ -130,8 +138,8 @@ def synth_row(name: str, threads: int) -> dict:
 def pieces_row(name: str) -> dict:
     """PIECES real SIZE^2 pieces of the exemplar and their sigma = 1 blurs, scored as the
     samples are (cached in OUT/synth/): what the material itself scores at the samples' size."""
-    from tilegen.evaluate import Evaluator, gaussian_blur, real_pieces
-    from tilegen.imageio import quantize, read_image
+    from tilegen.evaluate import Evaluator, real_pieces
+    from tilegen.imageio import read_image
 
     cache = OUT / "synth" / f"{name}.pieces.json"
     if cache.is_file():
@@ -139,7 +147,7 @@ def pieces_row(name: str) -> dict:
     exemplar = read_image(exemplar_path(name))
     score = Evaluator(exemplar, n=PATCHES)
     pieces = real_pieces(exemplar, SIZE, SIZE, PIECES, seed=0)
-    blurred = [quantize(gaussian_blur(p, 1.0), 8).astype(np.float32) / 255.0 for p in pieces]
+    blurred = [blurred_8bit(p) for p in pieces]
     row = {
         "texture": name,
         "pieces": [score(p)["debiased"] for p in pieces],
