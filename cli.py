@@ -281,6 +281,10 @@ def train_cmd(
     seed: S(int, "Random seed", 0) = None,
     projection: S(int, "Exemplar patches of the final patch projection, which paints the "
                   "exemplar's own fine detail over the network's output (0: none)", 2000) = None,
+    coarse: S(str, "Projections at coarser levels before the final one: auto (levels 2,1, "
+              "kept when they bring held-out samples closer to the exemplar; auto:LEVELS tries "
+              "others), off, or levels such as 2,1 kept regardless", "auto; off for a material"
+              ) = None,
     ema: S(float, "Keep a moving average of the weights with this decay, not the last ones "
            "(0: the last ones)", 0.99) = None,
     psi_steps: S(int, "Ascent steps on the potentials psi per iteration; more keep them closer "
@@ -306,7 +310,7 @@ def train_cmd(
     given = {"--iters": iters, "--scales": scales, "--targets": targets, "--width": width,
              "--levels": levels, "--size": size, "--batch": batch, "--lr": lr, "--seed": seed,
              "--ema": ema, "--device": device, "--projection": projection,
-             "--psi-steps": psi_steps}  # fmt: skip
+             "--coarse": coarse, "--psi-steps": psi_steps}  # fmt: skip
     job = TrainJob(exemplar=exemplar, output=output, given=given, threads=threads,
                    checkpoint_every=checkpoint_every, resume=resume, preview_every=preview_every,
                    check_modes=check, overwrite=overwrite, max_memory=max_memory, maps=map or [],

@@ -29,7 +29,8 @@ out/generator_quality/results.jsonl (a rerun skips what is there); `--table` pri
 variant's rows as markdown; `--picture` writes one picture per texture (crop | synth | samples)
 to docs/images/generator/ (otherwise to out/generator_quality/VARIANT/); `--sheet` one picture
 of all textures (a row each: crop | synth | sample, top-left 128^2) to
-docs/images/generator/VARIANT.png.
+docs/images/generator/VARIANT.png (with `--beside OTHER`, OTHER's sample before VARIANT's, to
+VARIANT_beside_OTHER.jpg).
 """
 
 from __future__ import annotations
@@ -163,14 +164,21 @@ def generator_row(
     """Train (or reuse) VARIANT's model for `name`; score three SIZE^2 samples of the network
     alone and of the network with its patch projection (fitted here if the model has none).
     refit_from: take that variant's network instead of training one, and fit its projection
-    anew (fit_projection as it is now; its training time is carried over)."""
+    anew (attach_projection as `train` does now, with `sets`; its training time is carried
+    over)."""
     import torch
 
     from tilegen.evaluate import Evaluator
     from tilegen.imageio import read_image, write_image
     from tilegen.train.checkpoint import load_generator, save_generator
     from tilegen.train.generator import without_projection
-    from tilegen.train.train_generator import check_modes, fit_projection, sample, train
+    from tilegen.train.train_generator import (
+        attach_projection,
+        check_modes,
+        fit_projection,
+        sample,
+        train,
+    )
 
     torch.set_num_threads(threads)
     exemplar = read_image(exemplar_path(name))
@@ -181,9 +189,11 @@ def generator_row(
         source = OUT / refit_from / f"{name}.pt"
         network, meta = load_generator(source)
         t = time.perf_counter()
-        model = fit_projection(without_projection(network), exemplar)
+        model, choice = attach_projection(network, exemplar, train_config(sets))
+        meta["projection_choice"] = choice
         info = json.loads(source.with_suffix(".train.json").read_text())
         info["fit_seconds"] = time.perf_counter() - t
+        info["projection_choice"] = choice
         save_generator(model_path, model, meta)
         meta_path.write_text(json.dumps(info))
     if not model_path.is_file():
@@ -229,22 +239,25 @@ def picture(name: str, variant: str, dest: Path) -> None:
     sheet.save(dest, optimize=True)
 
 
-def sheet(names: list[str], variant: str, dest: Path, side: int = 128) -> None:
-    """One picture for the whole yardstick: a row per texture, crop | synth | the model's sample
-    with its projection (seed 0), each the top-left side x side at full resolution."""
+def sheet(names: list[str], variants: list[str], dest: Path, side: int = 128) -> None:
+    """One picture for the whole yardstick: a row per texture, crop | synth | each variant's
+    sample with its projection (seed 0), each the top-left side x side at full resolution."""
     from PIL import Image
 
     dest.parent.mkdir(parents=True, exist_ok=True)
-    out = Image.new("RGB", (3 * (side + 4) - 4, len(names) * (side + 4) - 4), "white")
+    cols = 2 + len(variants)
+    out = Image.new("RGB", (cols * (side + 4) - 4, len(names) * (side + 4) - 4), "white")
     for row, name in enumerate(names):
         cells = [
             Image.open(exemplar_path(name)).convert("RGB"),
             Image.open(OUT / "synth" / f"{name}.png").convert("RGB"),
-            Image.open(OUT / variant / f"{name}p_0.png").convert("RGB"),
-        ]
+        ] + [Image.open(OUT / v / f"{name}p_0.png").convert("RGB") for v in variants]
         for col, im in enumerate(cells):
             out.paste(im.crop((0, 0, side, side)), (col * (side + 4), row * (side + 4)))
-    out.save(dest, optimize=True)
+    if dest.suffix == ".png":
+        out.save(dest, optimize=True)
+    else:  # several variants side by side: a JPEG keeps the repository light
+        out.save(dest, quality=92)
 
 
 def load_rows() -> list[dict]:
@@ -325,6 +338,9 @@ def main() -> None:
     p.add_argument(
         "--sheet", action="store_true", help="one picture of all textures to docs/images/generator/"
     )
+    p.add_argument(
+        "--beside", metavar="VARIANT", help="--sheet: that variant's samples in a column before"
+    )
     args = p.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / "synth").mkdir(exist_ok=True)
@@ -365,8 +381,11 @@ def main() -> None:
         for t in args.textures:
             dest = ROOT / "docs/images/generator" if args.picture else OUT / args.variant
             picture(t, args.variant, dest / f"{t}.png")
-        if args.sheet:
-            sheet(args.textures, args.variant, ROOT / f"docs/images/generator/{args.variant}.png")
+        if args.sheet and args.beside:
+            dest = ROOT / f"docs/images/generator/{args.variant}_beside_{args.beside}.jpg"
+            sheet(args.textures, [args.beside, args.variant], dest)
+        elif args.sheet:
+            sheet(args.textures, [args.variant], ROOT / f"docs/images/generator/{args.variant}.png")
     print(table(rows, synth))
 
 

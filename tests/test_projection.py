@@ -11,7 +11,13 @@ import torch
 
 from tilegen.contract import ModelInfo, from_metadata
 from tilegen.evaluate import patch_ot_distance
-from tilegen.export.onnx_export import export_protos, save, session, verify_parity
+from tilegen.export.onnx_export import (
+    export_protos,
+    save,
+    session,
+    verify_parity,
+    verify_self_contained,
+)
 from tilegen.imageio import read_image
 from tilegen.inspect import describe, load
 from tilegen.model import open_model, render_region, render_tile
@@ -23,7 +29,13 @@ from tilegen.train.generator import (
     sample_tile,
     without_projection,
 )
-from tilegen.train.train_generator import fit_projection, new_generator, sample
+from tilegen.train.train_generator import (
+    choose_projection,
+    fit_projection,
+    new_generator,
+    sample,
+)
+from tilegen.windows import axis_window, projection_crops
 
 ROOT = Path(__file__).resolve().parents[1]
 EXEMPLAR = ROOT / "tests" / "data" / "grass_128.png"
@@ -57,9 +69,21 @@ def levelled(exemplar):
     return fit_projection(net, exemplar, n_targets=300, samples=4, size=48)
 
 
-@pytest.fixture(params=["plain", "levelled"])
-def either(request, projected, levelled):
-    return levelled if request.param == "levelled" else projected
+@pytest.fixture(scope="module")
+def chained(exemplar):
+    """A four-level network (stride 8) with coarse stages at levels 2 and 1 before the final
+    projection (CoarseProjection)."""
+    torch.manual_seed(0)
+    net = fold(new_generator(GeneratorConfig(levels=4, width=8), 0, torch.device("cpu")))
+    with torch.no_grad():
+        net.to_image.weight.mul_(8.0)
+        net.to_image.bias.fill_(0.5)
+    return fit_projection(net, exemplar, n_targets=300, samples=4, size=48, coarse=[2, 1])
+
+
+@pytest.fixture(params=["plain", "levelled", "coarse"])
+def either(request, projected, levelled, chained):
+    return {"plain": projected, "levelled": levelled, "coarse": chained}[request.param]
 
 
 def reference_projection(image: np.ndarray, targets: np.ndarray, bias: np.ndarray, keep=()):
@@ -103,6 +127,42 @@ def test_projection_is_the_patch_by_patch_reference(projected, levelled, keep):
         assert np.array_equal(out[[0, 2]], plain[[0, 2]]) and not np.allclose(out[1], plain[1])
 
 
+def upsampled(a: np.ndarray, f: int) -> np.ndarray:
+    """Bilinear x f of (C, h, w), pixel centres (u + 0.5) / f - 0.5, edges repeated."""
+
+    def weights(n: int) -> np.ndarray:
+        src = (np.arange(n * f) + 0.5) / f - 0.5
+        lo = np.floor(src).astype(int)
+        m = np.zeros((n * f, n))
+        np.add.at(m, (np.arange(n * f), np.clip(lo, 0, n - 1)), 1 - (src - lo))
+        np.add.at(m, (np.arange(n * f), np.clip(lo + 1, 0, n - 1)), src - lo)
+        return m
+
+    return np.einsum("yi,cij,xj->cyx", weights(a.shape[1]), a, weights(a.shape[2]))
+
+
+def test_coarse_stage_is_the_pooled_reference(chained):
+    """A coarse stage by hand: the aligned image's f x f means in 8-bit levels, each 4x4 patch
+    of them replaced by its assigned pooled exemplar patch, the change upsampled and added."""
+    stage = chained.coarse[0]
+    f, c, o = stage.factor, stage.crop_in, stage.crop_out
+    with torch.no_grad():
+        image = without_projection(chained)(*[torch.from_numpy(z) for z in noise_for(chained, 60)])
+        out = stage(image)[0].numpy()
+    x = image[0].numpy()
+    levels = np.round(np.clip(x[:, c:-c, c:-c], 0, 1) * 255)
+    ch, h, w = levels.shape
+    d = levels.reshape(ch, h // f, f, w // f, f).mean(axis=(2, 4))
+    p = stage.project
+    chosen = reference_projection(np.round(d) / 255, p.targets.numpy(), p.bias.numpy())
+    change = upsampled(chosen - d[:, 2:-2, 2:-2] / 255, f)[
+        :, f // 2 : -(f // 2), f // 2 : -(f // 2)
+    ]
+    want = x[:, o:-o, o:-o] + change
+    assert out.shape == want.shape and np.abs(out - want).max() < 1e-5
+    assert np.abs(change).max() > 0.05  # the stage does move the image
+
+
 def noise_for(model, size: int) -> list[np.ndarray]:
     from tilegen.noise import tile_noise
 
@@ -110,11 +170,10 @@ def noise_for(model, size: int) -> list[np.ndarray]:
 
 
 def test_tiles_equal_one_window_and_periodic_output_wraps(either):
-    assert (
-        either.arch.tr
-        == (4 if either.cfg.relevel else 2)
-        == either.project.trim(300, either.cfg.relevel)
-    )
+    # 2: the projection's own trim; 4: and the re-levelling's blur; 22: the coarse stages'
+    # alignment to 8 and 4 pixels, their trims and upsampling (tilegen/windows.py)
+    want = 22 if either.cfg.coarse else 4 if either.cfg.relevel else 2
+    assert either.arch.tr == want
     big = sample_tile(either, 5, -23, 17, 70, 90)
     for y, x, h, w in [(-23, 17, 31, 40), (8, 57, 39, 50), (-21, 60, 13, 7)]:
         part = sample_tile(either, 5, y, x, h, w)
@@ -160,6 +219,7 @@ def test_save_load_and_strip(tmp_path, either):
     save_generator(tmp_path / "p.pt", either, {"exemplar_sha256": "0" * 64})
     loaded, _ = load_generator(tmp_path / "p.pt")
     assert loaded.cfg.projection == 300 and loaded.cfg.relevel == either.cfg.relevel
+    assert loaded.cfg.coarse == either.cfg.coarse
     assert torch.equal(sample_tile(loaded, 3, 4, 5, 33, 35), sample_tile(either, 3, 4, 5, 33, 35))
     bare = without_projection(loaded)
     assert bare.project is None and bare.arch.tr == 0
@@ -180,7 +240,16 @@ def test_onnx_export_is_exact_and_tiles_exactly(tmp_path, either):
     assert np.array_equal(one, pieces)
     assert session(path).get_inputs()[0].name == "z0"
     cost = describe(load(path))["projection"]
-    assert cost == {"targets": 300, "patch_values": 48, "macs_per_mp": 300 * 48 * 1e6 / 4}
+    final = 300 * 48 * 1e6 / 4
+    if cfg.coarse:  # the pooled images hold 1/16 and 1/4 of the patches
+        assert cost == {
+            "targets": 300,
+            "patch_values": 48,
+            "macs_per_mp": final * (1 + 1 / 16 + 1 / 4),
+            "pooled_by": [4, 2],
+        }
+    else:
+        assert cost == {"targets": 300, "patch_values": 48, "macs_per_mp": final}
 
 
 def test_projection_brings_a_trained_model_closer_to_its_exemplar():
@@ -197,3 +266,59 @@ def test_projection_brings_a_trained_model_closer_to_its_exemplar():
 
     before, after = score(model), score(with_p)
     assert after < 0.9 * before, (before, after)  # about 0.82 measured
+
+
+def test_choose_projection_keeps_the_coarse_stages_only_when_they_score_better(exemplar, chained):
+    net = without_projection(chained)
+    ticks = []
+    model, report = choose_projection(
+        net, exemplar, 300, 0, [2, 1], checks=2, size=64, samples=4, tick=lambda: ticks.append(1)
+    )
+    kept = report["with_coarse"] < report["final_alone"]
+    assert report["tried"] == [2, 1] and report["coarse"] == ([2, 1] if kept else [])
+    assert len(ticks) == 4 * 3 + 4 + 2 * 2  # windows fitted (chain, then alone), samples scored
+    want = fit_projection(net, exemplar, 300, 0, 4, coarse=[2, 1] if kept else None)
+    assert model.cfg.coarse == want.cfg.coarse
+    assert torch.equal(sample_tile(model, 1, 0, 0, 40, 40), sample_tile(want, 1, 0, 0, 40, 40))
+
+
+def test_coarse_stages_export_to_the_self_contained_form(tmp_path, chained):
+    """The dynamic self-contained file (what the browser runs) paints the tiler's tiles."""
+    cfg = chained.cfg
+    info = ModelInfo(
+        arch=cfg.arch, noise_channels=cfg.noise_channels, out_channels=3, form="self-contained"
+    )
+    dynamic, windowed = export_protos(chained, info)
+    save(windowed, tmp_path / "w.onnx")
+    save(dynamic, tmp_path / "d.onnx")
+    report = verify_self_contained(chained, tmp_path / "d.onnx", tmp_path / "w.onnx")
+    assert report.cases and report.max_diff < 1e-5
+
+
+@pytest.mark.parametrize("levels, coarse", [(6, [2, 1]), (6, [4, 3, 2, 1]), (4, [2, 1]), (3, [1])])
+def test_every_stage_starts_on_its_global_grid_whatever_the_window(levels, coarse):
+    """projection_crops: for any tile the tiler may ask for, each coarse stage's pooled blocks
+    start on a global multiple of 2f, the final stage's patch grid on an even coordinate, and
+    the chain ends exactly where axis_window says the output starts."""
+    arch = GeneratorConfig(levels=levels, projection=10, coarse=coarse).arch
+    stages, tr = projection_crops(arch.stride, arch.tj, coarse, 2)
+    assert tr == arch.tr
+    for start in range(-70, 70, 3):
+        w = axis_window(arch, start, 5 + start % 11)
+        y = w.out_start - tr  # the network's output window
+        size = w.out_size + 2 * tr
+        for s in stages:
+            assert (y + s.crop_in) % (2 * s.factor) == 0, (start, s)
+            assert (size - 2 * s.crop_in) % (2 * s.factor) == 0  # whole blocks, even pooled
+            y, size = y + s.crop_out, size - 2 * s.crop_out
+        assert (y, size) == (w.out_start, w.out_size)
+
+
+def test_coarse_stages_may_hold_fewer_patches(tmp_path, exemplar, chained):
+    net = without_projection(chained)
+    model = fit_projection(net, exemplar, 300, 0, 4, size=48, coarse=[2, 1], coarse_targets=100)
+    assert [s.project.targets.shape[0] for s in model.coarse] == [100, 100]
+    assert model.project.targets.shape[0] == 300 and model.cfg.coarse_targets == 100
+    save_generator(tmp_path / "c.pt", model, {"exemplar_sha256": "0" * 64})
+    loaded, _ = load_generator(tmp_path / "c.pt")
+    assert torch.equal(sample_tile(loaded, 2, 3, 4, 30, 30), sample_tile(model, 2, 3, 4, 30, 30))

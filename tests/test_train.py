@@ -554,3 +554,34 @@ def test_cli_psi_steps_reach_the_training_and_the_saved_settings(tmp_path):
     assert rc == 0, err
     _, meta = load_generator(out, "cpu")
     assert meta["training"]["ot"]["psi_steps"] == 3
+
+
+def test_coarse_option_names_levels_and_refuses_others(tmp_path):
+    """--coarse: auto tries levels 2,1 (those the model's stride allows; none for a material),
+    off, or levels kept whatever they measure; they reach the model and its settings."""
+    from tilegen.train.checkpoint import load_generator
+    from tilegen.train.train_generator import coarse_levels
+
+    cfg = TrainConfig()
+    assert cfg.coarse == "auto" and coarse_levels(cfg) == ([2, 1], True)
+    assert coarse_levels(replace(cfg, coarse="off")) == ([], False)
+    assert coarse_levels(replace(cfg, coarse="3,1")) == ([3, 1], False)
+    assert coarse_levels(replace(cfg, coarse="auto:2")) == ([2], True)
+    assert coarse_levels(replace(cfg, gen=replace(cfg.gen, levels=3))) == ([1], True)
+    assert coarse_levels(replace(cfg, gen=replace(cfg.gen, levels=2))) == ([], False)
+    assert coarse_levels(replace(cfg, gen=replace(cfg.gen, relevel=[9]))) == ([], False)
+    for bad in ("5", "0", "x", "2,,1", "", "auto:", "auto:9"):
+        with pytest.raises(UserError, match="--coarse"):
+            coarse_levels(replace(cfg, coarse=bad))
+
+    out = tmp_path / "m.pt"
+    plain = TINY_CLI[:-2]  # without --projection 0
+    rc, stdout, err = cli(
+        "train", EXEMPLAR, "-o", out, "--iters", "2", *plain, "--projection", "64", "--coarse", "1"
+    )
+    assert rc == 0, err
+    assert "fit projection" in err  # the fit's own progress bar
+    model, meta = load_generator(out)
+    assert model.cfg.coarse == [1] and meta["training"]["coarse"] == "1" and model.arch.tr == 10
+    rc, _, err = cli("train", EXEMPLAR, "-o", tmp_path / "n.pt", *plain, "--coarse", "2")
+    assert "--coarse 2" in one_line_error(rc, err)

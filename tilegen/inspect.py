@@ -172,8 +172,10 @@ def conv_costs(inspected: Inspected, y0: int, x0: int, h: int, w: int) -> list[C
 
 
 def projection_cost(inspected: Inspected) -> dict | None:
-    """The final patch projection (format 2): J exemplar patches of D values, one J x D product
-    per patch, patches on a stride-2 grid (a quarter of the pixels). None without one."""
+    """The patch projection (format 2): J exemplar patches of D values, one J x D product per
+    patch, patches on a stride-2 grid (a quarter of the pixels); coarse stages before it score
+    the image pooled by f, a 1/f^2 share of the patches each (`pooled_by`, coarse first). None
+    without one."""
     if not inspected.info.arch.tr:
         return None
     init = {t.name: list(t.dims) for t in inspected.proto.graph.initializer}
@@ -182,15 +184,21 @@ def projection_cost(inspected: Inspected) -> dict | None:
         (init[n.input[1]][0] for n in nodes if n.op_type == "ConvTranspose" and n.input[1] in init),
         None,
     )  # patches -> pixels: D values a patch
-    # The chosen patches are gathered from the (J, D) table of exemplar patches.
+    # The chosen patches are gathered from each stage's (J, D) table of exemplar patches, in
+    # stage order; each coarse stage pools its input once (AveragePool, kernel f x f).
     tables = [
-        init[n.input[0]]
+        init[n.input[0]][0]
         for n in nodes
-        if n.op_type in ("Gather", "GatherND") and len(init.get(n.input[0], [])) == 2
+        if n.op_type in ("Gather", "GatherND")
+        and init.get(n.input[0], [0])[-1:] == [d]
+        and len(init[n.input[0]]) == 2
     ]
-    j = next((rows for rows, cols in tables if cols == d), None)
-    if j and d:
-        return {"targets": j, "patch_values": d, "macs_per_mp": j * d * 1e6 / 4}
+    pools = [_attr(n, "kernel_shape", [1])[0] for n in nodes if n.op_type == "AveragePool"]
+    if d and tables and len(tables) == len(pools) + 1:
+        factors = pools + [1]
+        macs = sum(j * d * 1e6 / 4 / f**2 for j, f in zip(tables, factors))
+        out = {"targets": tables[-1], "patch_values": d, "macs_per_mp": macs}
+        return out | ({"pooled_by": pools} if pools else {})
     raise UserError(f"{inspected.path}: format 2 model without its projection product")
 
 
@@ -311,6 +319,9 @@ def format_text(d: dict) -> str:
             f"patch projection: {pc['targets']:,} exemplar patches of {pc['patch_values']} "
             f"values, {_g(pc['macs_per_mp'])}MACs per output megapixel on top"
         )
+        if pc.get("pooled_by"):
+            pooled = ", ".join(map(str, pc["pooled_by"]))
+            lines[-1] += f" (coarse stages first, on the image pooled by {pooled})"
     t = d["tile"]
     (oy, oh), (ox, ow) = t["out_window"]
     lines.append(

@@ -21,6 +21,13 @@ pixels per side (pixels nearer the edge lie in fewer patches) and needs its grid
 global parity: it holds because Y_{K-1} = 2^(K-1) Y_0 + tj (2^(K-1) - 1) is even for K >= 2
 and an even tj, and O_{K-1} = 2 O_{K-2} - 2 tj is even too.
 
+Coarse projections (GeneratorConfig.coarse) come before the final one: stage k averages 2^k x 2^k
+blocks, projects the pooled image's 4x4 patches on its own stride-2 grid and adds the change back,
+upsampled bilinearly. Its blocks and grid must sit on fixed global coordinates: every network
+output window is [A - tj, B + tj) with A, B multiples of the stride (from the formulas above), so
+a stage first cuts its input to the nearest window aligned to 2^(k+1) pixels; `projection_crops`
+has the arithmetic, and the whole chain still trims a fixed `tr` per side.
+
 Periodic output with period P (a multiple of 2^(K-1)) wraps level k's noise modulo P / 2^(K-1-k).
 This module is shared by training (sampling), export (metadata, parity checks) and the tiler.
 """
@@ -97,3 +104,38 @@ def output_size(arch: Arch, noise_sizes: list[int]) -> int:
         if noise_sizes[k] - 2 * (arch.tb + arch.tj) != o:
             raise ValueError(f"noise sizes {noise_sizes} do not follow the upsampling grid")
     return o - 2 * arch.tr
+
+
+@dataclass(frozen=True)
+class StageCrop:
+    """Where one projection stage cuts its input (pixels per side, full resolution)."""
+
+    factor: int  # 2^k: the stage projects the image pooled by factor x factor (1: the finest)
+    crop_in: int  # cut before pooling, so that blocks and the patch grid are globally aligned
+    crop_out: int  # cut from the stage's input to give its output
+
+
+def projection_crops(
+    stride: int, tj: int, coarse: list[int] | tuple[int, ...], finest_trim: int
+) -> tuple[list[StageCrop], int]:
+    """The crops of each coarse stage (levels in order, coarse first) and of the final projection
+    (trimming `finest_trim` after its crop), and the chain's total trim per side `tr`.
+
+    Margins m are counted inward from the stride-aligned window [A, B) (the network's output has
+    m = -tj). A stage of factor f needs m_a = the next multiple of 2f (blocks of f, then its
+    pooled patch grid on even pooled coordinates); its output loses 2 pooled pixels (2f, the
+    projection's own trim) and f/2 more where the upsampled change reads past the pooled
+    window's edge: m_out = m_a + 2f + f/2. The final projection needs an even start."""
+    m = m0 = -tj
+    stages = []
+    for k in coarse:
+        f = 2**k
+        if k < 1 or 2 * f > stride:
+            raise ValueError(f"coarse projection level {k}: use 1..{stride.bit_length() - 2}")
+        m_a = -(-m // (2 * f)) * 2 * f
+        m_out = m_a + 2 * f + f // 2
+        stages.append(StageCrop(f, m_a - m, m_out - m))
+        m = m_out
+    m_a = -(-m // 2) * 2
+    stages.append(StageCrop(1, m_a - m, m_a + finest_trim - m))
+    return stages, m_a + finest_trim - m0

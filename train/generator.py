@@ -31,7 +31,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from tilegen.noise import tile_noise
-from tilegen.windows import Arch, axis_window
+from tilegen.windows import Arch, StageCrop, axis_window, projection_crops
 
 
 @dataclass
@@ -58,12 +58,23 @@ class GeneratorConfig:
     # suffers; at 0.5 every level moves the initial output about equally (bench/noise_levels.py;
     # tilegen/assets/MODELS.md, session 8). 0 for models saved before it existed.
     residual: float = 0.5
+    # Levels k of the coarse projections that come before the final one, coarse first ([2, 1]:
+    # the image pooled by 4, then by 2; CoarseProjection). Fine detail is all the final one
+    # can mend; these move middle-scale structure towards the exemplar's (MODELS.md, session 16).
+    coarse: list[int] | None = None
+    coarse_targets: int | None = None  # exemplar patches of each coarse stage (None: projection's)
 
     @property
     def arch(self) -> Arch:
-        return Arch(
-            self.levels, t0=2, tb=2, tj=2, tr=PatchProjection.trim(self.projection, self.relevel)
-        )
+        return Arch(self.levels, t0=2, tb=2, tj=2, tr=self.projection_crops()[1])
+
+    def projection_crops(self) -> tuple[list[StageCrop], int]:
+        """Each projection stage's crops (coarse stages, then the final one) and the total trim
+        per side (tilegen/windows.py); ([], 0) without a projection."""
+        if not self.projection:
+            return [], 0
+        finest = PatchProjection.trim(self.projection, self.relevel)
+        return projection_crops(2 ** (self.levels - 1), 2, self.coarse or [], finest)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -146,8 +157,11 @@ class PatchProjection(nn.Module):
     LEVELS = 255.0
     BLOCK = 50  # columns per block of the two-pass argmin (first_argmin)
 
-    def __init__(self, n_targets: int, channels: int, relevel: list[int] | None = None):
+    def __init__(
+        self, n_targets: int, channels: int, relevel: list[int] | None = None, crop: int = 0
+    ):
         super().__init__()
+        self.crop = crop  # pixels cut per side first, after coarse stages (StageCrop.crop_in)
         d = channels * self.PATCH * self.PATCH
         # y_j in 8-bit levels, rows in F.unfold order (channel, row, column).
         self.register_buffer("targets", torch.zeros(n_targets, d))
@@ -179,7 +193,12 @@ class PatchProjection(nn.Module):
         self.bias.copy_((y * y).sum(1) - torch.round(psi * self.LEVELS**2))
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
-        x = torch.round(image.clamp(0.0, 1.0) * self.LEVELS)
+        c = self.crop
+        x = image[:, :, c:-c, c:-c] if c else image
+        return self.from_levels(torch.round(x.clamp(0.0, 1.0) * self.LEVELS))
+
+    def from_levels(self, x: torch.Tensor) -> torch.Tensor:
+        """The projection of an image of whole 8-bit levels, in [0, 1] units, TRIM cut."""
         cols = F.conv2d(x, self.unfold, self.unfold_bias, stride=self.STRIDE)  # (B, D+1, h, w)
         b, d1, h, w = cols.shape
         rows = cols.permute(0, 2, 3, 1).reshape(b * h * w, d1)  # each patch, then a 1
@@ -244,6 +263,42 @@ def first_argmin(scores: torch.Tensor, block: int) -> torch.Tensor:
     return (b * block + inside)[:, 0]
 
 
+class CoarseProjection(nn.Module):
+    """A projection at a coarser level, before the final one: the image pooled by f = 2^k is
+    projected as PatchProjection projects the full-resolution image, and the change is added
+    back, upsampled:
+
+        d = pool_f(x)                 (the mean of each f x f block, in 8-bit levels)
+        x = x + up_f(P(d) - d)        (up_f: bilinear; P: 4x4 patches of the pooled exemplar)
+
+    The final projection puts the exemplar's fine detail on the network's image but cannot move
+    anything larger than its 4x4 patches; at level 2 a patch spans 16x16 pixels. The argmin is
+    exact as the final one's is (pooled levels are rounded to whole levels before scoring). A
+    function of global coordinates: blocks and the pooled patch grid are aligned to 2f pixels
+    (crop_in), and the output drops the pixels whose change reads past the window (crop_out);
+    tilegen/windows.py, `projection_crops`.
+    """
+
+    def __init__(self, n_targets: int, channels: int, crop: StageCrop):
+        super().__init__()
+        self.factor, self.crop_in, self.crop_out = crop.factor, crop.crop_in, crop.crop_out
+        self.project = PatchProjection(n_targets, channels)
+
+    def pooled_levels(self, image: torch.Tensor) -> torch.Tensor:
+        """pool_f of the aligned input in 8-bit levels (means of f^2 whole levels: exact)."""
+        c = self.crop_in
+        x = image[:, :, c:-c, c:-c] if c else image
+        return F.avg_pool2d(torch.round(x.clamp(0.0, 1.0) * PatchProjection.LEVELS), self.factor)
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        f, t, o = self.factor, PatchProjection.TRIM, self.crop_out
+        d = self.pooled_levels(image)
+        change = self.project.from_levels(torch.round(d)) - d[:, :, t:-t, t:-t] / 255.0
+        up = F.interpolate(change, scale_factor=float(f), mode="bilinear", align_corners=False)
+        h = f // 2  # where the upsampled change reads past the pooled window's edge
+        return image[:, :, o:-o, o:-o] + up[:, :, h:-h, h:-h]
+
+
 class TextureGenerator(nn.Module):
     def __init__(self, cfg: GeneratorConfig):
         super().__init__()
@@ -259,8 +314,11 @@ class TextureGenerator(nn.Module):
             [conv_block(cfg.width + noise_width, cfg.width, cfg.norm) for _ in range(1, cfg.levels)]
         )
         self.to_image = nn.Conv2d(cfg.width, cfg.out_channels, 1)
+        crops, _ = cfg.projection_crops()
+        j = cfg.coarse_targets or cfg.projection
+        self.coarse = nn.ModuleList([CoarseProjection(j, cfg.out_channels, c) for c in crops[:-1]])
         self.project = (
-            PatchProjection(cfg.projection, cfg.out_channels, cfg.relevel)
+            PatchProjection(cfg.projection, cfg.out_channels, cfg.relevel, crops[-1].crop_in)
             if cfg.projection
             else None
         )
@@ -289,35 +347,42 @@ class TextureGenerator(nn.Module):
             joined = self.joins[k - 1](torch.cat([up, self.noise_blocks[k](noises[k])], dim=1))
             h = joined + self.residual_term(h, self.cfg.residual) if self.cfg.residual else joined
         image = self.to_image(h)
+        for stage in self.coarse:
+            image = stage(image)
         return image if self.project is None else self.project(image)
 
 
 @torch.no_grad()
-def _network_copy(model: TextureGenerator, projection: int) -> TextureGenerator:
-    """A new generator of `model`'s structure (folded or not) and weights, with a projection
-    stage of `projection` patches (0: none; its targets are left to the caller)."""
-    out = TextureGenerator(replace(model.cfg, projection=projection))
+def with_projection(
+    model: TextureGenerator,
+    n_targets: int,
+    coarse: list[int] | None = None,
+    coarse_targets: int | None = None,
+) -> TextureGenerator:
+    """A new generator with `model`'s network (folded or not, weights copied) ending with the
+    projection stages: coarse levels `coarse` (`coarse_targets` patches each, None: as many as
+    the final one), then the final one onto `n_targets` patches (0: none). Their targets and
+    potentials are left to the caller (`set_targets`; train_generator.fit_projection)."""
+    levels = list(coarse or []) or None
+    cfg = replace(
+        model.cfg,
+        projection=n_targets,
+        coarse=levels,
+        coarse_targets=coarse_targets if levels else None,
+    )
+    out = TextureGenerator(cfg)
     if is_folded(model):
         fold(out)
-    state = {k: v for k, v in model.state_dict().items() if not k.startswith("project.")}
+    stages = ("project.", "coarse.")
+    state = {k: v for k, v in model.state_dict().items() if not k.startswith(stages)}
     missing, unexpected = out.load_state_dict(state, strict=False)
-    assert not unexpected and all(k.startswith("project.") for k in missing), (missing, unexpected)
+    assert not unexpected and all(k.startswith(stages) for k in missing), (missing, unexpected)
     return out.to(next(model.parameters()).device).eval()
 
 
-def with_projection(
-    model: TextureGenerator, targets: torch.Tensor, psi: torch.Tensor
-) -> TextureGenerator:
-    """A copy of the (folded) `model` ending with a PatchProjection onto `targets` (J, C*16)
-    with potentials `psi` (J,), the finest loss scale's."""
-    out = _network_copy(model, targets.shape[0])
-    out.project.set_targets(targets.to(out.project.targets), psi.to(out.project.bias))
-    return out
-
-
 def without_projection(model: TextureGenerator) -> TextureGenerator:
-    """The network alone (a copy sharing nothing), without its final PatchProjection."""
-    return model if model.project is None else _network_copy(model, 0)
+    """The network alone (a copy sharing nothing), without its projection stages."""
+    return model if model.project is None else with_projection(model, 0)
 
 
 # --- sampling from the coordinate-hashed noise field ------------------------------------------

@@ -34,6 +34,18 @@ def _bar(total: int, desc: str, initial: int = 0, enabled: bool = True):
     )
 
 
+def projection_choice_line(choice: dict) -> str:
+    """What `train` says about the coarse projections it tried (choose_projection)."""
+    a, c = choice["final_alone"], choice["with_coarse"]
+    verdict = "kept" if choice["coarse"] else "left out"
+    levels = ",".join(map(str, choice["tried"]))
+    return (
+        f"coarse projections (levels {levels}) {verdict}: held-out samples score {c:.6f} with "
+        f"them, {a:.6f} with the final projection alone ({c / a - 1:+.0%}; --coarse "
+        "off|auto|LEVELS)"
+    )
+
+
 def _on_cpu(device: str) -> bool:
     from tilegen.train.device import pick_device
 
@@ -529,7 +541,13 @@ class TrainJob:
         from tilegen.train.checkpoint import save_generator
         from tilegen.train.device import use_threads
         from tilegen.train.synth import to_image
-        from tilegen.train.train_generator import check_modes, preview_image, sample, train
+        from tilegen.train.train_generator import (
+            check_modes,
+            preview_image,
+            projection_steps,
+            sample,
+            train,
+        )
 
         use_threads(self.threads)
         img, layout = read_exemplar(self.exemplar, self.maps, self.normal)
@@ -551,16 +569,28 @@ class TrainJob:
                 snap = self.output.with_name(f"{self.output.stem}.preview.{it:04d}.png")
                 write_image(snap, preview_image(shown, viewable(to_image(image[:1]), layout)))
 
+        fit_bar = None
+
+        def on_fit() -> None:  # the projection's fit, after the loop: a bar of its own
+            nonlocal fit_bar
+            raise_if_interrupted()
+            if fit_bar is None:
+                bar.close()
+                fit_bar = _bar(projection_steps(cfg), "fit projection", 0, self.progress)
+            fit_bar.update(1)
+
         ckpt = self.checkpoint if self.checkpoint_every else None
         try:
             result = train(img, cfg, checkpoint=ckpt, checkpoint_every=self.checkpoint_every,
-                           resume=state, on_step=on_step)  # fmt: skip
+                           resume=state, on_step=on_step, on_fit=on_fit)  # fmt: skip
             if self.check_modes:
                 result.meta["check"] = check_modes(img, result)
         except KeyboardInterrupt:
             raise self.interrupted(bar.n)
         finally:
             bar.close()
+            if fit_bar is not None:
+                fit_bar.close()
         if layout is not None:  # the model says which channels hold which map
             result.meta |= {"material": layout, "channels": ",".join(channel_labels(layout))}
         save_generator(self.output, result.model, result.meta)
@@ -580,6 +610,8 @@ class TrainJob:
                 f"{c['eval_mode']:.5f}, training mode {c['train_mode']:.5f}"
                 + (f", with the patch projection {c['projected']:.5f}" if "projected" in c else "")
             )
+        if result.meta.get("projection_choice"):
+            lines.append(projection_choice_line(result.meta["projection_choice"]))
         if self.checkpoint_every:
             lines.append(f"checkpoint {self.checkpoint} kept: --resume --iters N trains further")
         return lines

@@ -44,11 +44,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from tilegen import options
 from tilegen.errors import UserError
 from tilegen.grid import tiles
 from tilegen.imageio import pixels_sha256
+from tilegen.noise import tile_noise
 from tilegen.train.checkpoint import save_checkpoint
 from tilegen.train.device import pick_device
 from tilegen.train.generator import (
@@ -61,6 +63,7 @@ from tilegen.train.generator import (
     training_noise,
     unit_variance_init,
     with_projection,
+    without_projection,
 )
 from tilegen.train.patch_ot import (
     OTConfig,
@@ -70,7 +73,7 @@ from tilegen.train.patch_ot import (
     sample_target_patches,
 )
 from tilegen.train.synth import to_image, to_tensor
-from tilegen.windows import axis_window
+from tilegen.windows import Arch, axis_window
 
 CHANNEL_NAMES = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}
 
@@ -107,6 +110,12 @@ class TrainConfig:
     # J > 0: after training, end the model with a patch projection onto J exemplar patches, its
     # potentials fitted to the model's samples (fit_projection); 0: the network alone.
     projection: int = 2000
+    # Projections at coarser levels before the final one (GeneratorConfig.coarse): "auto" fits
+    # them at levels 2 and 1 and keeps them where they bring held-out samples closer to the
+    # exemplar (choose_projection; they help most textures and spoil a few); "off"; or the
+    # levels, e.g. "2,1", kept whatever they measure. Materials: off (see `coarse_levels`).
+    coarse: str = "auto"
+    coarse_targets: int = 0  # exemplar patches of each coarse stage (0: `projection`'s)
     gen: GeneratorConfig = field(default_factory=GeneratorConfig)
     # 15 averaged psi steps plus the exact step the loss's argmin gives, and the finest level's
     # loss on a stride-2 grid. The stride and the exact step cost nothing in quality (session 6);
@@ -131,6 +140,7 @@ class TrainConfig:
         ot.setdefault("loss_psi_step", False)  # checkpoints from before these existed: off
         d.setdefault("ema", 0.0)
         d.setdefault("projection", 0)  # checkpoints from before it existed
+        d.setdefault("coarse", "off")  # checkpoints from before coarse projections
         d.setdefault("freeze", 0.0)
         d.setdefault("warmup", 0)  # checkpoints from before it existed
         ot = OTConfig(**ot)
@@ -140,9 +150,10 @@ class TrainConfig:
         """What a resumed run must share with the original (all but iters, lr, device and the
         projection, which comes after the loop)."""
         d = self.to_dict()
-        for k in ("iters", "lr", "device", "projection"):
+        for k in ("iters", "lr", "device", "projection", "coarse", "coarse_targets"):
             d.pop(k)
-        d["gen"].pop("relevel")  # the projection's too
+        for k in ("relevel", "coarse", "coarse_targets"):  # the projection's too
+            d["gen"].pop(k)
         return d
 
     # --- merging and validation (kept last: the class's fields and defaults come above) -------
@@ -161,6 +172,7 @@ class TrainConfig:
         "--scales": "ot.scales",
         "--targets": "ot.n_target",
         "--projection": "projection",
+        "--coarse": "coarse",
         "--psi-steps": "ot.psi_steps",
     }
 
@@ -181,6 +193,37 @@ class TrainConfig:
     def check(self, exemplar_hw: tuple[int, int]) -> None:
         """UserError naming the option for settings that cannot train on this exemplar."""
         check_config(exemplar_hw, self)
+
+
+# The coarse projection levels "auto" tries: pooled by 4, then by 2 (MODELS.md, session 16).
+COARSE_LEVELS = [2, 1]
+
+
+def coarse_levels(cfg: TrainConfig) -> tuple[list[int], bool]:
+    """The coarse projection levels `cfg.coarse` asks for ([] for "off"), and whether they are
+    only to be tried: "auto" (COARSE_LEVELS, those the model's stride allows) or "auto:2,1",
+    or kept regardless: "2,1". A material trains with them off unless it names levels: its
+    re-levelled height is tuned for the final stage alone, and the choice would be scored
+    without the normal-height consistency that matters there."""
+    text = str(cfg.coarse).strip().lower()
+    auto = text == "auto" or text.startswith("auto:")
+    top = cfg.gen.levels - 2  # a stage pooling by 2^k needs windows aligned to 2^(k+1)
+    if text == "off" or (auto and cfg.gen.relevel):
+        return [], False
+    if text == "auto":
+        levels = [k for k in COARSE_LEVELS if k <= top]
+        return levels, bool(levels)
+    try:
+        levels = [int(v) for v in text.removeprefix("auto:").split(",")]
+    except ValueError:
+        levels = None
+    if not levels or any(not 1 <= k <= top for k in levels):
+        raise UserError(
+            f"--coarse {cfg.coarse}: use auto, off, or levels between 1 and {max(top, 1)} "
+            "separated by commas, coarse first (2,1: kept; auto:2,1: kept if they help)"
+            + ("" if top >= 1 else "; this model has too few --levels for any")
+        )
+    return levels, auto
 
 
 # The schedule `tilegen train` uses when --size / --iters are not given. On a GPU it is the
@@ -216,6 +259,8 @@ def check_config(exemplar_hw: tuple[int, int], cfg: TrainConfig) -> None:
         raise UserError(f"--projection {cfg.projection}: use 0 (none) or a number of patches")
     if cfg.projection and cfg.gen.levels < 2:
         raise UserError("a patch projection needs --levels 2 or more (its grid follows theirs)")
+    if cfg.projection:
+        coarse_levels(cfg)  # a UserError for a bad --coarse, before the run
     if not 0.0 <= cfg.freeze <= 1.0:
         raise UserError(f"--freeze {cfg.freeze}: use a fraction of the run between 0 and 1")
     if not 0.0 <= cfg.ema < 1.0:
@@ -281,6 +326,7 @@ def train(
     checkpoint_every: int = 0,
     resume: dict | None = None,
     on_step: Callable[[int, float, torch.Tensor], None] | None = None,
+    on_fit: Callable[[], None] | None = None,
     stop_after: int | None = None,
 ) -> TrainResult | None:
     """Train a generator on `exemplar` (float (H, W, C) in [0, 1]) and return it folded.
@@ -289,6 +335,7 @@ def train(
     resume: a loaded checkpoint (train.checkpoint.load_checkpoint) to continue from; its
     settings must match `cfg` except iters, lr and device.
     on_step(iteration, loss, image): after every iteration (progress, previews).
+    on_fit(): after each step of the projection's fit, `projection_steps(cfg)` in all.
     stop_after: end after this iteration without finishing (returns None; for tests that
     simulate a killed run).
     """
@@ -371,8 +418,7 @@ def train(
     fold(model)
     with torch.no_grad():
         eval_sample = crop_training(gcfg, model(*z), 2 * cfg.size).clone()
-    if cfg.projection:
-        model = fit_projection(model, exemplar, cfg.projection, seed=cfg.seed)
+    model, choice = attach_projection(model, exemplar, cfg, on_fit)
     meta = {
         "exemplar_sha256": ex_hash,
         "exemplar_shape": list(exemplar.shape),
@@ -380,6 +426,7 @@ def train(
         "training": cfg.to_dict(),
         "iterations": len(history),
         "final_loss": float(np.mean(history[-50:])) if history else None,
+        "projection_choice": choice,
     }
     return TrainResult(model, meta, history, train_sample, eval_sample)
 
@@ -482,37 +529,163 @@ def restore(
 # --- after training ---------------------------------------------------------------------------
 
 
+FIT_SAMPLES, CHECKS = 96, 6  # fit_projection's windows per stage; choose_projection's samples
+
+
+def attach_projection(
+    network: TextureGenerator,
+    exemplar: np.ndarray,
+    cfg: TrainConfig,
+    tick: Callable[[], None] | None = None,
+) -> tuple[TextureGenerator, dict | None]:
+    """The trained (folded) network with the projection stages `cfg` asks for (projection,
+    coarse), fitted; and what `choose_projection` measured when it chose (None otherwise).
+    tick() after each window a stage is fitted on and each sample scored."""
+    if not cfg.projection:
+        return without_projection(network), None
+    levels, auto = coarse_levels(cfg)
+    kw = {"coarse_targets": cfg.coarse_targets or None, "tick": tick}
+    if auto:
+        return choose_projection(network, exemplar, cfg.projection, cfg.seed, levels, **kw)
+    return fit_projection(network, exemplar, cfg.projection, cfg.seed, coarse=levels, **kw), None
+
+
+def projection_steps(cfg: TrainConfig) -> int:
+    """How many times attach_projection ticks for `cfg`: a progress bar's total."""
+    if not cfg.projection:
+        return 0
+    levels, auto = coarse_levels(cfg)
+    if auto:  # the final stage alone, the chain, then both scored
+        return FIT_SAMPLES * (len(levels) + 2) + 2 * CHECKS
+    return FIT_SAMPLES * (len(levels) + 1)
+
+
 @torch.no_grad()
 def fit_projection(
     model: TextureGenerator,
     exemplar: np.ndarray,
     n_targets: int = 2000,
     seed: int = 0,
-    samples: int = 96,
+    samples: int = FIT_SAMPLES,
     size: int = 128,
     steps: int = 30,
+    coarse: list[int] | None = None,
+    tick: Callable[[], None] | None = None,
+    coarse_targets: int | None = None,
 ) -> TextureGenerator:
-    """`model` (folded) followed by a PatchProjection onto `n_targets` random patches of the
-    exemplar, with potentials fitted to the model's own samples: `samples` windows of
-    size^2 (hashed noise, seeds drawn at random from `seed`), `steps` averaged ascent steps on
-    each, so that each target patch receives an equal share of the model's patches
-    (train/generator.py). 96 x 30 steps, not 32 x 10: psi was far from converged with fewer,
-    and the better fitted psi takes the yardstick's mean from 1.97x to 1.73x synth
+    """`model`'s network (folded) followed by its projection stages: coarse levels `coarse`,
+    then the final PatchProjection, each onto `n_targets` random patches of the exemplar (pooled
+    as the stage pools), with potentials fitted to the model's own samples as the stages before
+    it leave them: `samples` windows of size^2 (hashed noise, seeds drawn at random from `seed`),
+    `steps` averaged ascent steps on each, so that each target patch receives an equal share of
+    the patches (train/generator.py). 96 x 30 steps, not 32 x 10: psi was far from converged
+    with fewer, and the better fitted psi takes the yardstick's mean from 1.97x to 1.73x synth
     (tilegen/assets/MODELS.md, session 12)."""
+    network = without_projection(model)
+    out = with_projection(network, n_targets, coarse, coarse_targets)
     device = next(model.parameters()).device
     gen = torch.Generator().manual_seed(seed)
     p = PatchProjection.PATCH
     cfg = OTConfig(patch=p, scales=1, n_target=n_targets)
-    targets = sample_target_patches(to_tensor(exemplar, device), cfg, gen)[0]
+    ex = to_tensor(exemplar, device)
+    targets = sample_target_patches(ex, cfg, gen)[0]
     # Noise seeds far from the small ones users and the yardstick sample with.
     noise_seeds = torch.randint(2**20, 2**31, (samples,), generator=gen).tolist()
-    # psi for the patches as the projection sees them: on the 8-bit levels it rounds to
-    ot = SemiDiscreteOT(torch.round(targets.clamp(0, 1) * 255) / 255)
-    for noise_seed in noise_seeds:
-        image = sample_tile(model, noise_seed, 0, 0, size, size)
-        image = torch.round(image.clamp(0, 1) * 255) / 255
+    windows = [network_window(network, out.arch, s, size) for s in noise_seeds]
+
+    def as_levels(x: torch.Tensor) -> torch.Tensor:  # what a projection scores: 8-bit levels
+        return torch.round(x.clamp(0, 1) * 255) / 255
+
+    stage_cfg = replace(cfg, n_target=coarse_targets or n_targets)
+    for stage in out.coarse:
+        pooled = F.avg_pool2d(torch.round(ex.clamp(0, 1) * 255), stage.factor) / 255
+        ot = SemiDiscreteOT(as_levels(sample_target_patches(pooled, stage_cfg, gen)[0]))
+        for raw, _ in windows:
+            d = torch.round(stage.pooled_levels(raw)) / 255
+            ot.ascend(extract_patches(d, p, periodic=False), steps, 1.0, 4096, gen)
+            if tick:
+                tick()
+        stage.project.set_targets(ot.y, ot.psi)
+        windows = [(stage(raw), at - stage.crop_out) for raw, at in windows]
+    ot = SemiDiscreteOT(as_levels(targets))
+    for raw, at in windows:  # the final stage sees output pixels [0, size)^2
+        image = as_levels(raw[:, :, at : at + size, at : at + size])
         ot.ascend(extract_patches(image, p, periodic=False), steps, 1.0, 4096, gen)
-    return with_projection(model, ot.y, ot.psi)
+        if tick:
+            tick()
+    out.project.set_targets(ot.y, ot.psi)
+    return out
+
+
+@torch.no_grad()
+def network_window(
+    network: TextureGenerator, arch: Arch, seed: int, size: int
+) -> tuple[torch.Tensor, int]:
+    """The network's output for the window a model of `arch` (its projection stages' trims)
+    reads to paint pixels [0, size)^2 of `seed`, and where pixel (0, 0) sits in it."""
+    c = network.cfg
+    noises, (at, _) = tile_noise(arch, c.noise_channels, seed, 0, 0, size, size, None)
+    device = next(network.parameters()).device
+    raw = network(*[torch.from_numpy(z).to(device) for z in noises])
+    return raw, at + arch.tr
+
+
+@torch.no_grad()
+def choose_projection(
+    model: TextureGenerator,
+    exemplar: np.ndarray,
+    n_targets: int = 2000,
+    seed: int = 0,
+    coarse: list[int] = COARSE_LEVELS,
+    checks: int = CHECKS,
+    size: int = 256,
+    tick: Callable[[], None] | None = None,
+    samples: int = FIT_SAMPLES,
+    coarse_targets: int | None = None,
+) -> tuple[TextureGenerator, dict]:
+    """The final projection alone or after coarse stages at `coarse` levels, whichever brings
+    `checks` held-out samples (size^2, the same noise for both) closer to the exemplar
+    (tilegen.evaluate, debiased). The coarse stages mend middle-scale structure on most
+    textures and spoil some (rusty_metal's large flat areas: MODELS.md, sessions 15-16), so the
+    choice is measured on the user's own exemplar. Returns the model and what was measured."""
+    from tilegen.evaluate import Evaluator
+
+    score = Evaluator(exemplar, n=1000)
+    seeds = [2**19 + i for i in range(checks)]  # neither the fit's nor the usual small seeds
+
+    def distance(m: TextureGenerator) -> float:
+        scores = []
+        for s in seeds:
+            scores.append(score(quantized(sample(m, size, size, s)))["debiased"])
+            if tick:
+                tick()
+        return float(np.mean(scores))
+
+    alone = fit_projection(model, exemplar, n_targets, seed, samples, tick=tick)
+    chained = fit_projection(
+        model,
+        exemplar,
+        n_targets,
+        seed,
+        samples,
+        coarse=coarse,
+        tick=tick,
+        coarse_targets=coarse_targets,
+    )
+    d_alone, d_chained = distance(alone), distance(chained)
+    keep = d_chained < d_alone
+    report = {
+        "tried": list(coarse),
+        "final_alone": d_alone,
+        "with_coarse": d_chained,
+        "coarse": list(coarse) if keep else [],
+    }
+    return (chained if keep else alone), report
+
+
+def quantized(image: np.ndarray) -> np.ndarray:
+    """The image as an 8-bit file holds it (what users and the yardstick score)."""
+    return (np.rint(np.clip(image, 0, 1) * 255) / 255).astype(np.float32)
 
 
 def sample(
