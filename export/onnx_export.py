@@ -8,11 +8,12 @@ The windowed form (the default; what the tiler reads) is the generator graph alo
 
 It is exported with torch's dynamo exporter (torch.export + onnxscript) with every spatial size
 `Dim.AUTO`, BatchNorm folded into the convolutions first (a file with a BatchNormalization node is
-refused), at opset DEFAULT_OPSET with the lowest IR version of that opset (IR 8 for opset 18: any
-onnxruntime >= 1.14 reads it), and written as one file (no external data). Node metadata (stack
-traces with local paths) and intermediate shape annotations are dropped; metadata_props hold the
-tilegen contract (tilegen/contract.py, docs/FORMAT.md). `export/self_contained.py` wraps the same
-graph into the `--self-contained` form.
+refused), its patch projections' scoring rewritten into a Loop over chunks of rows
+(export/chunked.py), at opset DEFAULT_OPSET with the lowest IR version of that opset (IR 8 for
+opset 18: any onnxruntime >= 1.14 reads it), and written as one file (no external data). Node
+metadata (stack traces with local paths) and intermediate shape annotations are dropped;
+metadata_props hold the tilegen contract (tilegen/contract.py, docs/FORMAT.md).
+`export/self_contained.py` wraps the same graph into the `--self-contained` form.
 
 `verify_parity` runs onnxruntime against torch on noise windows of given output tile sizes and
 raises a one-line UserError above PARITY_TOL; `export_verified` (the CLI's `tilegen export`) writes
@@ -39,6 +40,7 @@ import onnx
 from tilegen import __version__, options
 from tilegen.contract import ModelInfo, from_metadata, runtime_contract, to_metadata
 from tilegen.errors import UserError, one_line
+from tilegen.export.chunked import CHUNK_ROWS, chunk_projections
 from tilegen.model import noise_feeds
 
 if TYPE_CHECKING:  # torch is imported where it is used: wrapping an .onnx file needs none
@@ -126,8 +128,14 @@ def _interrupted(e: BaseException) -> bool:
     return False
 
 
-def torch_to_onnx(model: TextureGenerator, info: ModelInfo, opset: int = DEFAULT_OPSET):
-    """The windowed ModelProto of a (folded) generator, with metadata; not written anywhere."""
+def torch_to_onnx(
+    model: TextureGenerator,
+    info: ModelInfo,
+    opset: int = DEFAULT_OPSET,
+    chunk_rows: int = CHUNK_ROWS,
+):
+    """The windowed ModelProto of a (folded) generator, with metadata; not written anywhere.
+    Its projections score `chunk_rows` patches at a time (export/chunked.py; 0: all at once)."""
     import torch
 
     m = prepared(model)
@@ -162,6 +170,10 @@ def torch_to_onnx(model: TextureGenerator, info: ModelInfo, opset: int = DEFAULT
     finally:
         quiet.setLevel(level)
     proto = _clean(program.model_proto, info, opset)
+    if chunk_rows:
+        from tilegen.train.generator import PatchProjection
+
+        chunk_projections(proto, PatchProjection.BLOCK, chunk_rows)
     if bn_nodes(proto):
         raise UserError(f"exported graph still has BatchNormalization nodes: {bn_nodes(proto)}")
     onnx.checker.check_model(proto)

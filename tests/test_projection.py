@@ -15,6 +15,7 @@ from tilegen.export.onnx_export import (
     export_protos,
     save,
     session,
+    torch_to_onnx,
     verify_parity,
     verify_self_contained,
 )
@@ -250,6 +251,27 @@ def test_onnx_export_is_exact_and_tiles_exactly(tmp_path, either):
         }
     else:
         assert cost == {"targets": 300, "patch_values": 48, "macs_per_mp": final}
+
+
+def test_chunked_scores_paint_the_same_pixels(tmp_path, either):
+    """export/chunked.py: the projections score their patches in a Loop over chunks of rows,
+    the last chunk padded; the pixels are those of the product over all rows at once."""
+    cfg = either.cfg
+    info = ModelInfo(arch=cfg.arch, noise_channels=cfg.noise_channels, out_channels=3)
+    paths = {}
+    for rows in (0, 1, 64, 1024):  # 0: one product, as before; 1: chunks of ceil(N / 64) rows
+        proto = torch_to_onnx(either, info, chunk_rows=rows)
+        ops = [n.op_type for n in proto.graph.node]
+        stages = 1 + len(cfg.coarse or [])
+        assert ops.count("Loop") == (stages if rows else 0)
+        assert ops.count("MatMul") == (0 if rows else stages)
+        save(proto, paths.setdefault(rows, tmp_path / f"c{rows}.onnx"))
+    # 90 x 75 pixels: about 2000 patches, 32 chunks of 64 (the last one partly padding)
+    whole = render_tile(paths[0], 5, -31, 17, 90, 75)
+    for rows in (1, 64, 1024):
+        assert np.array_equal(render_tile(paths[rows], 5, -31, 17, 90, 75), whole)
+    # An older file scores whole score matrices: the tiler gives it half the tile.
+    assert open_model(paths[0]).tile == open_model(paths[64]).tile // 2
 
 
 def test_projection_brings_a_trained_model_closer_to_its_exemplar():

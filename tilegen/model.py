@@ -45,6 +45,7 @@ class LoadedModel:
     session: object  # onnxruntime.InferenceSession
     providers: list[str]  # what the session really uses, best first
     threads: int
+    scores_whole: bool = False  # a projection scores all its patches at once (an older export)
 
     @property
     def device(self) -> str:
@@ -52,10 +53,11 @@ class LoadedModel:
 
     @property
     def tile(self) -> int:
-        """The largest output tile one evaluation renders (memory bound). A model that ends with
-        a patch projection holds a (tile/2)^2 x J score matrix (131 MB for 256^2, J = 2000)."""
+        """The largest output tile one evaluation renders (memory bound). A projection exported
+        without chunks (scores_whole) holds a (tile/2)^2 x J score matrix (131 MB for 256^2,
+        J = 2000): those get half the tile; a chunked one holds 1024 x J (export/chunked.py)."""
         tile = GPU_TILE if self.device == "cuda" else CPU_TILE
-        return tile // 2 if self.info.arch.tr else tile
+        return tile // 2 if self.scores_whole else tile
 
     @property
     def self_contained(self) -> bool:
@@ -174,9 +176,20 @@ def open_model(
                 "--device cuda: onnxruntime could not start its CUDA provider (CUDA/cuDNN "
                 "libraries missing?); use --device cpu or auto"
             )
-        model = LoadedModel(str(p), info, sess, used, int(threads))
+        model = LoadedModel(str(p), info, sess, used, int(threads), _scores_whole(p, info))
         _CACHE[key] = model
         return model
+
+
+def _scores_whole(path: Path, info: ModelInfo) -> bool:
+    """Whether a model's projection scores every patch in one product, not in a Loop over
+    chunks of rows (export/chunked.py): files exported before chunking."""
+    if not info.arch.tr or info.form != "windowed":
+        return False
+    import onnx
+
+    graph = onnx.load(str(path), load_external_data=False).graph
+    return not any(n.op_type == "Loop" for n in graph.node)
 
 
 def clear_cache() -> None:

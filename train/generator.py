@@ -234,8 +234,8 @@ class PatchProjection(nn.Module):
     def assign(self, rows: torch.Tensor, chunk: int = 16384) -> torch.Tensor:
         """sigma(i) = argmin_j -2 <x_i, y_j> + ||y_j||^2 - psi_j (||x_i||^2 does not change it),
         as one product of the rows (x_i, 1) with the columns (-2 y_j ; ||y_j||^2 - psi_j).
-        In torch, chunks of rows bound the memory (chunk x J scores); the exported graph is one
-        product (the tiler keeps its windows small for that: tilegen/model.py)."""
+        In torch, chunks of rows bound the memory (chunk x J scores); the export traces one
+        product, which export/chunked.py then turns into a Loop over chunks of rows."""
         scores_of = torch.cat([self.targets.t() * -2.0, self.bias[None]])  # (D+1, J)
         pad = -scores_of.shape[1] % self.BLOCK  # columns that never win: score 2^23
         if pad:

@@ -1,0 +1,226 @@
+"""The patch projections' nearest-target search, rewritten into chunks of rows in the graph.
+
+A projection scores every patch row x_i against every exemplar patch y_j in one product,
+scores = (x_i, 1) @ (-2 y_j ; ||y_j||^2 - psi_j), an (N, J) matrix that torch's exporter writes
+whole: 133 MB for a 256^2 tile with J = 2000, written to memory by the product and read back by
+the argmin. In chunks of CHUNK_ROWS rows it stays in the CPU's cache, and the product and the
+argmin run about 1.5x faster per row (bench/RESULTS.md, "Chunked projection").
+
+ONNX has no loop over a dynamic size but `Loop`, so the rewrite is a graph pass after export:
+
+    C = max(CHUNK_ROWS, ceil(N / MAX_TRIPS)),  K = ceil(N / C)
+    rows (N, D+1)  --pad to K*C rows-->  Loop k < K:  rows[kC : kC+C] @ scores_of
+                                                    -> first argmin in blocks (as torch's)
+                   -->  (K, C) indices  -->  flattened, the first N kept
+
+At most MAX_TRIPS trips: a GPU's 2048^2 window (a million rows) runs 64 chunks of 16k rows, not a
+thousand small products with a launch and a sync each.
+
+It replaces, for every projection, the nodes from its score product to the index the targets
+are gathered with. Each row's argmin depends on that row alone, so the indices, and every pixel,
+are the same as the unchunked graph's (the scores are exact integers: train/generator.py).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+CHUNK_ROWS = 1024  # rows per chunk at least: 1024 x 2000 scores = 8 MB
+MAX_TRIPS = 64  # chunks per window at most (a big GPU window takes bigger chunks)
+
+
+def _producers(graph: onnx.GraphProto) -> dict[str, onnx.NodeProto]:
+    return {o: n for n in graph.node for o in n.output}
+
+
+def _consumers(graph: onnx.GraphProto) -> dict[str, list[onnx.NodeProto]]:
+    out: dict[str, list[onnx.NodeProto]] = {}
+    for n in graph.node:
+        for i in n.input:
+            out.setdefault(i, []).append(n)
+    return out
+
+
+def _target_index(graph: onnx.GraphProto, product: onnx.NodeProto) -> str:
+    """The (N,) index tensor the projection after `product` gathers its targets with: the first
+    Gather/GatherND downstream of the product whose data is an initializer (the targets); its
+    indices, or what the Unsqueeze feeding them unsqueezed."""
+    consumers, producers = _consumers(graph), _producers(graph)
+    constant = {i.name for i in graph.initializer}
+    front, seen = list(product.output), set()
+    while front:
+        for c in consumers.get(front.pop(0), []):
+            if id(c) in seen:
+                continue
+            seen.add(id(c))
+            if c.op_type in ("GatherND", "Gather") and c.input[0] in constant:
+                index = producers.get(c.input[1])
+                return index.input[0] if index.op_type == "Unsqueeze" else c.input[1]
+            front.extend(c.output)
+    raise ValueError(f"no gather of targets after {product.name}")
+
+
+def _consts(p: str, **values) -> list[onnx.NodeProto]:
+    return [
+        helper.make_node("Constant", [], [p + k], value=numpy_helper.from_array(np.array(v), p + k))
+        for k, v in values.items()
+    ]
+
+
+def _argmin_body(p: str, rows: str, scores_of: str, chunk: str, block: int) -> onnx.GraphProto:
+    """The Loop body: chunk k's rows (`chunk`: [C], from the graph around it), their scores,
+    and the first argmin in blocks of columns, as train's first_argmin."""
+    nodes = _consts(p, axis0=[0], axis2=[2], minus1=[-1], one=[1], block=[block])
+    nodes += [
+        helper.make_node("Mul", [p + "k", chunk], [p + "start"]),  # [1]
+        helper.make_node("Add", [p + "start", chunk], [p + "end"]),
+        helper.make_node("Slice", [rows, p + "start", p + "end", p + "axis0"], [p + "x"]),
+        helper.make_node("MatMul", [p + "x", scores_of], [p + "scores"]),  # (C, J)
+        helper.make_node("Concat", [chunk, p + "minus1", p + "block"], [p + "blocks"], axis=0),
+        helper.make_node("Reshape", [p + "scores", p + "blocks"], [p + "s3"]),  # (C, J/B, B)
+        # The minimum of each block, the first block holding the row's minimum, then the first
+        # column of that block holding it: the lowest index of the row's minimum.
+        helper.make_node("ReduceMin", [p + "s3", p + "axis2"], [p + "mins"], keepdims=0),
+        helper.make_node("ArgMin", [p + "mins"], [p + "b"], axis=1, keepdims=1),  # (C, 1)
+        helper.make_node("Unsqueeze", [p + "b", p + "axis2"], [p + "b3"]),
+        helper.make_node("Concat", [chunk, p + "one", p + "block"], [p + "spread"], axis=0),
+        helper.make_node("Expand", [p + "b3", p + "spread"], [p + "where"]),
+        helper.make_node("GatherElements", [p + "s3", p + "where"], [p + "blk"], axis=1),
+        helper.make_node("ArgMin", [p + "blk"], [p + "col"], axis=2, keepdims=0),  # (C, 1)
+        helper.make_node("Mul", [p + "b", p + "block"], [p + "first"]),
+        helper.make_node("Add", [p + "first", p + "col"], [p + "idx2"]),
+        helper.make_node("Reshape", [p + "idx2", chunk], [p + "idx"]),  # (C,)
+        helper.make_node("Identity", [p + "cond"], [p + "cond_out"]),
+    ]
+    i64, flag = TensorProto.INT64, TensorProto.BOOL
+    return helper.make_graph(
+        nodes,
+        p + "body",
+        [helper.make_tensor_value_info(p + "k", i64, []),
+         helper.make_tensor_value_info(p + "cond", flag, [])],
+        [helper.make_tensor_value_info(p + "cond_out", flag, []),
+         helper.make_tensor_value_info(p + "idx", i64, ["chunk"])],
+    )  # fmt: skip
+
+
+def _loop_nodes(p: str, rows: str, scores_of: str, index: str, chunk: int, block: int):
+    """Nodes computing `index` (N,) from rows (N, D+1) in K chunks of C rows:
+    C = max(chunk, ceil(N / MAX_TRIPS)), K = ceil(N / C)."""
+    nodes = _consts(p, rows=[chunk], trips=[MAX_TRIPS], trips_m1=[MAX_TRIPS - 1], zeros=[0],
+                    one=[1], true=True, minus1=[-1])  # fmt: skip
+    body = _argmin_body(p + "in_", p + "padded", scores_of, p + "c", block)
+    node = helper.make_node
+    nodes += [
+        node("Shape", [rows], [p + "n"], start=0, end=1),  # [N]
+        node("Add", [p + "n", p + "trips_m1"], [p + "n_up"]),
+        node("Div", [p + "n_up", p + "trips"], [p + "c_min"]),  # ceil(N / MAX_TRIPS)
+        node("Max", [p + "c_min", p + "rows"], [p + "c"]),  # C
+        node("Sub", [p + "c", p + "one"], [p + "c_m1"]),
+        node("Add", [p + "n", p + "c_m1"], [p + "n_up2"]),
+        node("Div", [p + "n_up2", p + "c"], [p + "k"]),  # K = ceil(N / C)
+        node("Mul", [p + "k", p + "c"], [p + "n_pad"]),
+        node("Sub", [p + "n_pad", p + "n"], [p + "extra"]),
+        node("Concat", [p + "zeros", p + "zeros", p + "extra", p + "zeros"], [p + "pads"], axis=0),
+        node("Pad", [rows, p + "pads"], [p + "padded"]),  # zero rows at the end, cut below
+        node("Squeeze", [p + "k", p + "zeros"], [p + "trips_k"]),
+        node("Loop", [p + "trips_k", p + "true"], [p + "chunks"], body=body),  # (K, C)
+        node("Reshape", [p + "chunks", p + "minus1"], [p + "all"]),
+        node("Slice", [p + "all", p + "zeros", p + "n", p + "zeros"], [index]),
+    ]
+    return nodes
+
+
+def chunk_projections(proto: onnx.ModelProto, block: int, chunk: int = CHUNK_ROWS):
+    """`proto` with every projection's score product and argmin done in chunks of rows (in
+    place, and returned). A projection is a MatMul whose second input holds no graph input's
+    data (the scores_of matrix); a graph without one is returned as it is."""
+    g = proto.graph
+    producers = _producers(g)
+    constant = {i.name for i in g.initializer}
+
+    def from_constants(name: str, seen: set[str]) -> bool:
+        if name in constant or name == "":
+            return True
+        node = producers.get(name)
+        if node is None or name in seen:
+            return node is not None
+        seen.add(name)
+        return all(from_constants(i, seen) for i in node.input)
+
+    k = 0
+    while True:  # one projection at a time: a rewrite copies the graph's nodes
+        product = next(
+            (n for n in g.node if n.op_type == "MatMul" and from_constants(n.input[1], set())),
+            None,
+        )
+        if product is None:
+            break
+        index = _target_index(g, product)
+        region = _between(g, product, index)
+        loop = _loop_nodes(f"chunked{k}_", product.input[0], product.input[1], index, chunk, block)
+        # The loop goes where the product was: everything it reads is computed by then.
+        nodes = list(g.node)
+        first = min(i for i, n in enumerate(nodes) if n.output[0] in region)
+        kept = [n for n in nodes if n.output[0] not in region]
+        del g.node[:]
+        g.node.extend(kept[:first] + loop + kept[first:])
+        producers = _producers(g)
+        k += 1
+    _drop_unused(g)
+    return proto
+
+
+def _between(g: onnx.GraphProto, product: onnx.NodeProto, index: str) -> set[str]:
+    """The nodes (by first output) downstream of `product` that `index` depends on, product
+    included; what they compute must be read by nothing else but through `index`."""
+    producers, consumers = _producers(g), _consumers(g)
+    down, front = {product.output[0]}, list(product.output)
+    while front:
+        for c in consumers.get(front.pop(), []):
+            if c.output[0] not in down:
+                down.add(c.output[0])
+                front.extend(c.output)
+    region, front = set(), [index]
+    while front:
+        node = producers.get(front.pop())
+        if node is not None and node.output[0] in down and node.output[0] not in region:
+            region.add(node.output[0])
+            front.extend(node.input)
+    if product.output[0] not in region:
+        raise ValueError(f"{index} does not depend on {product.name}")
+    for n in g.node:
+        if n.output[0] in region:
+            for o in n.output:
+                readers = [c for c in consumers.get(o, []) if c.output[0] not in region]
+                if o != index and (readers or o in {v.name for v in g.output}):
+                    raise ValueError(f"{o} is read outside the projection's argmin")
+    return region
+
+
+def _drop_unused(g: onnx.GraphProto) -> None:
+    """Remove nodes (and initializers) whose outputs nothing reads any more."""
+    while True:
+        used = {o.name for o in g.output}
+        for n in g.node:
+            used.update(n.input)
+            for a in n.attribute:
+                if a.type == onnx.AttributeProto.GRAPH:
+                    used.update(_outer_names(a.g))
+        dead = [n for n in g.node if not any(o in used for o in n.output)]
+        if not dead:
+            break
+        for n in dead:
+            g.node.remove(n)
+    kept = [i for i in g.initializer if i.name in used]
+    del g.initializer[:]
+    g.initializer.extend(kept)
+
+
+def _outer_names(body: onnx.GraphProto) -> set[str]:
+    """Names a subgraph reads (its own outputs and inputs included: harmless here)."""
+    names = set()
+    for n in body.node:
+        names.update(n.input)
+    return names
