@@ -283,7 +283,7 @@ def train_cmd(
                   "exemplar's own fine detail over the network's output (0: none)", 2000) = None,
     coarse: S(str, "Projections at coarser levels before the final one: auto (levels 2,1, "
               "kept when they bring held-out samples closer to the exemplar; auto:LEVELS tries "
-              "others), off, or levels such as 2,1 kept regardless", "auto; off for a material"
+              "others), off, or levels such as 2,1 kept regardless", "auto"
               ) = None,
     ema: S(float, "Keep a moving average of the weights with this decay, not the last ones "
            "(0: the last ones)", 0.99) = None,

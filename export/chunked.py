@@ -52,9 +52,9 @@ def _target_index(graph: onnx.GraphProto, product: onnx.NodeProto) -> str:
     front, seen = list(product.output), set()
     while front:
         for c in consumers.get(front.pop(0), []):
-            if id(c) in seen:
+            if c.output[0] in seen:
                 continue
-            seen.add(id(c))
+            seen.add(c.output[0])
             if c.op_type in ("GatherND", "Gather") and c.input[0] in constant:
                 index = producers.get(c.input[1])
                 return index.input[0] if index.op_type == "Unsqueeze" else c.input[1]
@@ -63,6 +63,7 @@ def _target_index(graph: onnx.GraphProto, product: onnx.NodeProto) -> str:
 
 
 def _consts(p: str, **values) -> list[onnx.NodeProto]:
+    """Constant nodes named p + key."""
     return [
         helper.make_node("Constant", [], [p + k], value=numpy_helper.from_array(np.array(v), p + k))
         for k, v in values.items()
@@ -211,8 +212,10 @@ def _drop_unused(g: onnx.GraphProto) -> None:
         dead = [n for n in g.node if not any(o in used for o in n.output)]
         if not dead:
             break
-        for n in dead:
-            g.node.remove(n)
+        dead_names = {n.output[0] for n in dead}
+        kept_nodes = [n for n in g.node if n.output[0] not in dead_names]
+        del g.node[:]
+        g.node.extend(kept_nodes)
     kept = [i for i in g.initializer if i.name in used]
     del g.initializer[:]
     g.initializer.extend(kept)

@@ -227,7 +227,7 @@ def material_model(tmp_path_factory):
     try:
         train = ["train", MATERIAL, "-o", pt, "--iters", "2", "--size", "32", "--scales", "3",
                  "--width", "4", "--levels", "3", "--targets", "200", "--projection", "64",
-                 "--no-check", "--checkpoint-every", "0"]  # fmt: skip
+                 "--coarse", "1", "--no-check", "--checkpoint-every", "0"]  # fmt: skip
         assert tilegen(mp, Capture(), *train)[0] == 0
         assert tilegen(mp, Capture(), "export", pt, "-o", onnx_path)[0] == 0
     finally:
@@ -250,8 +250,10 @@ def test_model_metadata_names_every_channel(material_model):
     assert sidecar["material"] == info.material and sidecar["tilegen_format_version"] == 3
     from tilegen.train.checkpoint import load_generator
 
-    # the projected height (channel 7, after albedo, normal, roughness) is re-levelled
-    assert load_generator(pt)[0].cfg.relevel == [7]
+    # the projected height (channel 7, after albedo, normal, roughness) is re-levelled, after
+    # a coarse stage at level 1 (--coarse 1): the model's tiles stay exact (tests below)
+    cfg = load_generator(pt)[0].cfg
+    assert cfg.relevel == [7] and cfg.coarse == [1]
 
 
 def test_sample_writes_maps_and_tiles_periodically(material_model, monkeypatch, capsys, tmp_path):

@@ -20,7 +20,7 @@ from tilegen.export.onnx_export import (
     verify_self_contained,
 )
 from tilegen.imageio import read_image
-from tilegen.inspect import describe, load
+from tilegen.inspect import describe, format_text, load
 from tilegen.model import open_model, render_region, render_tile
 from tilegen.train.checkpoint import load_generator, save_generator
 from tilegen.train.generator import (
@@ -218,6 +218,10 @@ def test_assign_is_the_first_argmin_whatever_the_number_of_targets():
 
 def test_save_load_and_strip(tmp_path, either):
     save_generator(tmp_path / "p.pt", either, {"exemplar_sha256": "0" * 64})
+    stored = torch.load(tmp_path / "p.pt", weights_only=True)["state_dict"]
+    targets = [k for k in stored if k.endswith("targets")]  # 8-bit levels, a byte each
+    assert len(targets) == 1 + len(either.cfg.coarse or [])
+    assert all(stored[k].dtype == torch.uint8 for k in targets)
     loaded, _ = load_generator(tmp_path / "p.pt")
     assert loaded.cfg.projection == 300 and loaded.cfg.relevel == either.cfg.relevel
     assert loaded.cfg.coarse == either.cfg.coarse
@@ -247,10 +251,11 @@ def test_onnx_export_is_exact_and_tiles_exactly(tmp_path, either):
             "targets": 300,
             "patch_values": 48,
             "macs_per_mp": final * (1 + 1 / 16 + 1 / 4),
+            "chunked": True,
             "pooled_by": [4, 2],
         }
     else:
-        assert cost == {"targets": 300, "patch_values": 48, "macs_per_mp": final}
+        assert cost == {"targets": 300, "patch_values": 48, "macs_per_mp": final, "chunked": True}
 
 
 def test_chunked_scores_paint_the_same_pixels(tmp_path, either):
@@ -270,8 +275,11 @@ def test_chunked_scores_paint_the_same_pixels(tmp_path, either):
     whole = render_tile(paths[0], 5, -31, 17, 90, 75)
     for rows in (1, 64, 1024):
         assert np.array_equal(render_tile(paths[rows], 5, -31, 17, 90, 75), whole)
-    # An older file scores whole score matrices: the tiler gives it half the tile.
+    # An older file scores whole score matrices: the tiler gives it half the tile, and
+    # `inspect` says to re-export it.
     assert open_model(paths[0]).tile == open_model(paths[64]).tile // 2
+    assert "re-export" in format_text(describe(load(paths[0])))
+    assert "re-export" not in format_text(describe(load(paths[64])))
 
 
 def test_projection_brings_a_trained_model_closer_to_its_exemplar():

@@ -557,7 +557,7 @@ def test_cli_psi_steps_reach_the_training_and_the_saved_settings(tmp_path):
 
 
 def test_coarse_option_names_levels_and_refuses_others(tmp_path):
-    """--coarse: auto tries levels 2,1 (those the model's stride allows; none for a material),
+    """--coarse: auto tries levels 2,1 (those the model's stride allows; a material's too),
     off, or levels kept whatever they measure; they reach the model and its settings."""
     from tilegen.train.checkpoint import load_generator
     from tilegen.train.train_generator import coarse_levels
@@ -569,7 +569,7 @@ def test_coarse_option_names_levels_and_refuses_others(tmp_path):
     assert coarse_levels(replace(cfg, coarse="auto:2")) == ([2], True)
     assert coarse_levels(replace(cfg, gen=replace(cfg.gen, levels=3))) == ([1], True)
     assert coarse_levels(replace(cfg, gen=replace(cfg.gen, levels=2))) == ([], False)
-    assert coarse_levels(replace(cfg, gen=replace(cfg.gen, relevel=[9]))) == ([], False)
+    assert coarse_levels(replace(cfg, gen=replace(cfg.gen, relevel=[9]))) == ([2, 1], True)
     for bad in ("5", "0", "x", "2,,1", "", "auto:", "auto:9"):
         with pytest.raises(UserError, match="--coarse"):
             coarse_levels(replace(cfg, coarse=bad))

@@ -197,7 +197,8 @@ def projection_cost(inspected: Inspected) -> dict | None:
     if d and tables and len(tables) == len(pools) + 1:
         factors = pools + [1]
         macs = sum(j * d * 1e6 / 4 / f**2 for j, f in zip(tables, factors))
-        out = {"targets": tables[-1], "patch_values": d, "macs_per_mp": macs}
+        chunked = any(n.op_type == "Loop" for n in nodes)  # export/chunked.py
+        out = {"targets": tables[-1], "patch_values": d, "macs_per_mp": macs, "chunked": chunked}
         return out | ({"pooled_by": pools} if pools else {})
     raise UserError(f"{inspected.path}: format 2 model without its projection product")
 
@@ -322,6 +323,11 @@ def format_text(d: dict) -> str:
         if pc.get("pooled_by"):
             pooled = ", ".join(map(str, pc["pooled_by"]))
             lines[-1] += f" (coarse stages first, on the image pooled by {pooled})"
+        if not pc["chunked"]:
+            lines.append(
+                "  its scores are one product over all patches (an older export: re-export "
+                "the .pt with this tilegen for about 1.5x the speed)"
+            )
     t = d["tile"]
     (oy, oh), (ox, ow) = t["out_window"]
     lines.append(

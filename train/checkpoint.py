@@ -125,6 +125,17 @@ def _plain_state(module: nn.Module) -> dict[str, torch.Tensor]:
     return {k: _cpu(v) for k, v in module.state_dict().items()}
 
 
+def _compact_state(module: nn.Module) -> dict[str, torch.Tensor]:
+    """The state with each projection's exemplar patches (whole 8-bit levels, PatchProjection)
+    stored as uint8: a quarter of the file. load_state_dict copies them back into float32."""
+    state = _plain_state(module)
+    for k, v in state.items():
+        levels = k.endswith("targets") and v.is_floating_point() and v.numel()
+        if levels and torch.equal(v, v.round()) and v.min() >= 0 and v.max() <= 255:
+            state[k] = v.to(torch.uint8)
+    return state
+
+
 # --- the trained model ------------------------------------------------------------------------
 
 
@@ -139,7 +150,7 @@ def save_generator(path: str | os.PathLike, model: TextureGenerator, meta: dict)
             **_header(MODEL),
             "generator": _json(model.cfg.to_dict(), "GeneratorConfig"),
             "meta": _json(meta, "meta"),
-            "state_dict": _plain_state(model),
+            "state_dict": _compact_state(model),
         },
         path,
     )

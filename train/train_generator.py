@@ -202,13 +202,13 @@ COARSE_LEVELS = [2, 1]
 def coarse_levels(cfg: TrainConfig) -> tuple[list[int], bool]:
     """The coarse projection levels `cfg.coarse` asks for ([] for "off"), and whether they are
     only to be tried: "auto" (COARSE_LEVELS, those the model's stride allows) or "auto:2,1",
-    or kept regardless: "2,1". A material trains with them off unless it names levels: its
-    re-levelled height is tuned for the final stage alone, and the choice would be scored
-    without the normal-height consistency that matters there."""
+    or kept regardless: "2,1". Materials too: on the bundled pebbles material the stages
+    improved every map and kept the normals' agreement with the height (MODELS.md, session 16).
+    """
     text = str(cfg.coarse).strip().lower()
     auto = text == "auto" or text.startswith("auto:")
     top = cfg.gen.levels - 2  # a stage pooling by 2^k needs windows aligned to 2^(k+1)
-    if text == "off" or (auto and cfg.gen.relevel):
+    if text == "off":
         return [], False
     if text == "auto":
         levels = [k for k in COARSE_LEVELS if k <= top]
