@@ -113,7 +113,7 @@ class TrainConfig:
     # Projections at coarser levels before the final one (GeneratorConfig.coarse): "auto" fits
     # them at levels 2 and 1 and keeps them where they bring held-out samples closer to the
     # exemplar (choose_projection; they help most textures and spoil a few); "off"; or the
-    # levels, e.g. "2,1", kept whatever they measure. Materials: off (see `coarse_levels`).
+    # levels, e.g. "2,1", kept whatever they measure. Materials too (`coarse_levels`).
     coarse: str = "auto"
     coarse_targets: int = 0  # exemplar patches of each coarse stage (0: `projection`'s)
     gen: GeneratorConfig = field(default_factory=GeneratorConfig)
