@@ -70,15 +70,38 @@ def _consts(p: str, **values) -> list[onnx.NodeProto]:
     ]
 
 
-def _argmin_body(p: str, rows: str, scores_of: str, chunk: str, block: int) -> onnx.GraphProto:
-    """The Loop body: chunk k's rows (`chunk`: [C], from the graph around it), their scores,
-    and the first argmin in blocks of columns, as train's first_argmin."""
+def float_scores(p: str, x: str, scores_of: str) -> list[onnx.NodeProto]:
+    """scores (C, J) = rows (C, D+1) @ scores_of (D+1, J): the float model's product."""
+    return [helper.make_node("MatMul", [x, scores_of], [p + "scores"])]
+
+
+def integer_scores(weights: str, bias: str):
+    """scores (C, J) = rows @ weights + bias for uint8 rows, int8 weights and int32 biases:
+    MatMulInteger's exact int32 sums and one int32 Add (the model's scores: train/quantize.py).
+    An Add in int32 costs less than onnxruntime's Cast + Mul + Add in float32, which it does not
+    fuse into MatMulIntegerToFloat for constant scales (bench/RESULTS.md, "Integer model")."""
+
+    def nodes(p: str, x: str, _scores_of: str) -> list[onnx.NodeProto]:
+        return [
+            helper.make_node("MatMulInteger", [x, weights], [p + "sums"]),  # int32 (C, J)
+            helper.make_node("Add", [p + "sums", bias], [p + "scores"]),
+        ]
+
+    return nodes
+
+
+def _argmin_body(
+    p: str, rows: str, scores_of: str, chunk: str, block: int, score=float_scores
+) -> onnx.GraphProto:
+    """The Loop body: chunk k's rows (`chunk`: [C], from the graph around it), their scores
+    (`score`: float_scores, or integer_scores' nodes), and the first argmin in blocks of
+    columns, as train's first_argmin."""
     nodes = _consts(p, axis0=[0], axis2=[2], minus1=[-1], one=[1], block=[block])
     nodes += [
         helper.make_node("Mul", [p + "k", chunk], [p + "start"]),  # [1]
         helper.make_node("Add", [p + "start", chunk], [p + "end"]),
         helper.make_node("Slice", [rows, p + "start", p + "end", p + "axis0"], [p + "x"]),
-        helper.make_node("MatMul", [p + "x", scores_of], [p + "scores"]),  # (C, J)
+        *score(p, p + "x", scores_of),  # (C, J)
         helper.make_node("Concat", [chunk, p + "minus1", p + "block"], [p + "blocks"], axis=0),
         helper.make_node("Reshape", [p + "scores", p + "blocks"], [p + "s3"]),  # (C, J/B, B)
         # The minimum of each block, the first block holding the row's minimum, then the first
@@ -106,12 +129,14 @@ def _argmin_body(p: str, rows: str, scores_of: str, chunk: str, block: int) -> o
     )  # fmt: skip
 
 
-def _loop_nodes(p: str, rows: str, scores_of: str, index: str, chunk: int, block: int):
+def _loop_nodes(
+    p: str, rows: str, scores_of: str, index: str, chunk: int, block: int, score=float_scores
+):
     """Nodes computing `index` (N,) from rows (N, D+1) in K chunks of C rows:
     C = max(chunk, ceil(N / MAX_TRIPS)), K = ceil(N / C)."""
     nodes = _consts(p, rows=[chunk], trips=[MAX_TRIPS], trips_m1=[MAX_TRIPS - 1], zeros=[0],
                     one=[1], true=True, minus1=[-1])  # fmt: skip
-    body = _argmin_body(p + "in_", p + "padded", scores_of, p + "c", block)
+    body = _argmin_body(p + "in_", p + "padded", scores_of, p + "c", block, score)
     node = helper.make_node
     nodes += [
         node("Shape", [rows], [p + "n"], start=0, end=1),  # [N]

@@ -28,6 +28,9 @@ consumer in another runtime needs only this table:
     tilegen.tile             self-contained form only: [height, width] of the tile it returns
     tilegen.period           self-contained form only, when periodic: [py, px], the output period
                              in full-resolution pixels chosen at export (absent: not periodic)
+    tilegen.arithmetic       an integer-exact model only: {"kind": "integer", "version": 1, ...}
+                             (export/integer.py, docs/FORMAT.md section 11); informative: the
+                             graph's inputs, outputs and windows are those of any model
 """
 
 from __future__ import annotations
@@ -67,6 +70,8 @@ class ModelInfo:
     period: tuple[int, int] | None = None
     version: str = __version__
     material: dict | None = None  # a material model's layout (tilegen.material.layout_of)
+    # an integer-exact model's arithmetic (export/integer.py; docs/FORMAT.md section 11)
+    arithmetic: dict | None = None
 
     def input_names(self) -> list[str]:
         """The windowed graph's inputs (z0..z{K-1})."""
@@ -118,6 +123,8 @@ def to_metadata(info: ModelInfo) -> dict[str, str]:
         meta["period"] = json.dumps(list(info.period))
     if info.material is not None:
         meta["material"] = json.dumps(info.material, sort_keys=True)
+    if info.arithmetic is not None:
+        meta["arithmetic"] = json.dumps(info.arithmetic, sort_keys=True)
     # Last on purpose: metadata_props is the last field of the file, so a truncated file always
     # loses format_version (or fails to parse) and is refused as incomplete.
     meta["format_version"] = str(info.format_version())
@@ -152,6 +159,7 @@ def runtime_contract(info: ModelInfo) -> dict:
         "noise": {"spec": NOISE_SPEC, "version": NOISE_SPEC_VERSION, "range": [0, 1]},
         "exemplar_sha256": info.exemplar_sha256,
         "material": info.material,
+        "arithmetic": info.arithmetic,
     }  # fmt: skip
 
 
@@ -193,6 +201,7 @@ def from_metadata(props: dict[str, str], source: str = "model") -> ModelInfo:
             period=tuple(json.loads(meta["period"])) if "period" in meta else None,
             version=meta.get("version", "?"),
             material=json.loads(meta["material"]) if "material" in meta else None,
+            arithmetic=json.loads(meta["arithmetic"]) if "arithmetic" in meta else None,
         )
     except (KeyError, ValueError, TypeError) as e:
         raise UserError(f"{source}: damaged tilegen metadata ({e}): re-export the model")

@@ -95,6 +95,7 @@ class ConvCost:
 _SAME_SHAPE = {
     "LeakyRelu", "Relu", "Identity", "Sigmoid", "Tanh", "Clip", "Elu", "Selu", "PRelu",
     "Add", "Mul", "Sub", "Div", "Cast", "HardSigmoid", "Softplus", "Abs", "Neg",
+    "QuantizeLinear", "DequantizeLinear",  # the integer model (docs/FORMAT.md section 11)
 }  # fmt: skip
 
 
@@ -121,8 +122,17 @@ def conv_costs(inspected: Inspected, y0: int, x0: int, h: int, w: int) -> list[C
         shape[f"z{k}"] = (info.noise_channels, ay.noise[k][1], ax.noise[k][1])
         level[f"z{k}"] = k
 
+    made_by = {o: n for n in proto.graph.node for o in n.output}
+
     def const(name: str) -> np.ndarray | None:
-        return numpy_helper.to_array(init[name]) if name in init else None
+        """An initializer, or the int8/int32 initializer an integer model's DequantizeLinear
+        reads (its filters and biases)."""
+        if name in init:
+            return numpy_helper.to_array(init[name])
+        node = made_by.get(name)
+        if node is not None and node.op_type == "DequantizeLinear" and node.input[0] in init:
+            return numpy_helper.to_array(init[node.input[0]])
+        return None
 
     costs: list[ConvCost] = []
     for node in proto.graph.node:
@@ -131,6 +141,8 @@ def conv_costs(inspected: Inspected, y0: int, x0: int, h: int, w: int) -> list[C
             continue
         lv = max(level[i] for i in data)
         c, hh, ww = shape[data[0]]
+        if node.op_type == "Conv" and _attr(node, "strides", [1, 1]) != [1, 1]:
+            continue  # the integer model's patch unfolding (stride 2): the projection's cost
         if node.op_type == "Conv":
             wt = const(node.input[1])
             if wt is None or wt.ndim != 4:

@@ -1,0 +1,384 @@
+"""The integer-exact windowed graph of a quantised generator (train/quantize.py), built node by
+node: the same inputs, output and window arithmetic as the float export (docs/FORMAT.md sections
+2-4), so the tiler, the self-contained wrapper and every reader of format version 2 use it as
+they use a float file.
+
+Every convolution is written in the standard QDQ form,
+
+    DequantizeLinear(x) , DequantizeLinear(w int8, per filter) , DequantizeLinear(b int32)
+        -> Conv -> QuantizeLinear(y)  -> DequantizeLinear -> LeakyRelu(13107/2^16) -> QuantizeLinear
+
+with power-of-two scales only. onnxruntime fuses each convolution into QLinearConv and each
+activation into a lookup table (QLinearLeakyRelu), integer kernels that use this CPU's int8
+instructions; a runtime that does not fuse them runs the float32 operators on values that are
+exact multiples of their scales, where every sum stays below 2^24 (train/quantize.py checks it):
+exactly the same numbers either way, and halves round to even in both (ONNX's QuantizeLinear).
+The noise is quantised first (QuantizeLinear by 2^-8), the upsampling is Resize (nearest) on
+uint8, the joins' residual is float32 on exact values (a Resize (linear) with weights 1/4, 3/4).
+
+The projection scores uint8 patch rows against int8 columns 127 - y_j with MatMulInteger (int32,
+exact) plus an int32 bias in a Loop over chunks of rows (export/chunked.py), takes the first
+argmin in blocks, and overlap-adds the chosen patches, divided by 1020 (a correctly rounded Div):
+the graph's output is float32 in [0, 1] as before.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+from tilegen.contract import ModelInfo
+from tilegen.export.chunked import CHUNK_ROWS, _loop_nodes, integer_scores
+from tilegen.train.quantize import LEAK, IntegerGenerator, QConv, QParams
+
+PAD_SCORE = 2**30  # padding columns' score: above every real one (|real| < 3.2e6)
+ARITHMETIC_VERSION = 1
+
+
+def arithmetic(qg: IntegerGenerator) -> dict:
+    """The `tilegen.arithmetic` metadata of an integer model (docs/FORMAT.md section 11)."""
+    return {
+        "kind": "integer",
+        "version": ARITHMETIC_VERSION,
+        "activations": "uint8, one power-of-two scale and zero point a tensor",
+        "weights": "int8, one power-of-two scale a filter",
+        "leaky_slope": [13107, 65536],
+        "noise": "QuantizeLinear(z, 2^-8, 0)",
+        "levels": "the last convolution's output: whole 8-bit levels",
+        "projection": "MatMulInteger scores" if qg.targets is not None else None,
+    }
+
+
+def integer_kernel(c: QConv) -> bool:
+    """Whether onnxruntime should run this convolution as QLinearConv (int8): only where it is
+    faster than its float32 kernel on the same exact values. Filters of at least 16 outputs and
+    16 inputs per tap were (the joins: 2-3x faster); the noise blocks' 3 -> 8 and 8 -> 8
+    filters ran 2-3x slower in int8 (bench/RESULTS.md, "Integer model")."""
+    o, i = c.weight.shape[:2]
+    return o >= 16 and i >= 16
+
+
+class _Graph:
+    """Nodes and initializers with unique names."""
+
+    def __init__(self):
+        self.nodes: list[onnx.NodeProto] = []
+        self.inits: list[onnx.TensorProto] = []
+        self._n = 0
+        self._consts: dict[tuple, str] = {}
+
+    def name(self, hint: str) -> str:
+        self._n += 1
+        return f"{hint}_{self._n}"
+
+    def const(self, value, dtype, hint: str = "c") -> str:
+        arr = np.asarray(value, dtype=dtype)
+        key = (arr.dtype.str, arr.shape, arr.tobytes())
+        if key not in self._consts:
+            n = self.name(hint)
+            self.inits.append(numpy_helper.from_array(arr, n))
+            self._consts[key] = n
+        return self._consts[key]
+
+    def op(self, op_type: str, *inputs: str, hint: str | None = None, **attrs) -> str:
+        out = self.name(hint or op_type.lower())
+        self.nodes.append(helper.make_node(op_type, list(inputs), [out], name=out, **attrs))
+        return out
+
+    # quantisation ----------------------------------------------------------------------------
+    def scale(self, q: QParams) -> str:
+        return self.const(q.scale, np.float32, "scale")
+
+    def zero(self, q: QParams) -> str:
+        return self.const(q.zero, np.uint8, "zero")
+
+    def quantize(self, x: str, q: QParams) -> str:
+        return self.op("QuantizeLinear", x, self.scale(q), self.zero(q))
+
+    def dequantize(self, x: str, q: QParams) -> str:
+        return self.op("DequantizeLinear", x, self.scale(q), self.zero(q))
+
+    def conv(self, c: QConv, x: str, extra: str | None = None) -> str:
+        """QDQ convolution, requantised; then (c.act) the leaky ReLU, plus `extra` (a float
+        residual) before its requantisation. Filters of few channels get float32 weights
+        instead of DequantizeLinear'd int8 ones (the same exact values): onnxruntime then runs
+        its float kernel, which is faster there than QLinearConv (`integer_kernel`)."""
+        o = c.weight.shape[0]
+        w_scale = (2.0 ** -c.w_exp.astype(np.float64)).astype(np.float32)
+        b_scale = (2.0 ** -(c.x.exp + c.w_exp).astype(np.float64)).astype(np.float32)
+        if integer_kernel(c):
+            w = self.op("DequantizeLinear", self.const(c.weight, np.int8, "w"),
+                        self.const(w_scale, np.float32, "w_scale"),
+                        self.const(np.zeros(o, np.int8), np.int8, "w_zero"), axis=0)  # fmt: skip
+            b = self.op("DequantizeLinear", self.const(c.bias, np.int32, "b"),
+                        self.const(b_scale, np.float32, "b_scale"),
+                        self.const(np.zeros(o, np.int32), np.int32, "b_zero"), axis=0)  # fmt: skip
+            y = self.op("Conv", self.dequantize(x, c.x), w, b)
+        else:
+            # sum (q - z) v 2^-(e+f) + u 2^-(e+f) = sum q v' + u' with v' = v 2^-(e+f) and
+            # u' = (u - z sum v) 2^-(e+f): exact in float32, on the uint8 input cast to float.
+            # Not DequantizeLinear -> Conv: onnxruntime would requantise such float weights
+            # with scales of its own (it did, changing the output).
+            v = c.weight.astype(np.float64)
+            w = self.const(v * b_scale[:, None, None, None], np.float32, "w_f")
+            u = c.bias - c.x.zero * c.weight.astype(np.int64).reshape(o, -1).sum(1)
+            b = self.const(u * b_scale, np.float32, "b_f")
+            y = self.op("Conv", self.op("Cast", x, to=TensorProto.FLOAT), w, b)
+        y = self.quantize(y, c.y)
+        if c.act is None:
+            return y
+        a = self.op("LeakyRelu", self.dequantize(y, c.y), alpha=LEAK)
+        if extra is not None:
+            a = self.op("Add", a, extra)
+        return self.quantize(a, c.act)
+
+    def block(self, layers: list[QConv], x: str, extra: str | None = None) -> str:
+        for i, c in enumerate(layers):
+            x = self.conv(c, x, extra if i == len(layers) - 1 else None)
+        return x
+
+    def crop(self, x: str, t: int) -> str:
+        """x[:, :, t:-t, t:-t]."""
+        return self.op("Slice", x, self.const([t, t], np.int64), self.const([-t, -t], np.int64),
+                       self.const([2, 3], np.int64))  # fmt: skip
+
+
+def _network(g: _Graph, qg: IntegerGenerator, inputs: list[str]) -> str:
+    """The network's output: whole 8-bit levels, uint8 (1, C, H, W)."""
+    scales2 = g.const([1, 1, 2, 2], np.float32, "x2")
+    z = [g.quantize(name, qg.noise_q) for name in inputs]
+    h = g.block(qg.blocks[0], z[0])
+    for k in range(1, qg.cfg.levels):
+        up = g.op("Resize", h, "", scales2, mode="nearest", nearest_mode="floor",
+                  coordinate_transformation_mode="asymmetric")  # fmt: skip
+        joined = g.op("Concat", up, g.block(qg.blocks[k], z[k]), axis=1)
+        extra = None
+        if qg.residual:
+            weighted = g.op("Mul", g.dequantize(h, qg.level_q[k - 1]),
+                            g.const(qg.residual, np.float32))  # fmt: skip
+            smooth = g.op("Resize", weighted, "", scales2, mode="linear",
+                          coordinate_transformation_mode="half_pixel")  # fmt: skip
+            extra = g.crop(smooth, 2)
+        h = g.block(qg.joins[k - 1], joined, extra)
+    return g.conv(qg.to_image, h)
+
+
+def _projection(g: _Graph, qg: IntegerGenerator, levels: str, chunk: int) -> str:
+    """The final patch projection of whole levels: float32 (1, C, H - 4, W - 4) in [0, 1]."""
+    from tilegen.train.generator import PatchProjection
+
+    p, s, t, block = PatchProjection.PATCH, PatchProjection.STRIDE, PatchProjection.TRIM, 50
+    c = qg.cfg.out_channels
+    d = c * p * p
+    if qg.crop:
+        levels = g.crop(levels, qg.crop)
+    # rows (N, D): every 4x4 patch on the stride-2 grid, (channel, row, column) order; a QDQ
+    # convolution with one-hot filters (scale 1: onnxruntime copies the bytes in QLinearConv)
+    one = QParams(0, 0)
+    eye = np.eye(d, dtype=np.int8).reshape(d, c, p, p)
+    w = g.op("DequantizeLinear", g.const(eye, np.int8, "unfold"),
+             g.const(np.ones(d, np.float32), np.float32), g.const(np.zeros(d, np.int8), np.int8),
+             axis=0)  # fmt: skip
+    cols = g.quantize(g.op("Conv", g.dequantize(levels, one), w, strides=[s, s]), one)
+    rows = g.op("Reshape", g.op("Transpose", cols, perm=[0, 2, 3, 1]),
+                g.const([-1, d], np.int64))  # fmt: skip
+    # columns 127 - y_j (int8) and their int32 score bias, J padded to a multiple of `block`
+    # with columns that never win
+    y = qg.targets.astype(np.int64)
+    j = y.shape[0]
+    pad = -j % block
+    weights = np.concatenate([127 - y.T, np.zeros((d, pad), np.int64)], 1).astype(np.int8)
+    bias = np.concatenate([qg.bias, np.full(pad, PAD_SCORE)]).astype(np.int32)
+    score = integer_scores(g.const(weights, np.int8, "columns"), g.const(bias, np.int32, "bias"))
+    index = g.name("chosen")
+    g.nodes.extend(_loop_nodes("chunked0_", rows, "", index, chunk, block, score))
+    chosen = g.op("Gather", g.const(y.astype(np.uint8), np.uint8, "targets"), index, axis=0)
+    # back to (1, D, h, w) and overlap-added: sums of 4 whole levels (ConvTranspose: exact)
+    shape = g.op("Shape", cols)
+    grid = g.op("Concat", g.op("Gather", shape, g.const([0, 2, 3], np.int64)),
+                g.const([d], np.int64), axis=0)  # fmt: skip
+    patches = g.op("Transpose", g.op("Reshape", chosen, grid), perm=[0, 3, 1, 2])
+    fold = np.eye(d, dtype=np.float32).reshape(d, c, p, p)
+    summed = g.op("ConvTranspose", g.op("Cast", patches, to=TensorProto.FLOAT),
+                  g.const(fold, np.float32, "fold"), strides=[s, s])  # fmt: skip
+    return g.op("Div", g.crop(summed, t), g.const(4.0 * 255.0, np.float32))
+
+
+def integer_graph(
+    qg: IntegerGenerator, info: ModelInfo, chunk_rows: int = CHUNK_ROWS, opset: int = 18
+) -> onnx.ModelProto:
+    """The windowed ONNX model of an integer generator, with `info`'s metadata (and
+    tilegen.arithmetic), checked by onnx's checker; not written anywhere."""
+    from tilegen.contract import to_metadata
+    from tilegen.export.onnx_export import ir_version_for
+
+    g = _Graph()
+    names = info.input_names()
+    levels = _network(g, qg, names)
+    if qg.targets is None:
+        out = g.op("Div", g.op("Cast", levels, to=TensorProto.FLOAT),
+                   g.const(255.0, np.float32))  # fmt: skip
+    else:
+        out = _projection(g, qg, levels, chunk_rows)
+    g.nodes.append(helper.make_node("Identity", [out], ["image"], name="output"))
+    c = qg.cfg.noise_channels
+    inputs = [helper.make_tensor_value_info(n, TensorProto.FLOAT,
+                                            [1, c, f"{n}_height", f"{n}_width"]) for n in names]  # fmt: skip
+    output = helper.make_tensor_value_info(
+        "image", TensorProto.FLOAT, [1, qg.cfg.out_channels, "height", "width"]
+    )
+    graph = helper.make_graph(g.nodes, "tilegen_windowed", inputs, [output], g.inits)
+    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    proto.ir_version = ir_version_for(opset)
+    from tilegen import __version__
+
+    proto.producer_name, proto.producer_version = "tilegen", __version__
+    proto.doc_string = (
+        f"tilegen texture generator ({info.form}), integer-exact (docs/FORMAT.md section 11), "
+        f"opset {opset}. Contract: metadata_props tilegen.*, docs/FORMAT.md."
+    )
+    for k, v in to_metadata(replace(info, arithmetic=arithmetic(qg))).items():
+        proto.metadata_props.append(onnx.StringStringEntryProto(key=k, value=v))
+    onnx.checker.check_model(proto)
+    return proto
+
+
+def network_only(qg: IntegerGenerator) -> IntegerGenerator:
+    """The same integer network without its projection (its output: the levels / 255)."""
+    from dataclasses import replace
+
+    return replace(qg, cfg=replace(qg.cfg, projection=0), targets=None, bias=None)
+
+
+def levels_session(qg: IntegerGenerator, threads: int = 1):
+    """noises -> the network's whole levels (numpy float64), by onnxruntime on the integer
+    graph: the reference's numbers (the graph is exact), many times faster than torch."""
+    from tilegen.export.onnx_export import session
+
+    net = network_only(qg)
+    info = ModelInfo(arch=net.cfg.arch, noise_channels=net.cfg.noise_channels,
+                     out_channels=net.cfg.out_channels)  # fmt: skip
+    sess = session(integer_graph(net, info), threads)
+
+    def levels_of(noises: list[np.ndarray]) -> np.ndarray:
+        feeds = {f"z{k}": np.asarray(z, np.float32) for k, z in enumerate(noises)}
+        return np.rint(sess.run(["image"], feeds)[0].astype(np.float64) * 255.0)
+
+    return levels_of
+
+
+def verify_integer(
+    qg: IntegerGenerator, path, report=None, seed: int = 0
+):  # -> ParityReport
+    """onnxruntime on the integer file at `path` against the reference arithmetic
+    (IntegerGenerator.image) on the export's parity windows: every output value must be equal
+    (a one-line UserError otherwise)."""
+    from tilegen.errors import UserError
+    from tilegen.export.onnx_export import PARITY_CASES, ParityReport, _info_of, session
+    from tilegen.model import noise_feeds
+
+    report = report or ParityReport()
+    info = _info_of(path)
+    sess = session(path)
+    p = 2 * info.arch.stride
+    cases = [(origin, size, None) for origin, size in PARITY_CASES]
+    cases.append(((-p // 2, 3), (p, p), (p, p)))
+    for (y0, x0), (h, w), period in cases:
+        feeds, _ = noise_feeds(info, seed, y0, x0, h, w, period)
+        got = sess.run(["image"], feeds)[0]
+        want = qg.image(*feeds.values()).numpy()
+        what = f"tile {h}x{w} at ({y0}, {x0})" + (f", period {p}x{p}" if period else "")
+        if got.shape != want.shape or not np.array_equal(got, want):
+            d = float(np.abs(got - want).max()) if got.shape == want.shape else float("inf")
+            raise UserError(
+                f"integer check failed: onnxruntime differs from the reference arithmetic by "
+                f"{d:.3g} on {what} (it must be exact)"
+            )
+        report.cases.append((what + " vs the integer reference", 0.0))
+    return report
+
+
+def float_deviation(model, qg: IntegerGenerator, size: int = 256, seed: int = 0) -> float:
+    """Mean |difference| in 8-bit levels between the float network's output (rounded) and the
+    integer network's on one size^2 window: how far quantisation moved the network."""
+    import torch
+
+    from tilegen.export.onnx_export import prepared
+    from tilegen.noise import tile_noise
+    from tilegen.train.generator import without_projection
+
+    net = without_projection(prepared(model))
+    noises, _ = tile_noise(qg.arch, qg.cfg.noise_channels, seed, 0, 0, size, size)
+    with torch.no_grad():
+        f = net(*[torch.from_numpy(z) for z in noises])
+    f = torch.round(f.clamp(0, 1) * 255).double()
+    return float((f - qg.levels(*noises)).abs().mean())
+
+
+def export_integer_verified(
+    model,
+    info: ModelInfo,
+    path,
+    *,
+    opset: int = 18,
+    overwrite: bool = False,
+    log=lambda message: None,
+    fit_samples: int = 96,
+):
+    """`tilegen export --integer`: quantise `model` (train/quantize.py), write its integer
+    graph in `info.form`, check onnxruntime against the reference arithmetic (exact) and, for
+    the self-contained form, its tiles against the tiler's (exact), then move it into place
+    with its sidecar. Returns (proto, ParityReport, the mean level deviation from the float
+    network)."""
+    import os
+    from pathlib import Path
+
+    from tilegen.errors import UserError
+    from tilegen.export.onnx_export import (
+        ParityReport,
+        _check_outputs,
+        _info_of,
+        save,
+        verify_self_contained,
+        write_sidecar,
+    )
+    from tilegen.train.quantize import quantize_generator
+
+    path = Path(path)
+    _check_outputs(path, overwrite)
+    try:
+        qg = quantize_generator(model, log, fit_samples)
+    except ValueError as e:
+        raise UserError(f"cannot export an integer model: {e}")
+    windowed = integer_graph(qg, replace(info, form="windowed", tile=None, period=None), opset=opset)
+    proto = windowed
+    if info.form == "self-contained":
+        from tilegen.export.self_contained import build_self_contained
+
+        proto = build_self_contained(windowed, replace(info, arithmetic=arithmetic(qg)),
+                                     info.tile, info.period)  # fmt: skip
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UserError(f"cannot write {path}: {e.strerror or e}")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    wtmp = path.with_name(f".{path.name}.{os.getpid()}.windowed.tmp")
+    try:
+        save(proto, tmp)
+        save(windowed, wtmp)
+        report = verify_integer(qg, wtmp, ParityReport())
+        if info.form == "self-contained":
+            verify_self_contained(None, tmp, windowed, tile_tol=0.0, report=report)
+        deviation = float_deviation(model, qg)
+        os.replace(tmp, path)
+        write_sidecar(path, _info_of(path))
+    except OSError as e:
+        raise UserError(f"cannot write {path}: {e.strerror or e}")
+    finally:
+        tmp.unlink(missing_ok=True)
+        wtmp.unlink(missing_ok=True)
+    return proto, report, deviation
+

@@ -1,0 +1,194 @@
+"""The integer-exact model (train/quantize.py, export/integer.py): the ONNX graph computes the
+reference integer arithmetic exactly, tiles stay exact and periodic, every sum fits float32's
+integers, the CLI writes and checks it, and the self-contained form paints the tiler's bytes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from helpers import cli
+
+from tilegen.contract import ModelInfo
+from tilegen.export.integer import export_integer_verified, integer_graph, network_only
+from tilegen.export.onnx_export import model_info, save, session, wrap_verified
+from tilegen.imageio import read_image
+from tilegen.inspect import describe, load
+from tilegen.model import noise_feeds, open_model, quantize_planar, render_tile
+from tilegen.train.checkpoint import save_generator
+from tilegen.train.generator import GeneratorConfig, fold, sample_tile
+from tilegen.train.quantize import (
+    LEAK,
+    MAX_SUM,
+    calibrate,
+    refit_potentials,
+    sample_tile_integer,
+)
+from tilegen.train.train_generator import fit_projection, new_generator
+
+ROOT = Path(__file__).resolve().parents[1]
+EXEMPLAR = ROOT / "tests" / "data" / "grass_128.png"
+
+
+def small_model(width: int, residual: float = 0.5, levels: int = 3):
+    """A random network (outputs spread over [0, 1]) with a projection fitted to it."""
+    torch.manual_seed(0)
+    cfg = GeneratorConfig(levels=levels, width=width, residual=residual)
+    net = fold(new_generator(cfg, 0, torch.device("cpu")))
+    with torch.no_grad():
+        net.to_image.weight.mul_(8.0)
+        net.to_image.bias.fill_(0.5)
+    return fit_projection(net, read_image(EXEMPLAR), n_targets=300, samples=4, size=48)
+
+
+@pytest.fixture(scope="module")
+def model16():
+    """Width 16: its joins run as QLinearConv in onnxruntime, its noise blocks in float32."""
+    return small_model(16)
+
+
+@pytest.fixture(scope="module")
+def quantised(model16):
+    qg = calibrate(model16, samples=2, size=64)
+    return refit_potentials(qg, samples=4, size=48, steps=10)
+
+
+@pytest.fixture(scope="module")
+def exported(model16, quantised, tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("integer") / "int16.onnx"
+    save(integer_graph(quantised, model_info(model16, {})), path)
+    return path
+
+
+def test_leak_and_scales_are_exact(quantised):
+    """The slope is 0.2 to 3e-6 with a 14-bit numerator; every scale is a power of two and
+    every convolution's partial sums stay below 2^24 for any uint8 input."""
+    assert LEAK * 65536 == 13107 and abs(LEAK - 0.2) < 3.1e-6
+    for c in quantised.convs():
+        assert c.weight.dtype == np.int8 and np.abs(c.weight.astype(int)).max() <= 127
+        assert 0 < c.max_sum() < MAX_SUM
+        assert 0 <= c.y.zero <= 255 and (c.act is None or 0 <= c.act.zero <= 255)
+    assert quantised.to_image.y.exp == 0 and quantised.to_image.y.zero == 0  # whole levels
+
+
+CASES = [  # (seed, y0, x0, h, w, period)
+    (0, 0, 0, 64, 64, None),
+    (7, -13, 29, 37, 53, None),
+    (2**32 - 1, -(2**31) - 5, 2**31 + 3, 20, 70, None),
+    (3, -8, 16, 40, 24, (32, 64)),
+]
+
+
+def test_graph_is_the_reference_arithmetic(quantised, exported):
+    """onnxruntime (QLinearConv, lookup tables, MatMulInteger, float kernels on exact values)
+    gives every output value of the reference, on windows at negative, unaligned and
+    past-2^31 origins, periodic too."""
+    sess = session(exported, 1)
+    info = open_model(exported).info
+    for seed, y0, x0, h, w, period in CASES:
+        feeds, _ = noise_feeds(info, seed, y0, x0, h, w, period)
+        got = sess.run(["image"], feeds)[0]
+        assert np.array_equal(got, quantised.image(*feeds.values()).numpy())
+    kinds = {n.op_type for n in load(exported).proto.graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear", "Loop", "Cast"} <= kinds
+
+
+def test_onnxruntime_fuses_integer_kernels(exported):
+    """What makes it fast: onnxruntime turns the joins into QLinearConv and the activations
+    into QLinearLeakyRelu, and scores with MatMulInteger."""
+    import onnx
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.optimized_model_filepath = str(exported.with_suffix(".opt.onnx"))
+    so.log_severity_level = 3
+    ort.InferenceSession(str(exported), so, providers=["CPUExecutionProvider"])
+    opt = onnx.load(so.optimized_model_filepath)
+    kinds = {n.op_type for n in opt.graph.node}
+    assert {"QLinearConv", "QLinearLeakyRelu"} <= kinds
+    loop = next(n for n in opt.graph.node if n.op_type == "Loop")
+    assert "MatMulInteger" in {n.op_type for n in loop.attribute[0].g.node}
+
+
+def test_integer_tiles_are_exact_and_periodic(exported):
+    """Any tiling gives one big evaluation's bytes, and the periodic texture wraps."""
+    big = render_tile(exported, 5, -40, 17, 96, 128)
+    for y, x, h, w in ((-40, 17, 50, 61), (10, 78, 46, 67), (-40, 78, 50, 67)):
+        part = render_tile(exported, 5, y, x, h, w)
+        assert np.array_equal(part, big[:, y + 40 : y + 40 + h, x - 17 : x - 17 + w])
+    per = render_tile(exported, 2, 0, 0, 64, 128, (32, 64))
+    assert np.array_equal(per[:, :32], per[:, 32:]) and np.array_equal(per[:, :, :64], per[:, :, 64:])
+
+
+def test_close_to_the_float_model(model16, quantised):
+    """Quantisation moves the network a few levels; the projection still paints exemplar
+    patches (every output pixel the average of four whole-level patches)."""
+    f = sample_tile(model16, 1, 0, 0, 64, 64).numpy()
+    i = sample_tile_integer(quantised, 1, 0, 0, 64, 64).numpy()
+    assert np.abs(f - i).mean() < 0.08
+    sums = np.rint(i * 1020)
+    assert np.allclose(sums, i * 1020, atol=1e-3)  # quarter-levels of 255, as float32
+
+
+def test_network_without_projection(quantised, tmp_path):
+    """A network alone (no projection) exports too: the levels / 255."""
+    net = network_only(quantised)
+    info = ModelInfo(arch=net.cfg.arch, noise_channels=3, out_channels=3)
+    path = tmp_path / "net.onnx"
+    save(integer_graph(net, info), path)
+    feeds, _ = noise_feeds(info, 4, -3, 5, 33, 47)
+    got = session(path, 1).run(["image"], feeds)[0]
+    lv = net.levels(*feeds.values()).numpy()
+    assert np.array_equal(got, (lv / 255.0).astype(np.float32))
+
+
+def test_width8_runs_every_layer_in_float_kernels(tmp_path):
+    """A narrow network (no layer for QLinearConv) and residual 0: still exact."""
+    model = small_model(8, residual=0.0)
+    qg = refit_potentials(calibrate(model, samples=2, size=64), samples=4, size=48, steps=10)
+    path = tmp_path / "int8w.onnx"
+    save(integer_graph(qg, model_info(model, {})), path)
+    info = open_model(path).info
+    feeds, _ = noise_feeds(info, 9, 7, -21, 45, 38)
+    got = session(path, 1).run(["image"], feeds)[0]
+    assert np.array_equal(got, qg.image(*feeds.values()).numpy())
+
+
+def test_export_integer_self_contained(model16, tmp_path):
+    """`export_integer_verified`: the self-contained integer form paints the windowed form's
+    bytes (checked exactly before writing), and its contract says what it is."""
+    info = model_info(model16, {"exemplar_sha256": "ab" * 32})
+    from dataclasses import replace
+
+    out = tmp_path / "sc.onnx"
+    _, report, deviation = export_integer_verified(
+        model16, replace(info, form="self-contained"), out, fit_samples=4
+    )
+    assert all(d == 0 for _, d in report.cases) and 0 < deviation < 20
+    contract = json.loads(Path(str(out) + ".json").read_text())
+    assert contract["arithmetic"]["kind"] == "integer" and contract["form"] == "self-contained"
+
+
+def test_cli_export_integer(model16, tmp_path):
+    """`tilegen export MODEL.pt --integer`, then wrapping it without torch; --integer on an
+    .onnx is refused in one line."""
+    pt = tmp_path / "m.pt"
+    save_generator(pt, model16, {"exemplar_sha256": "cd" * 32})
+    out = tmp_path / "m.onnx"
+    code, stdout, err = cli("export", pt, "-o", out, "--integer", timeout=600)
+    assert code == 0 and "integer" in stdout, err
+    assert open_model(out).info.arithmetic["kind"] == "integer"
+    d = describe(load(out))
+    assert d["params_conv"] > 0
+    web = tmp_path / "web.onnx"
+    wrap_verified(out, web, None)  # exact tiles against the tiler, no torch
+    assert open_model(web).info.arithmetic["kind"] == "integer"
+    code, _, err = cli("export", out, "-o", tmp_path / "x.onnx", "--integer")
+    assert code == 2 and "give the .pt" in err and err.count("\n") == 1
+    info = open_model(out).info
+    a = quantize_planar(render_tile(out, 3, -5, 9, 40, 40), info, "uint8")
+    b = quantize_planar(render_tile(web, 3, -5, 9, 40, 40), info, "uint8")
+    assert np.array_equal(a, b)
