@@ -242,18 +242,23 @@ def tiles(
 def view(
     path: Annotated[Path, typer.Argument(help="A store, an xyz/dzi folder, or a self-contained "
                                               ".onnx model.")],
-    port: O(int, "Port on 127.0.0.1 (0: any free port).") = 8765,
+    port: O(int, "Port (0: any free port).") = 8765,
     open_browser: O(bool, "Open the page in the default browser.", "--open") = False,
+    host: O(str | None, "Serve on this address instead of 127.0.0.1 (e.g. 0.0.0.0): the page "
+            "is then reachable from the network.", show_default=False) = None,
+    cors: O(str | None, "Let pages served from ORIGIN (https://host:port) load the tiles.",
+            metavar="ORIGIN", show_default=False) = None,
 ) -> None:  # fmt: skip
     """Show a store or a tile folder as a zoomable map, or paint a model in the browser.
 
-    Serves a local page on 127.0.0.1 until Ctrl-C; a material's store shows its albedo. A model
-    must be the dynamic self-contained form ('tilegen export MODEL -o WEB.onnx
+    Serves a local page on 127.0.0.1 until Ctrl-C; a material's store shows its albedo. Only
+    what the page shows is served (a store's tiles, an xyz/dzi pyramid's tiles, the model). A
+    model must be the dynamic self-contained form ('tilegen export MODEL -o WEB.onnx
     --self-contained'); its page needs onnxruntime-web ('npm ci --prefix tilegen/web').
     """
     from tilegen.view import view as serve
 
-    serve(path, port, open_browser, log=typer.echo)
+    serve(path, port, open_browser, log=typer.echo, host=host, cors=cors)
 
 
 # --- train, sample (the generator, Alg. 2) ----------------------------------------------------

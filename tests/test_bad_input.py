@@ -431,16 +431,18 @@ def _default_sigint() -> None:
 
 
 def _interrupt(
-    args: list, ready: str, tmp_path: Path, timeout: float = 120, settle: float = 0.5
+    args: list, ready, tmp_path: Path, timeout: float = 120, settle: float = 0.5
 ) -> tuple[int, str]:
-    """Start the command, wait until stderr shows `ready` (its progress bar), send SIGINT."""
+    """Start the command, wait until stderr shows `ready` (its progress bar; or until the
+    callable `ready` says so), send SIGINT."""
     err_path = tmp_path / "stderr.txt"
     with open(err_path, "w") as err:
         cmd = [sys.executable, "-c", "from tilegen import cli; cli.main()", *map(str, args)]
         p = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=err,
                              preexec_fn=_default_sigint)  # fmt: skip
         t0 = time.time()
-        while ready not in err_path.read_text() and time.time() - t0 < timeout:
+        seen = ready if callable(ready) else lambda: ready in err_path.read_text()
+        while not seen() and time.time() - t0 < timeout:
             if p.poll() is not None:
                 break
             time.sleep(0.2)
@@ -479,6 +481,8 @@ def test_ctrl_c_torch_commands(name, args, ready, kept, tmp_path):
         args = [*args, "-o", out]
     if name == "evaluate":
         ready = "\x00"  # it prints nothing on stderr: interrupt it after 10 s
+    if name == "train":  # once its first checkpoint is on disk, however slow the machine
+        ready = Path(f"{out}.ckpt").is_file
     code, err = _interrupt(args, ready, tmp_path, 10 if name == "evaluate" else 120,
                            3 if name == "train" else 0.5)  # fmt: skip
     line = assert_one_line(code, err, "interrupted", exit_code=130)

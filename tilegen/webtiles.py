@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 import math
 import os
-import shutil
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -93,38 +93,61 @@ def _encode(pixels: np.ndarray, path: Path, image: str, pad_to: int | None) -> N
     img = Image.fromarray(pixels[:, :, 0] if mode == "L" else pixels, mode)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.partial")
-    if image == "png":
-        img.save(tmp, format="PNG", compress_level=1)
-    else:
-        img.convert("RGB" if mode == "RGBA" else mode).save(tmp, format="JPEG", quality=90)
-    os.replace(tmp, path)
+    try:
+        if image == "png":
+            img.save(tmp, format="PNG", compress_level=1)
+        else:
+            img.convert("RGB" if mode == "RGBA" else mode).save(tmp, format="JPEG", quality=90)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def _check_store(store: Path) -> dict:
-    attrs = zarr_store.read_attrs(store)
+    attrs, spec = zarr_store.open_store(store)
     if not attrs.get("complete"):
         raise UserError(
             f"{store} is not complete: rerun the same 'tilegen generate' command to finish it, "
             "then cut web tiles"
         )
-    h, w = attrs["size"]
-    if not attrs.get("pyramid", True) and max(h, w) > attrs.get("chunk", 512):
+    if not spec.pyramid and max(spec.height, spec.width) > spec.chunk:
         raise UserError(
             f"{store} has no pyramid (written with --no-pyramid): regenerate it with the pyramid"
         )
+    zarr_store.damaged_shards(store, spec, list(range(len(spec.level_shapes()))))
     return attrs
 
 
-def _remove_ours(out: Path) -> None:
-    """Delete the web tiles tilegen wrote in DIR (the marker, the descriptor, the xyz level
-    folders or image_files/) and nothing else: a file of the user's stays."""
-    for child in out.iterdir():
-        if child.is_symlink():
+# What tilegen writes in a web-tiles folder, relative to it: the only names it ever deletes.
+OURS = re.compile(r"\d+/\d+/\d+\.(png|jpg)|image_files/\d+/\d+_\d+\.(png|jpg)|(.*/)?\..*\.partial")
+
+
+def _remove_ours(out: Path, partials_only: bool = False) -> None:
+    """Delete the web tiles tilegen wrote in DIR (the marker, the descriptor, tiles named as it
+    names them, its temporary files; or only the temporary files a killed run left), then the
+    folders this empties; a file of the user's, in DIR or among the tiles, stays."""
+    for name in () if partials_only else (MARKER, *DESCRIPTOR.values()):
+        if (out / name).is_file() and not (out / name).is_symlink():
+            (out / name).unlink()
+    for top in [d for d in out.iterdir() if d.name.isdigit() or d.name == "image_files"]:
+        if top.is_symlink() or not top.is_dir():
             continue
-        if child.name in (MARKER, *DESCRIPTOR.values()) and child.is_file():
-            child.unlink()
-        elif child.is_dir() and (child.name.isdigit() or child.name == "image_files"):
-            shutil.rmtree(child)
+        for root, dirs, files in os.walk(top, topdown=False):
+            for f in files:
+                p = Path(root, f)
+                if partials_only and not f.endswith(".partial"):
+                    continue
+                if OURS.fullmatch(p.relative_to(out).as_posix()) and not p.is_symlink():
+                    p.unlink()
+            for d in dirs:
+                try:
+                    Path(root, d).rmdir()
+                except OSError:  # a user's file inside
+                    pass
+        try:
+            top.rmdir()
+        except OSError:
+            pass
 
 
 def _prepare_folder(out: Path, settings: dict, overwrite: bool) -> None:
@@ -152,6 +175,8 @@ def _prepare_folder(out: Path, settings: dict, overwrite: bool) -> None:
             )
         elif done:
             raise UserError(f"{out} already holds these tiles: pass --overwrite to cut them again")
+        else:
+            _remove_ours(out, partials_only=True)  # a killed run's half-written tiles
     try:
         out.mkdir(parents=True, exist_ok=True)
         marker.write_text(json.dumps(settings, indent=1) + "\n")
