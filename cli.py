@@ -158,6 +158,8 @@ def generate(
                  "x --threads) or the address of a running dask.distributed scheduler "
                  "(tcp://host:8786; workers must see the same file system); default: threads, "
                  "local with --workers.") = "",
+    connect_timeout: O(float, "Seconds to reach a dask.distributed scheduler (its address as "
+                       "--scheduler) before giving up.") = GenerateConfig.connect_timeout,
     workers: O(int | None, "Worker processes (processes, local).") = None,
     threads: O(int | None, "Dask threads (threads) or threads per worker (local).") = None,
     device: cl.Device = "auto",
@@ -186,7 +188,7 @@ def generate(
         period=size if periodic else None, dtype=dtype, codec=codec, pyramid=pyramid,
         scheduler=scheduler or ("local" if workers else "threads"), workers=workers,
         threads=threads, device=device, overwrite=overwrite, progress=progress,
-        max_memory=max_memory,
+        max_memory=max_memory, connect_timeout=connect_timeout,
     )  # fmt: skip
     typer.echo(run(cfg))
 

@@ -186,16 +186,19 @@ def _default_sigint() -> None:
 
 def _signalled(args: list, ready: str, tmp_path: Path, sig: int, timeout: float = 120,
                settle: float = 0.5) -> tuple[int, str, str]:  # fmt: skip
-    """Run the command in a subprocess, wait until its output shows `ready`, send `sig`;
-    (exit code, stdout, stderr)."""
+    """Run the command in a subprocess, wait until its output shows `ready` (or the callable
+    `ready` says so), send `sig`; (exit code, stdout, stderr)."""
     out_path, err_path = tmp_path / "stdout.txt", tmp_path / "stderr.txt"
     with open(out_path, "w") as out, open(err_path, "w") as err:
         cmd = [sys.executable, "-c", "from tilegen import cli; cli.main()", *map(str, args)]
         p = subprocess.Popen(cmd, cwd=ROOT, stdout=out, stderr=err, preexec_fn=_default_sigint)
         t0 = time.time()
-        while time.time() - t0 < timeout and p.poll() is None:
-            if ready in out_path.read_text() + err_path.read_text():
-                break
+        seen = (
+            ready
+            if callable(ready)
+            else lambda: ready in out_path.read_text() + err_path.read_text()
+        )
+        while time.time() - t0 < timeout and p.poll() is None and not seen():
             time.sleep(0.2)
         time.sleep(settle)
         p.send_signal(sig)
@@ -372,3 +375,118 @@ def test_overwrite_deletes_only_what_tilegen_recorded(onnx_model, tmp_path, monk
     (web / "0" / "0" / "keep.txt").write_text("mine")
     assert cli_inproc(monkeypatch, capsys, *cut, "--overwrite")[0] == 0
     assert (web / "0" / "0" / "keep.txt").read_text() == "mine"
+
+
+# --- SIGTERM and SIGHUP stop every command as Ctrl-C does ----------------------------------------
+
+DATA = Path(__file__).parent / "data"
+LONG = ["--iters", "100000", "--scales", "2", "--device", "cpu"]
+
+
+@pytest.fixture(scope="module")
+def big_store(onnx_model, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("big") / "b.zarr"
+    _gen(onnx_model, out, size=(2048, 2048))
+    return out
+
+
+@pytest.mark.parametrize(
+    "name, sig, args, ready, kept",
+    [
+        ("synth", signal.SIGTERM, ["synth", DATA / "grass_128.png", *LONG, "--size", 64, 64],
+         "synth", "was not written"),
+        ("train", signal.SIGTERM, ["train", DATA / "grass_128.png", "--iters", 100000, "--size",
+                                   32, "--levels", 3, "--width", 8, "--scales", 2, "--device",
+                                   "cpu"], "train", "--resume"),
+        ("generate", signal.SIGTERM, ["generate", "{onnx}", "--size", 8192, 8192, "--chunk", 64,
+                                      "--shard", 128], "render", "rerun the same command"),
+        ("generate", signal.SIGHUP, ["generate", "{onnx}", "--size", 8192, 8192, "--chunk", 64,
+                                     "--shard", 128, "--scheduler", "processes", "--workers", 2],
+         "render", "rerun the same command"),
+        ("tif", signal.SIGTERM, ["generate", "{onnx}", "--size", 9000, 9000], "render",
+         "was not written"),
+        ("tiles", signal.SIGTERM, ["tiles", "{store}", "--tile", 16], "tiles", "--overwrite"),
+        ("xyz", signal.SIGTERM, ["tiles", "{store}", "--format", "xyz", "--tile", 16], "tiles",
+         "rerun"),
+        ("evaluate", signal.SIGTERM, ["evaluate", DATA / "grass_128.png", "--baselines",
+                                      "--patches", 3000, "--seeds", 20], "\x00", "rerun"),
+        ("view", signal.SIGTERM, ["view", "{store}", "--port", 0], "viewing", "stopped serving"),
+    ],
+)  # fmt: skip
+def test_stop_signals_end_in_one_line(
+    name, sig, args, ready, kept, onnx_model, big_store, tmp_path
+):
+    out = tmp_path / {"train": "o.pt", "tif": "o.tif", "generate": "o.zarr", "synth": "o.png",
+                      "tiles": "t", "xyz": "x"}.get(name, "")  # fmt: skip
+    args = [str(a).format(onnx=onnx_model, store=big_store) for a in args]
+    if name not in ("evaluate", "view"):
+        args += ["-o", str(out)]
+    if name == "train":  # once its first checkpoint is on disk, however slow the machine
+        ready = Path(f"{out}.ckpt").is_file
+    code, _, err = _signalled(args, ready, tmp_path, sig, timeout=8 if ready == "\x00" else 120)
+    lines = [ln for ln in err.replace("\r", "\n").splitlines() if ln.startswith("tilegen:")]
+    assert code == 128 + sig and len(lines) == 1, (code, err)
+    assert kept in lines[0] and "Traceback" not in err, err
+    assert f"by {signal.Signals(sig).name}" in lines[0] or name == "view", lines[0]
+    leftovers = [p for p in tmp_path.rglob("*") if p.name.endswith(".partial")]
+    assert not leftovers, leftovers
+    if name == "tif":
+        assert not out.exists()
+    if name == "generate":  # the writer's lock went with it: a rerun can finish the store
+        assert not (out / ".tilegen" / "lock").exists()
+
+
+# --- schedulers that do not answer ---------------------------------------------------------------
+
+
+@pytest.fixture
+def silent_peer():
+    """A port that accepts connections and never says a word."""
+    import socket
+    import threading
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+    held = []
+
+    def accept():
+        while True:
+            try:
+                held.append(server.accept()[0])
+            except OSError:
+                return
+
+    threading.Thread(target=accept, daemon=True).start()
+    yield server.getsockname()[1]
+    server.close()
+    for c in held:
+        c.close()
+
+
+def test_schedulers_that_do_not_answer_fail_in_one_line(onnx_model, silent_peer, tmp_path):
+    import socket
+
+    free = socket.socket()
+    free.bind(("127.0.0.1", 0))
+    refused = free.getsockname()[1]
+    free.close()
+    cases = [
+        (f"tcp://127.0.0.1:{silent_peer}", "did not complete the handshake", 12),
+        (f"tcp://127.0.0.1:{refused}", "cannot reach the Dask scheduler", 3),
+        ("tcp://no-such-host.invalid:8786", "cannot resolve", 3),
+    ]
+    for address, message, limit in cases:
+        t0 = time.time()
+        code, _, err = _run("generate", onnx_model, "-o", tmp_path / "s.zarr", "--size", 64, 64,
+                            "--scheduler", address, "--connect-timeout", 2)  # fmt: skip
+        took = time.time() - t0
+        assert code == 2 and message in err and err.count("\n") == 1, (address, err)
+        assert took < limit + 8, (address, took)  # interpreter start-up included
+        assert not (tmp_path / "s.zarr").exists()  # nothing written
+
+
+def _run(*args, timeout: float = 120) -> tuple[int, str, str]:
+    from helpers import cli
+
+    return cli(*args, timeout=timeout)

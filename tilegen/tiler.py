@@ -155,6 +155,18 @@ class Progress:
 OnDone = Callable[[Job, tuple[int, str]], None]
 
 
+def _ignore_stop_signals() -> None:
+    """In a worker process: Ctrl-C or SIGTERM sent to the whole group is the main process's to
+    handle (it cancels, lets running shards finish whole and reports); a worker that died of it
+    would only break the pool."""
+    import signal
+
+    from tilegen.errors import STOP_SIGNALS
+
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, signal.SIG_IGN)
+
+
 class LocalRunner:
     """Dask's local schedulers ("threads", "processes", "sync"), graphs of at most BATCH jobs.
 
@@ -172,7 +184,9 @@ class LocalRunner:
             import multiprocessing as mp
             from concurrent.futures import ProcessPoolExecutor
 
-            self.pool = ProcessPoolExecutor(self.workers, mp_context=mp.get_context("spawn"))
+            self.pool = ProcessPoolExecutor(
+                self.workers, mp_context=mp.get_context("spawn"), initializer=_ignore_stop_signals
+            )
 
     def describe(self) -> str:
         if self.scheduler == "sync":
@@ -203,11 +217,56 @@ class LocalRunner:
             self.pool.shutdown(wait=True, cancel_futures=True)
 
 
+def connect(address: str, timeout: float):
+    """A dask.distributed Client of the scheduler at `address`, or a one-line UserError within
+    about `timeout` seconds: a host that does not resolve or a port that refuses fails at once,
+    and a peer that accepts but never answers the handshake (Client's own timeout does not cover
+    it) is given up after the deadline."""
+    import socket
+    import threading
+    from urllib.parse import urlsplit
+
+    from distributed import Client
+
+    where = urlsplit(address if "://" in address else f"tcp://{address}")
+    try:
+        host, port = where.hostname, where.port or 8786
+    except ValueError as e:
+        raise UserError(f"--scheduler {address}: not an address such as tcp://host:8786 ({e})")
+    try:
+        if where.scheme in ("tcp", "tls"):  # not inproc://, a scheduler in this process
+            socket.create_connection((host, port), timeout=timeout).close()
+    except socket.gaierror as e:
+        raise UserError(f"--scheduler {address}: cannot resolve {host} ({e.strerror or e})")
+    except OSError as e:
+        raise UserError(
+            f"cannot reach the Dask scheduler at {address}: {e.strerror or e}; is it running?"
+        )
+    box: dict = {}
+
+    def handshake() -> None:
+        try:
+            box["client"] = Client(address, timeout=f"{timeout}s")
+        except Exception as e:  # distributed raises OSError, TimeoutError and its own types
+            box["error"] = e
+
+    thread = threading.Thread(target=handshake, daemon=True, name="tilegen-connect")
+    thread.start()
+    thread.join(timeout + 2)
+    if "client" in box:
+        return box["client"]
+    why = f"{box['error']}" if "error" in box else f"no answer within {timeout:g} s"
+    raise UserError(
+        f"the Dask scheduler at {address} did not complete the handshake ({why}): is it a "
+        "dask.distributed scheduler? (--connect-timeout sets the wait)"
+    )
+
+
 class DistributedRunner:
     """A dask.distributed Client: a LocalCluster we start, or an existing scheduler's address.
     At most `window` jobs are in flight; results are handled with `as_completed`."""
 
-    def __init__(self, address: str | None, workers: int, threads: int):
+    def __init__(self, address: str | None, workers: int, threads: int, client=None):
         try:
             from distributed import Client, LocalCluster
         except ImportError:  # pragma: no cover
@@ -226,10 +285,7 @@ class DistributedRunner:
             )
             self.client = Client(self.cluster)
         else:
-            try:
-                self.client = Client(address, timeout="20s")
-            except OSError as e:
-                raise UserError(f"cannot reach the Dask scheduler at {address}: {e}")
+            self.client = client
         info = self.client.scheduler_info()["workers"]
         if not info:
             raise UserError(f"the Dask cluster at {address or 'localhost'} has no workers")
@@ -327,6 +383,7 @@ class GenerateConfig:
     tile: int | None = None  # evaluation size (default: the model's)
     log: Callable[[str], None] = field(default=lambda msg: print(msg, file=sys.stderr))
     max_memory: float | None = None  # GB; None: the memory available
+    connect_timeout: float = 10.0  # seconds to reach a dask.distributed scheduler
 
     def check(self) -> None:
         """The settings, each named by its option (one place for store and image outputs)."""
@@ -336,6 +393,7 @@ class GenerateConfig:
         options.choice("--codec", self.codec, zarr_store.CODECS)
         for name in ("workers", "threads", "chunk", "shard", "tile"):
             options.positive(f"--{name}", getattr(self, name))
+        options.positive("--connect-timeout", self.connect_timeout)
         check_scheduler(self.scheduler)
         memory.set_limit(self.max_memory)
 
@@ -376,8 +434,9 @@ def planned_tasks(cfg: GenerateConfig, n_jobs: int) -> int | None:
     return None
 
 
-def _make_runner(cfg: GenerateConfig, n_jobs: int):
-    """The executor and the onnxruntime threads per task."""
+def _make_runner(cfg: GenerateConfig, n_jobs: int, remote=None):
+    """The executor and the onnxruntime threads per task (`remote`: a connected Client of the
+    scheduler --scheduler names)."""
     sched = cfg.scheduler
     if sched == "threads":
         tasks, ort = plan_threads(n_jobs, cfg.threads or cores())
@@ -393,7 +452,7 @@ def _make_runner(cfg: GenerateConfig, n_jobs: int):
         workers = max(1, min(workers, math.ceil(n_jobs / threads)))
         runner = DistributedRunner(None, workers, threads)
         return runner, max(1, cores() // (workers * threads))
-    runner = DistributedRunner(sched, 0, 0)
+    runner = DistributedRunner(sched, 0, 0, client=remote or connect(sched, cfg.connect_timeout))
     return runner, runner.ort_threads()
 
 
@@ -463,13 +522,20 @@ def generate(cfg: GenerateConfig) -> Summary:
     name = Path(model_path).stem
     check_disk(store_path, spec.raw_bytes(), "the store")
     streaming = check_task_memory(cfg, spec, model)  # before anything is written
-    lock = zarr_store.claim(store_path)
+    remote = None  # a cluster is reached before anything is written: an unreachable one costs none
+    if cfg.scheduler not in LOCAL_SCHEDULERS:
+        remote = connect(cfg.scheduler, cfg.connect_timeout)
+    lock = None
     try:
+        lock = zarr_store.claim(store_path)
         state = zarr_store.prepare(store_path, spec, name, cfg.overwrite)
         done, state = _verified(store_path, spec, name, state, cfg.log)
-        summary = _render(cfg, model, spec, name, state, done, streaming, model_path)
+        summary = _render(cfg, model, spec, name, state, done, streaming, model_path, remote)
     finally:
-        lock.release()
+        if lock is not None:
+            lock.release()
+        if remote is not None:
+            remote.close()
     summary.seconds = summary.seconds or time.perf_counter() - t_start
     return summary
 
@@ -535,7 +601,9 @@ def _children_done(spec, level: int, region: tuple[int, int], below: set) -> boo
     return all((y, x) in below for y in ys for x in xs)
 
 
-def _render(cfg: GenerateConfig, model, spec, name, state, done, streaming, model_path) -> Summary:
+def _render(
+    cfg: GenerateConfig, model, spec, name, state, done, streaming, model_path, remote=None
+) -> Summary:
     """Render the shards not done, then the pyramid; mark the store complete."""
     store_path = str(Path(cfg.output).resolve())
     levels = len(spec.level_shapes())
@@ -548,7 +616,7 @@ def _render(cfg: GenerateConfig, model, spec, name, state, done, streaming, mode
         if state != "complete":
             mark_complete(store_path, spec, name, total)
         return summary
-    runner, ort = _make_runner(cfg, max(left[0], 1))
+    runner, ort = _make_runner(cfg, max(left[0], 1), remote)
     summary.scheduler, summary.ort_threads = runner.describe(), ort
     if state == "resume":
         cfg.log(f"resuming {cfg.output}: {done_before} of {total} shards already written")
