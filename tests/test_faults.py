@@ -490,3 +490,77 @@ def _run(*args, timeout: float = 120) -> tuple[int, str, str]:
     from helpers import cli
 
     return cli(*args, timeout=timeout)
+
+
+# --- model metadata that lies, files that are not models ---------------------------------------
+
+
+def _with_metadata(src: Path, dst: Path, **changes) -> Path:
+    """A copy of a model with tilegen.KEY metadata replaced (a value None deletes the key)."""
+    import onnx
+
+    model = onnx.load(str(src))
+    props = {p.key: p.value for p in model.metadata_props}
+    for key, value in changes.items():
+        key = "tilegen." + key
+        if value is None:
+            props.pop(key, None)
+        elif key == "tilegen.arch" and isinstance(value, dict):
+            props[key] = json.dumps({**json.loads(props[key]), **value})
+        else:
+            props[key] = value if isinstance(value, str) else json.dumps(value)
+    version = props.pop("tilegen.format_version")
+    del model.metadata_props[:]
+    for k, v in [*props.items(), ("tilegen.format_version", version)]:
+        model.metadata_props.add(key=k, value=v)
+    onnx.save(model, str(dst))
+    return dst
+
+
+LIES = [
+    {"arch": {"levels": 40}}, {"arch": {"levels": 0}}, {"arch": {"levels": "4"}},
+    {"arch": {"levels": 4.5}}, {"arch": {"levels": True}}, {"arch": {"t0": -3}},
+    {"arch": {"tj": 1000}}, {"arch": {"tj": 4}}, {"arch": {"levels": 5}},
+    {"arch": {"noise_channels": 0}}, {"arch": {"out_channels": -2}},
+    {"arch": {"out_channels": 5}}, {"arch": {"out_channels": 100000}},
+    {"value_range": "[0, NaN]"}, {"value_range": [1, 1]}, {"value_range": ["a", 1]},
+    {"value_range": [0]}, {"value_range": "[0, Infinity]"}, {"training": "[]"},
+    {"material": "5"}, {"form": "strange"}, {"arch": "[1, 2]"}, {"noise": "{}"},
+    {"noise": {"spec": "tilegen-hash32", "version": "x"}}, {"channels": "R" * 10000},
+    {"arch": None}, {"value_range": "not json"},
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("i", range(len(LIES)), ids=[str(x)[:40] for x in LIES])
+def test_lying_metadata_is_one_line(i, onnx_model, tmp_path, monkeypatch, capfd):
+    from helpers import cli_inproc
+
+    def cli(*args):  # in this process; capfd also sees what onnxruntime writes to stderr
+        return cli_inproc(monkeypatch, capfd, *args)
+
+    lie = _with_metadata(onnx_model, tmp_path / "lie.onnx", **LIES[i])
+    code, _, err = cli("generate", lie, "-o", tmp_path / "o.zarr", "--size", 64, 64,
+                       "--no-progress")  # fmt: skip
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert code == 2 and len(lines) == 1 and "Warning" not in err, (LIES[i], err)
+    assert "metadata" in err or "re-export" in err or "upgrade" in err, err
+    code, _, err = cli("inspect", lie)  # it reads metadata, runs nothing: may describe the lie
+    assert (code, err) == (0, "") or (code == 2 and err.count("\n") == 1), (LIES[i], err)
+
+
+def test_files_are_checked_before_they_are_read(tmp_path):
+    from helpers import cli
+
+    huge = tmp_path / "huge.onnx"
+    with open(huge, "wb") as f:  # 4 GiB, sparse: reading it would take seconds and the memory
+        f.write(b"\x08")
+        f.truncate(4 << 30)
+    photo = tmp_path / "photo.onnx"
+    photo.write_bytes((DATA / "grass_128.png").read_bytes())
+    for path, message in ((huge, "GiB"), (photo, "not a readable ONNX model")):
+        for args in (["inspect", path], ["view", path, "--port", 0],
+                     ["generate", path, "-o", tmp_path / "o.png", "--size", 8, 8]):  # fmt: skip
+            t0 = time.time()
+            code, _, err = cli(*args, timeout=60)
+            assert code == 2 and message in err and err.count("\n") == 1, (args, err)
+            assert time.time() - t0 < 30
