@@ -196,15 +196,19 @@ def generate(
 @command("the tiles in {output} are incomplete; rerun the same command (--overwrite for numbered)")
 def tiles(
     store: Annotated[Path, typer.Argument(help="A store written by 'tilegen generate'.")],
-    output: O(Path, "Folder for the tiles.", "-o", "--output"),
-    tile: O(int | None, "Tile side in pixels [default: 2048; xyz/dzi: 256].") = None,
+    output: O(Path, "Folder for the tiles (pmtiles: one file, OUT.pmtiles).", "-o", "--output"),
+    tile: O(int | None, "Tile side in pixels [default: 2048; xyz/dzi/pmtiles: 256].") = None,
     format: O(str, "png, tif or jpg: numbered tiles; xyz or dzi: a web-map pyramid (Leaflet, "
-              "OpenLayers, OpenSeadragon, 'tilegen view').", "--format") = "png",
-    image: O(str, "xyz/dzi tiles: png or jpg.") = "png",
+              "OpenLayers, MapLibre, OpenSeadragon, 'tilegen view'); pmtiles: the xyz pyramid "
+              "in one PMTiles file.", "--format") = "png",
+    image: O(str, "xyz/dzi/pmtiles tiles: png or jpg.") = "png",
     bits: O(int | None, "8 or 16 bits per channel (default: the store's).") = None,
     region: O(tuple[int, int, int, int] | None, "Y X H W: cut only this region (default: "
               "everything).") = None,
     level: O(int, "Pyramid level (0: full resolution).") = 0,
+    url: O(str | None, "xyz: the address the folder will be served at "
+           "(https://host/path/): tilejson.json then lists absolute tile URLs, as TileJSON "
+           "3.0.0 requires [default: relative to tilejson.json].", show_default=False) = None,
     overwrite: O(bool, "Replace tiles already in the folder.") = False,
     progress: cl.Progress = True,
 ) -> None:  # fmt: skip
@@ -216,14 +220,21 @@ def tiles(
     per tile (tile_r0_c0_albedo.png, tile_r0_c0_normal.png, ...), each map at its source depth
     where the store holds it (--bits: all at one). xyz: DIR/{z}/{x}/{y}.png and
     DIR/tilejson.json; dzi: DIR/image.dzi and DIR/image_files/. Web pyramids come from the
-    store's own pyramid, stream, and resume when rerun.
+    store's own pyramid, stream, and resume when rerun. pmtiles: the xyz tiles in one
+    OUT.pmtiles archive for static hosting (rerun from the start if interrupted).
     """
     from tilegen.webtiles import WEB_FORMATS, write_web_tiles
 
+    if url is not None and format != "xyz":
+        raise UserError(f"--url is for --format xyz (the tile URLs in tilejson.json), not {format}")
+    if format == "pmtiles" or output.suffix.lower() == ".pmtiles":
+        return _pmtiles(store, output, format, image, tile, region or level or bits, overwrite,
+                        progress)  # fmt: skip
     if format in WEB_FORMATS:
         if region or level or bits:
             raise UserError(f"--region, --level and --bits are for numbered tiles, not {format}")
-        f = write_web_tiles(store, output, format, image, tile or 256, overwrite, progress=progress)
+        f = write_web_tiles(store, output, format, image, tile or 256, overwrite,
+                            progress=progress, url=url)  # fmt: skip
         typer.echo(
             f"wrote {f['written']} {format} tiles ({f['kept']} kept from an earlier run), "
             f"{f['levels']} levels of {f['tile']}-pixel {image} tiles, to {output}"
@@ -237,6 +248,22 @@ def tiles(
     typer.echo(
         f"wrote {index['rows'] * index['cols']} tiles ({index['rows']} rows x {index['cols']} "
         f"columns, {index['bits']}-bit {format}) to {output}"
+    )
+
+
+def _pmtiles(store: Path, output: Path, format: str, image: str, tile: int | None,
+             numbered_only: bool, overwrite: bool, progress: bool) -> None:  # fmt: skip
+    """tiles --format pmtiles: the xyz pyramid in one OUT.pmtiles file."""
+    from tilegen.pmtiles_out import write_pmtiles
+
+    if format != "pmtiles":
+        raise UserError(f"-o {output}: add --format pmtiles for a PMTiles archive")
+    if numbered_only:
+        raise UserError("--region, --level and --bits are for numbered tiles, not pmtiles")
+    f = write_pmtiles(store, output, image, tile or 256, overwrite, progress=progress)
+    typer.echo(
+        f"wrote {f['tiles']} {image} tiles, {f['levels']} levels of {f['tile']} pixels, "
+        f"to {output} ({f['bytes'] / 1e6:.1f} MB)"
     )
 
 
