@@ -76,7 +76,8 @@ def make_inputs(d: Path) -> dict[str, Path]:
     f["inf"] = d / "inf.tif"
     tifffile.imwrite(f["inf"], inf, photometric="rgb")
     f["five"] = d / "five.tif"
-    tifffile.imwrite(f["five"], np.zeros((64, 64, 5), np.uint8), photometric="minisblack")
+    tifffile.imwrite(f["five"], np.zeros((64, 64, 5), np.uint8), photometric="minisblack",
+                     planarconfig="contig")  # fmt: skip
     f["stack"] = d / "stack.tif"
     tifffile.imwrite(f["stack"], np.zeros((3, 4, 64, 64), np.uint8), photometric="minisblack")
     f["gif"] = d / "anim.gif"
@@ -284,6 +285,24 @@ def test_jpeg_exif_orientation_is_applied(tmp_path):
     exif[0x0112] = 6  # rotate 90 degrees clockwise to display
     img.save(tmp_path / "side.jpg", exif=exif, quality=100)
     assert read_image(tmp_path / "side.jpg").shape[:2] == (40, 20)
+
+
+def test_planar_tiff_reads_as_its_interleaved_twin(tmp_path):
+    """A TIFF stored one plane per channel (planarconfig separate, as scanners and GIS tools
+    write it) reads as the same pixels as the interleaved file, whatever its width."""
+    import tifffile
+
+    from tilegen.imageio import read_image
+
+    rgb = np.asarray(Image.open(DATA / "grass_128.png").convert("RGB"))[:40]
+    for width in (128, 3):
+        part = np.ascontiguousarray(rgb[:, :width])
+        tifffile.imwrite(tmp_path / "c.tif", part, photometric="rgb")
+        tifffile.imwrite(tmp_path / "p.tif", np.moveaxis(part, -1, 0), photometric="rgb",
+                         planarconfig="separate")  # fmt: skip
+        planar = read_image(tmp_path / "p.tif")
+        assert planar.shape == (40, width, 3)
+        assert np.array_equal(planar, read_image(tmp_path / "c.tif"))
 
 
 # --- overwrite and tiles -----------------------------------------------------------------------
