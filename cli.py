@@ -434,8 +434,9 @@ def export_cmd(
         from tilegen.export.integer import export_integer_verified
 
         log = lambda message: typer.echo(message, err=True)  # noqa: E731
-        proto, report, deviation = export_integer_verified(gen, info, output, opset=opset,
-                                                           overwrite=overwrite, log=log)  # fmt: skip
+        proto, report, deviation = export_integer_verified(
+            gen, info, output, opset=opset, overwrite=overwrite, log=log
+        )
         typer.echo(
             f"wrote {output} ({info.form}, integer, {output.stat().st_size:,} bytes) and "
             f"{output}.json; onnxruntime equals the integer arithmetic on every check; the "

@@ -1,7 +1,7 @@
 """Megapixels per second of an exported generator in onnxruntime vs torch, same machine, same run.
 
-    python bench/onnx_speed.py [--model MODEL.pt [--network-only]] [--sizes 256 512 1024 2048]
-                               [--threads 2]
+    python bench/onnx_speed.py [--model MODEL.pt [--network-only | --integer]]
+                               [--sizes 256 512 1024 2048] [--threads 2]
 
 Without --model: the default-size generator (levels 6, width 16), randomly initialised, given
 BatchNorm statistics by a few train-mode forwards, then folded (speed does not depend on the
@@ -11,6 +11,11 @@ sequential execution, all graph optimisations), torch with torch.set_num_threads
 no_grad. An output tile of S x S pixels at the origin needs a window of (S + 4) x (S + 4): the
 rate counts the S x S pixels asked for (the halo is part of the cost). Noise generation is timed
 separately (tilegen.noise, numpy). Each figure is the median of --repeat runs after one warm-up.
+
+--integer (with --model): the model's float export and its integer-exact export (`tilegen export
+--integer`: train/quantize.py, export/integer.py), each as the network alone and as the whole
+model, in onnxruntime only: milliseconds per output megapixel for the network, for the projection
+(the whole model's time less the network's) and in all, on the same noise windows.
 """
 
 from __future__ import annotations
@@ -68,7 +73,12 @@ def main() -> None:
     ap.add_argument("--network-only", action="store_true", help="without the model's projection")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--integer", action="store_true", help="float vs integer export (--model)")
     args = ap.parse_args()
+    if args.integer:
+        if not args.model:
+            ap.error("--integer needs --model MODEL.pt")
+        return float_vs_integer(args)
 
     if args.model:
         from tilegen.train.checkpoint import load_generator
@@ -125,6 +135,41 @@ def main() -> None:
             f"{t_torch / t_ort:.2f}x | {diff:.1e} |",
             flush=True,
         )
+
+
+def float_vs_integer(args) -> None:
+    """ms per output megapixel of the network and the projection, float and integer exports."""
+    from tilegen.export.integer import integer_graph, network_only
+    from tilegen.export.onnx_export import export_protos, model_info, session
+    from tilegen.train.checkpoint import load_generator
+    from tilegen.train.generator import without_projection
+    from tilegen.train.quantize import quantize_generator
+
+    model, meta = load_generator(args.model, "cpu")
+    info = model_info(model, meta)
+    t = time.perf_counter()
+    qg = quantize_generator(model)
+    print(f"# {args.model}: quantised in {time.perf_counter() - t:.0f} s")
+    graphs = {
+        ("float", "network"): export_protos(without_projection(model), info)[0],
+        ("float", "whole"): export_protos(model, info)[0],
+        ("integer", "network"): integer_graph(network_only(qg), info),
+        ("integer", "whole"): integer_graph(qg, info),
+    }
+    sessions = {k: session(g, args.threads) for k, g in graphs.items()}
+    print(f"# onnxruntime {ort.__version__} (CPU, {args.threads} intra-op threads); median of "
+          f"{args.repeat}; machine: {platform.machine()}, {os.cpu_count()} logical CPUs, load "
+          f"average {' '.join(f'{v:.1f}' for v in os.getloadavg())}")  # fmt: skip
+    print("| tile | arithmetic | network ms/MP | projection ms/MP | whole ms/MP | whole MP/s |")
+    print("|---:|---|---:|---:|---:|---:|")
+    for s in args.sizes:
+        feeds, _ = noise_feeds(info, 0, 0, 0, s, s)
+        mp = s * s / 1e6
+        for kind in ("float", "integer"):
+            net, whole = (timed(lambda g=sessions[kind, part], f=feeds: g.run(["image"], f),
+                                args.repeat) for part in ("network", "whole"))  # fmt: skip
+            print(f"| {s}x{s} | {kind} | {net / mp * 1e3:.0f} | {(whole - net) / mp * 1e3:.0f} | "
+                  f"{whole / mp * 1e3:.0f} | {mp / whole:.2f} |", flush=True)  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -225,8 +225,10 @@ def integer_graph(
         out = _projection(g, qg, levels, chunk_rows)
     g.nodes.append(helper.make_node("Identity", [out], ["image"], name="output"))
     c = qg.cfg.noise_channels
-    inputs = [helper.make_tensor_value_info(n, TensorProto.FLOAT,
-                                            [1, c, f"{n}_height", f"{n}_width"]) for n in names]  # fmt: skip
+    inputs = [
+        helper.make_tensor_value_info(n, TensorProto.FLOAT, [1, c, f"{n}_height", f"{n}_width"])
+        for n in names
+    ]
     output = helper.make_tensor_value_info(
         "image", TensorProto.FLOAT, [1, qg.cfg.out_channels, "height", "width"]
     )
@@ -270,9 +272,7 @@ def levels_session(qg: IntegerGenerator, threads: int = 1):
     return levels_of
 
 
-def verify_integer(
-    qg: IntegerGenerator, path, report=None, seed: int = 0
-):  # -> ParityReport
+def verify_integer(qg: IntegerGenerator, path, report=None, seed: int = 0):  # -> ParityReport
     """onnxruntime on the integer file at `path` against the reference arithmetic
     (IntegerGenerator.image) on the export's parity windows: every output value must be equal
     (a one-line UserError otherwise)."""
@@ -353,7 +353,8 @@ def export_integer_verified(
         qg = quantize_generator(model, log, fit_samples)
     except ValueError as e:
         raise UserError(f"cannot export an integer model: {e}")
-    windowed = integer_graph(qg, replace(info, form="windowed", tile=None, period=None), opset=opset)
+    plain = replace(info, form="windowed", tile=None, period=None)
+    windowed = integer_graph(qg, plain, opset=opset)
     proto = windowed
     if info.form == "self-contained":
         from tilegen.export.self_contained import build_self_contained
@@ -381,4 +382,3 @@ def export_integer_verified(
         tmp.unlink(missing_ok=True)
         wtmp.unlink(missing_ok=True)
     return proto, report, deviation
-

@@ -397,16 +397,15 @@ def test_browser_paints_the_models_tiles(browser, onnx_model, web_model):
 @pytest.mark.skipif(_no_ort_web() is not None, reason=str(_no_ort_web()))
 def test_browser_runs_a_projecting_model(browser, tmp_path):
     """The bundled model ends with a patch projection, its scores in a Loop over chunks of rows
-    (export/chunked.py): the browser's runtime runs it and paints the tiler's bytes, but where
-    the network's last float bits put a patch's 8-bit rounding on the other side (docs/
-    GENERATOR.md, section 3)."""
+    (export/chunked.py), in integer arithmetic (docs/FORMAT.md section 11): the browser's
+    runtime paints the tiler's bytes exactly (tests/test_parity.py: whole canvases)."""
     from tilegen.export.onnx_export import wrap_verified
 
     bundled = ROOT / "tilegen" / "assets" / "default.onnx"
     web = tmp_path / "default_web.onnx"
     wrap_verified(bundled, web, None)
-    _, differ, total = _browser_tiles(browser, bundled, web)
-    assert differ <= 0.01 * total
+    _, differ, _ = _browser_tiles(browser, bundled, web)
+    assert differ == 0
 
 
 def test_web_side_needs_no_torch(store, tmp_path):

@@ -114,9 +114,11 @@ class IntegerGenerator:
         return self.cfg.arch
 
     def convs(self) -> list[QConv]:
-        return [c for b in self.blocks for c in b] + [c for j in self.joins for c in j] + [
-            self.to_image
-        ]
+        return (
+            [c for b in self.blocks for c in b]
+            + [c for j in self.joins for c in j]
+            + [self.to_image]
+        )
 
     # --- the reference arithmetic (torch, float64: every value an exact multiple) ---------------
 
@@ -257,7 +259,9 @@ def range_params(lo: float, hi: float) -> QParams:
     exp = math.floor(math.log2(255.0 / span))
     while True:
         s = 2.0**-exp
-        zero = int(min(max(round(-lo / s), 0), 255))
+        # the zero point rounded up, not to nearest: rounding down would leave lo just below
+        # the grid at every scale (lo = -0.5038 gave zero 32 of 1/64, then 16 of 1/32, ...)
+        zero = int(min(max(math.ceil(-lo / s - 1e-9), 0), 255))
         if (0 - zero) * s <= lo + 1e-12 * s and (255 - zero) * s >= hi - 1e-12 * s:
             return QParams(exp, zero)
         exp -= 1
@@ -350,7 +354,9 @@ def calibrate(
         block(m.noise_blocks[k], f"b{k}", noise_q, level_q[k - 1] if k else level_q[0])
         for k in range(cfg.levels)
     ]
-    joins = [block(m.joins[k - 1], f"j{k}", level_q[k - 1], level_q[k]) for k in range(1, cfg.levels)]
+    joins = [
+        block(m.joins[k - 1], f"j{k}", level_q[k - 1], level_q[k]) for k in range(1, cfg.levels)
+    ]
     to_image = quantize_conv(m.to_image, level_q[-1], QParams(0, 0), None, scale_out=255.0)
     targets = bias = None
     if m.project is not None:
