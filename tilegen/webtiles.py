@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tilegen import zarr_store
+from tilegen import memory, zarr_store
 from tilegen.errors import UserError
 
 WEB_FORMATS = ("xyz", "dzi")
@@ -303,6 +303,9 @@ def write_web_tiles(
         return bh * bw, len(todo), len(cells) - len(todo)
 
     n = threads or cores()
+    itemsize = 1 if attrs.get("dtype") == "uint8" else 2
+    memory.require(memory.tiles_bytes(BLOCK, BLOCK, channels, itemsize, n), f"{fmt} tiles",
+                   "use fewer threads")  # fmt: skip
     bar = Progress(total, 0, f"{fmt} tiles", progress)
     try:
         for pixels, written, kept in ordered_map(cut, jobs, n, 2 * n):
