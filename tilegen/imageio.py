@@ -252,6 +252,18 @@ def written_by_tilegen(path: str | os.PathLike) -> bool:
     return False
 
 
+def write_atomic(path: Path, data: bytes | str, tag: str = "partial") -> None:
+    """Write a file through a temporary name beside it (`.NAME.PID.TAG`) and a rename, so a
+    reader never sees half of it and an interrupted write leaves nothing."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{tag}")
+    try:
+        tmp.write_bytes(data.encode() if isinstance(data, str) else data)
+        os.replace(tmp, path)
+    finally:
+        remove_quietly(tmp)
+
+
 def remove_quietly(path: Path) -> None:
     """Delete a temporary file if it is there; a folder we cannot write keeps it (no error)."""
     try:

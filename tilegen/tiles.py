@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tilegen import zarr_store
+from tilegen import memory, zarr_store
 from tilegen.errors import UserError
 from tilegen.grid import tiles
 
@@ -100,6 +100,11 @@ def cut_tiles(
         raise UserError(
             f"--region {y0} {x0} {h} {w} is not inside level {level} ({height}x{width})"
         )
+    rows, cols = -(-h // tile), -(-w // tile)
+    at_once = min(threads or cores(), rows * cols)
+    itemsize = max(arr.dtype.itemsize, bits // 8)
+    need = memory.tiles_bytes(min(tile, h), min(tile, w), c, itemsize, at_once)
+    memory.require(need, f"cutting {tile}-pixel tiles ({at_once} at once)", "use a smaller --tile")
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise UserError(f"-o {out_dir}: exists and is not a folder")
@@ -112,7 +117,6 @@ def cut_tiles(
             f.unlink(missing_ok=True)
     except OSError as e:
         raise UserError(f"cannot write {out_dir}: {e.strerror or e}")
-    rows, cols = -(-h // tile), -(-w // tile)
     ext = FORMATS[fmt]
     jobs = tiles(y0, x0, h, w, tile)  # (row, col, y, x, h, w), row-major
 

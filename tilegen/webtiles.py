@@ -30,8 +30,9 @@ from pathlib import Path
 
 import numpy as np
 
-from tilegen import zarr_store
+from tilegen import memory, zarr_store
 from tilegen.errors import UserError
+from tilegen.imageio import write_atomic
 
 WEB_FORMATS = ("xyz", "dzi")
 IMAGE_TYPES = {"png": ".png", "jpg": ".jpg"}
@@ -106,14 +107,7 @@ def encode_tile(pixels: np.ndarray, image: str, pad_to: int | None) -> bytes:
 
 def _encode(pixels: np.ndarray, path: Path, image: str, pad_to: int | None) -> None:
     """Write one tile through a temporary name."""
-    data = encode_tile(pixels, image, pad_to)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.partial")
-    try:
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    write_atomic(path, encode_tile(pixels, image, pad_to))
 
 
 def _check_store(store: Path) -> dict:
@@ -303,6 +297,9 @@ def write_web_tiles(
         return bh * bw, len(todo), len(cells) - len(todo)
 
     n = threads or cores()
+    itemsize = 1 if attrs.get("dtype") == "uint8" else 2
+    memory.require(memory.tiles_bytes(BLOCK, BLOCK, channels, itemsize, n), f"{fmt} tiles",
+                   "use fewer threads")  # fmt: skip
     bar = Progress(total, 0, f"{fmt} tiles", progress)
     try:
         for pixels, written, kept in ordered_map(cut, jobs, n, 2 * n):
@@ -394,6 +391,4 @@ def _write_descriptor(
             f'TileSize="{tile}" Overlap="0" Format="{ext}">'
             f'<Size Width="{facts["width"]}" Height="{facts["height"]}"/></Image>\n'
         )
-    tmp = out / f".{DESCRIPTOR[fmt]}.partial"
-    tmp.write_text(text)
-    os.replace(tmp, out / DESCRIPTOR[fmt])
+    write_atomic(out / DESCRIPTOR[fmt], text)
