@@ -14,7 +14,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from browser import Browser
 from runtimes import (
     Case,
     browser_tiles,
@@ -80,7 +79,6 @@ def test_onnxruntime_web_in_node(web_model, want):
 
 
 @pytest.mark.skipif(no_chromium() is not None, reason=str(no_chromium()))
-def test_onnxruntime_web_in_chromium(web_model, want):
-    with Browser() as browser:
-        got = browser_tiles(browser, web_model, CASES)
+def test_onnxruntime_web_in_chromium(browser, web_model, want):
+    got = browser_tiles(browser, web_model, CASES)
     _assert_identical(got, want, "the view page (onnxruntime-web, wasm) in headless Chromium")
