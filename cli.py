@@ -393,7 +393,7 @@ def export_cmd(
     period: O(str | None, "With --tile: make the texture periodic with period P (or PYxPX) "
               "output pixels, multiples of the model's stride.", metavar="P") = None,
     opset: O(int, "ONNX opset (18 or newer).") = 18,
-    integer: O(bool, "Quantise the network to 8-bit integers (about a minute): every runtime "
+    integer: O(bool, "Quantise the network to 8-bit integers (1-2 minutes): every runtime "
                "then computes the same bytes, and onnxruntime runs it faster "
                "(docs/FORMAT.md section 11).", "--integer") = False,
     overwrite: cl.Overwrite = False,

@@ -430,7 +430,7 @@ def quantize_generator(
     model: TextureGenerator, log=lambda message: None, fit_samples: int = 96
 ) -> IntegerGenerator:
     """`calibrate`, then `refit_potentials` on `fit_samples` windows with onnxruntime on the
-    integer network: what `tilegen export --integer` does (about a minute on one core)."""
+    integer network: what `tilegen export --integer` does (1-2 minutes on one core)."""
     import time
 
     t = time.perf_counter()
