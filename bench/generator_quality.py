@@ -272,7 +272,7 @@ def passes(r: dict, s: dict) -> tuple[bool, bool]:
     blurred top-left crop's. The pieces bar: <= 1.5 x synth's or <= what a typical real piece
     of the same size scores (the median of PIECES), and below the median blurred piece. A
     generator that painted the real material would pass it; it need not pass the issue's bar
-    (bench/RESULTS.md, "Generator yardstick", session 15).
+    (bench/RESULTS.md, "Generator yardstick").
     """
     p = r["projected"]
     issue = p <= 1.5 * s["synth"] and p < s["blur"]

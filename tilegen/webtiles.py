@@ -32,7 +32,7 @@ import numpy as np
 
 from tilegen import memory, zarr_store
 from tilegen.errors import UserError
-from tilegen.imageio import write_atomic
+from tilegen.imageio import convert_bits, write_atomic
 
 WEB_FORMATS = ("xyz", "dzi")
 IMAGE_TYPES = {"png": ".png", "jpg": ".jpg"}
@@ -69,12 +69,6 @@ def tile_path(out: Path, fmt: str, level: int, col: int, row: int, ext: str) -> 
     if fmt == "xyz":
         return out / str(level) / str(col) / f"{row}{ext}"
     return out / "image_files" / str(level) / f"{col}_{row}{ext}"
-
-
-def _to8(data: np.ndarray) -> np.ndarray:
-    if data.dtype == np.uint16:
-        return ((data.astype(np.uint32) * 255 + 32767) // 65535).astype(np.uint8)
-    return data
 
 
 def encode_tile(pixels: np.ndarray, image: str, pad_to: int | None) -> bytes:
@@ -203,7 +197,7 @@ def block_reader(store: Path, attrs: dict) -> Callable[[int, int, int, int, int]
     def read(lv: int, y: int, x: int, h: int, w: int) -> np.ndarray:
         nonlocal coarsest
         if lv < store_levels:
-            return _to8(zarr_store.read_region(str(store), lv, y, x, h, w, uid)[keep])
+            return convert_bits(zarr_store.read_region(str(store), lv, y, x, h, w, uid)[keep], 8)
         if coarsest is None:
             top = store_levels - 1
             coarsest = zarr_store.read_region(
@@ -212,7 +206,7 @@ def block_reader(store: Path, attrs: dict) -> Callable[[int, int, int, int, int]
         data = coarsest
         for _ in range(lv - store_levels + 1):
             data = zarr_store.downsample2x(data)
-        return _to8(data[keep, y : y + h, x : x + w])
+        return convert_bits(data[keep, y : y + h, x : x + w], 8)
 
     return read
 
