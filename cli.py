@@ -158,6 +158,8 @@ def generate(
                  "x --threads) or the address of a running dask.distributed scheduler "
                  "(tcp://host:8786; workers must see the same file system); default: threads, "
                  "local with --workers.") = "",
+    connect_timeout: O(float, "Seconds to reach a dask.distributed scheduler (its address as "
+                       "--scheduler) before giving up.") = GenerateConfig.connect_timeout,
     workers: O(int | None, "Worker processes (processes, local).") = None,
     threads: O(int | None, "Dask threads (threads) or threads per worker (local).") = None,
     device: cl.Device = "auto",
@@ -186,7 +188,7 @@ def generate(
         period=size if periodic else None, dtype=dtype, codec=codec, pyramid=pyramid,
         scheduler=scheduler or ("local" if workers else "threads"), workers=workers,
         threads=threads, device=device, overwrite=overwrite, progress=progress,
-        max_memory=max_memory,
+        max_memory=max_memory, connect_timeout=connect_timeout,
     )  # fmt: skip
     typer.echo(run(cfg))
 
@@ -194,15 +196,19 @@ def generate(
 @command("the tiles in {output} are incomplete; rerun the same command (--overwrite for numbered)")
 def tiles(
     store: Annotated[Path, typer.Argument(help="A store written by 'tilegen generate'.")],
-    output: O(Path, "Folder for the tiles.", "-o", "--output"),
-    tile: O(int | None, "Tile side in pixels [default: 2048; xyz/dzi: 256].") = None,
+    output: O(Path, "Folder for the tiles (pmtiles: one file, OUT.pmtiles).", "-o", "--output"),
+    tile: O(int | None, "Tile side in pixels [default: 2048; xyz/dzi/pmtiles: 256].") = None,
     format: O(str, "png, tif or jpg: numbered tiles; xyz or dzi: a web-map pyramid (Leaflet, "
-              "OpenLayers, OpenSeadragon, 'tilegen view').", "--format") = "png",
-    image: O(str, "xyz/dzi tiles: png or jpg.") = "png",
+              "OpenLayers, MapLibre, OpenSeadragon, 'tilegen view'); pmtiles: the xyz pyramid "
+              "in one PMTiles file.", "--format") = "png",
+    image: O(str, "xyz/dzi/pmtiles tiles: png or jpg.") = "png",
     bits: O(int | None, "8 or 16 bits per channel (default: the store's).") = None,
     region: O(tuple[int, int, int, int] | None, "Y X H W: cut only this region (default: "
               "everything).") = None,
     level: O(int, "Pyramid level (0: full resolution).") = 0,
+    url: O(str | None, "xyz: the address the folder will be served at "
+           "(https://host/path/): tilejson.json then lists absolute tile URLs, as TileJSON "
+           "3.0.0 requires [default: relative to tilejson.json].", show_default=False) = None,
     overwrite: O(bool, "Replace tiles already in the folder.") = False,
     progress: cl.Progress = True,
 ) -> None:  # fmt: skip
@@ -214,14 +220,21 @@ def tiles(
     per tile (tile_r0_c0_albedo.png, tile_r0_c0_normal.png, ...), each map at its source depth
     where the store holds it (--bits: all at one). xyz: DIR/{z}/{x}/{y}.png and
     DIR/tilejson.json; dzi: DIR/image.dzi and DIR/image_files/. Web pyramids come from the
-    store's own pyramid, stream, and resume when rerun.
+    store's own pyramid, stream, and resume when rerun. pmtiles: the xyz tiles in one
+    OUT.pmtiles archive for static hosting (rerun from the start if interrupted).
     """
     from tilegen.webtiles import WEB_FORMATS, write_web_tiles
 
+    if url is not None and format != "xyz":
+        raise UserError(f"--url is for --format xyz (the tile URLs in tilejson.json), not {format}")
+    if format == "pmtiles" or output.suffix.lower() == ".pmtiles":
+        return _pmtiles(store, output, format, image, tile, region or level or bits, overwrite,
+                        progress)  # fmt: skip
     if format in WEB_FORMATS:
         if region or level or bits:
             raise UserError(f"--region, --level and --bits are for numbered tiles, not {format}")
-        f = write_web_tiles(store, output, format, image, tile or 256, overwrite, progress=progress)
+        f = write_web_tiles(store, output, format, image, tile or 256, overwrite,
+                            progress=progress, url=url)  # fmt: skip
         typer.echo(
             f"wrote {f['written']} {format} tiles ({f['kept']} kept from an earlier run), "
             f"{f['levels']} levels of {f['tile']}-pixel {image} tiles, to {output}"
@@ -238,22 +251,43 @@ def tiles(
     )
 
 
+def _pmtiles(store: Path, output: Path, format: str, image: str, tile: int | None,
+             numbered_only: bool, overwrite: bool, progress: bool) -> None:  # fmt: skip
+    """tiles --format pmtiles: the xyz pyramid in one OUT.pmtiles file."""
+    from tilegen.pmtiles_out import write_pmtiles
+
+    if format != "pmtiles":
+        raise UserError(f"-o {output}: add --format pmtiles for a PMTiles archive")
+    if numbered_only:
+        raise UserError("--region, --level and --bits are for numbered tiles, not pmtiles")
+    f = write_pmtiles(store, output, image, tile or 256, overwrite, progress=progress)
+    typer.echo(
+        f"wrote {f['tiles']} {image} tiles, {f['levels']} levels of {f['tile']} pixels, "
+        f"to {output} ({f['bytes'] / 1e6:.1f} MB)"
+    )
+
+
 @command("the page was not served")
 def view(
     path: Annotated[Path, typer.Argument(help="A store, an xyz/dzi folder, or a self-contained "
                                               ".onnx model.")],
-    port: O(int, "Port on 127.0.0.1 (0: any free port).") = 8765,
+    port: O(int, "Port (0: any free port).") = 8765,
     open_browser: O(bool, "Open the page in the default browser.", "--open") = False,
+    host: O(str | None, "Serve on this address instead of 127.0.0.1 (e.g. 0.0.0.0): the page "
+            "is then reachable from the network.", show_default=False) = None,
+    cors: O(str | None, "Let pages served from ORIGIN (https://host:port) load the tiles.",
+            metavar="ORIGIN", show_default=False) = None,
 ) -> None:  # fmt: skip
     """Show a store or a tile folder as a zoomable map, or paint a model in the browser.
 
-    Serves a local page on 127.0.0.1 until Ctrl-C; a material's store shows its albedo. A model
-    must be the dynamic self-contained form ('tilegen export MODEL -o WEB.onnx
+    Serves a local page on 127.0.0.1 until Ctrl-C; a material's store shows its albedo. Only
+    what the page shows is served (a store's tiles, an xyz/dzi pyramid's tiles, the model). A
+    model must be the dynamic self-contained form ('tilegen export MODEL -o WEB.onnx
     --self-contained'); its page needs onnxruntime-web ('npm ci --prefix tilegen/web').
     """
     from tilegen.view import view as serve
 
-    serve(path, port, open_browser, log=typer.echo)
+    serve(path, port, open_browser, log=typer.echo, host=host, cors=cors)
 
 
 # --- train, sample (the generator, Alg. 2) ----------------------------------------------------

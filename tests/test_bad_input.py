@@ -76,7 +76,8 @@ def make_inputs(d: Path) -> dict[str, Path]:
     f["inf"] = d / "inf.tif"
     tifffile.imwrite(f["inf"], inf, photometric="rgb")
     f["five"] = d / "five.tif"
-    tifffile.imwrite(f["five"], np.zeros((64, 64, 5), np.uint8), photometric="minisblack")
+    tifffile.imwrite(f["five"], np.zeros((64, 64, 5), np.uint8), photometric="minisblack",
+                     planarconfig="contig")  # fmt: skip
     f["stack"] = d / "stack.tif"
     tifffile.imwrite(f["stack"], np.zeros((3, 4, 64, 64), np.uint8), photometric="minisblack")
     f["gif"] = d / "anim.gif"
@@ -286,6 +287,24 @@ def test_jpeg_exif_orientation_is_applied(tmp_path):
     assert read_image(tmp_path / "side.jpg").shape[:2] == (40, 20)
 
 
+def test_planar_tiff_reads_as_its_interleaved_twin(tmp_path):
+    """A TIFF stored one plane per channel (planarconfig separate, as scanners and GIS tools
+    write it) reads as the same pixels as the interleaved file, whatever its width."""
+    import tifffile
+
+    from tilegen.imageio import read_image
+
+    rgb = np.asarray(Image.open(DATA / "grass_128.png").convert("RGB"))[:40]
+    for width in (128, 3):
+        part = np.ascontiguousarray(rgb[:, :width])
+        tifffile.imwrite(tmp_path / "c.tif", part, photometric="rgb")
+        tifffile.imwrite(tmp_path / "p.tif", np.moveaxis(part, -1, 0), photometric="rgb",
+                         planarconfig="separate")  # fmt: skip
+        planar = read_image(tmp_path / "p.tif")
+        assert planar.shape == (40, width, 3)
+        assert np.array_equal(planar, read_image(tmp_path / "c.tif"))
+
+
 # --- overwrite and tiles -----------------------------------------------------------------------
 
 
@@ -431,16 +450,18 @@ def _default_sigint() -> None:
 
 
 def _interrupt(
-    args: list, ready: str, tmp_path: Path, timeout: float = 120, settle: float = 0.5
+    args: list, ready, tmp_path: Path, timeout: float = 120, settle: float = 0.5
 ) -> tuple[int, str]:
-    """Start the command, wait until stderr shows `ready` (its progress bar), send SIGINT."""
+    """Start the command, wait until stderr shows `ready` (its progress bar; or until the
+    callable `ready` says so), send SIGINT."""
     err_path = tmp_path / "stderr.txt"
     with open(err_path, "w") as err:
         cmd = [sys.executable, "-c", "from tilegen import cli; cli.main()", *map(str, args)]
         p = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=err,
                              preexec_fn=_default_sigint)  # fmt: skip
         t0 = time.time()
-        while ready not in err_path.read_text() and time.time() - t0 < timeout:
+        seen = ready if callable(ready) else lambda: ready in err_path.read_text()
+        while not seen() and time.time() - t0 < timeout:
             if p.poll() is not None:
                 break
             time.sleep(0.2)
@@ -479,6 +500,8 @@ def test_ctrl_c_torch_commands(name, args, ready, kept, tmp_path):
         args = [*args, "-o", out]
     if name == "evaluate":
         ready = "\x00"  # it prints nothing on stderr: interrupt it after 10 s
+    if name == "train":  # once its first checkpoint is on disk, however slow the machine
+        ready = Path(f"{out}.ckpt").is_file
     code, err = _interrupt(args, ready, tmp_path, 10 if name == "evaluate" else 120,
                            3 if name == "train" else 0.5)  # fmt: skip
     line = assert_one_line(code, err, "interrupted", exit_code=130)

@@ -97,7 +97,8 @@ def _click_exceptions() -> tuple[tuple[type, ...], tuple[type, ...]]:
 
 def run(app: typer.Typer, argv: list[str] | None = None) -> int:
     """Run the app; every failure is one line on stderr. The exit code: 0, 2 (bad input or
-    environment), 130 (Ctrl-C), 1 (a bug: TILEGEN_DEBUG=1 shows its traceback)."""
+    environment), 130 (Ctrl-C; 143 SIGTERM, 129 SIGHUP), 1 (a bug: TILEGEN_DEBUG=1 shows its
+    traceback)."""
     usage, abort = _click_exceptions()
     remember_ctrl_c()
     try:
@@ -123,7 +124,7 @@ def run(app: typer.Typer, argv: list[str] | None = None) -> int:
         code, line = describe(e)
         print(f"tilegen: {line}", file=sys.stderr)
         memory.set_limit(None)
-        if code == 130 and threading.active_count() > 1:
+        if code > 128 and threading.active_count() > 1:
             sys.stdout.flush()  # worker threads still in a C call (exact OT) must not hold
             sys.stderr.flush()  # the exit: the message is out, what was kept is on disk
             os._exit(code)

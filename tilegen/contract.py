@@ -33,7 +33,10 @@ consumer in another runtime needs only this table:
 from __future__ import annotations
 
 import json
+import math
+import os
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from tilegen import __version__
 from tilegen.errors import UserError
@@ -155,6 +158,99 @@ def runtime_contract(info: ModelInfo) -> dict:
     }  # fmt: skip
 
 
+# Bounds of every number a model's metadata may hold: beyond them the file lies (a model of 40
+# levels would ask for windows of 2^39 pixels), and it is refused before anything is allocated.
+MAX_LEVELS, MAX_TRIM, MAX_CHANNELS, MAX_SIDE = 16, 64, 64, 1 << 40
+
+
+def _int(value: object, what: str, lo: int, hi: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+        raise ValueError(f"{what} {json.dumps(value)}, not an integer in {lo} .. {hi}")
+    return value
+
+
+def _pair(value: object, what: str, lo: int, hi: int) -> tuple[int, int]:
+    if not isinstance(value, list) or len(value) != 2:
+        raise ValueError(f"{what} {json.dumps(value)}, not two integers")
+    return _int(value[0], what, lo, hi), _int(value[1], what, lo, hi)
+
+
+def _json(meta: dict, key: str, kind: type, default: str | None = None) -> object:
+    value = json.loads(meta[key] if default is None else meta.get(key, default))
+    if not isinstance(value, kind):
+        raise ValueError(f"{key} is not a JSON {kind.__name__}")
+    return value
+
+
+def _parse(meta: dict[str, str]) -> tuple[ModelInfo, dict]:
+    """(ModelInfo, the noise block) from the tilegen.* entries, every value checked for type,
+    range and finiteness (ValueError, KeyError or TypeError naming the first that is not)."""
+    a = _json(meta, "arch", dict)
+    trims = {k: _int(a.get(k, 0 if k == "tr" else None), f"arch.{k}", 0, MAX_TRIM)
+             for k in ("t0", "tb", "tj", "tr")}  # fmt: skip
+    arch = Arch(_int(a.get("levels"), "arch.levels", 1, MAX_LEVELS), **trims)
+    noise = _json(meta, "noise", dict)
+    _int(noise.get("version", 0), "noise.version", 0, 1 << 16)
+    lo_hi = _json(meta, "value_range", list, "[0, 1]")
+    if not (len(lo_hi) == 2 and all(isinstance(v, int | float) and not isinstance(v, bool)
+                                    for v in lo_hi)):  # fmt: skip
+        raise ValueError(f"value_range {json.dumps(lo_hi)}, not two numbers")
+    if not (math.isfinite(lo_hi[0]) and math.isfinite(lo_hi[1]) and lo_hi[0] < lo_hi[1]):
+        raise ValueError(f"value_range {json.dumps(lo_hi)}, not finite with low < high")
+    form = meta.get("form", "windowed")
+    if form not in ("windowed", "self-contained"):
+        raise ValueError(f"form {form!r}: upgrade tilegen if a newer one wrote it")
+    period = _pair(json.loads(meta["period"]), "period", 1, MAX_SIDE) if "period" in meta else None
+    if period and any(p % arch.stride for p in period):
+        raise ValueError(f"period {list(period)}, not a multiple of the stride {arch.stride}")
+    training = _json(meta, "training", dict, "{}")
+    channels = meta.get("channels", "")
+    if len(channels) > 4096:
+        raise ValueError("channels: a label list longer than any model has")
+    info = ModelInfo(
+        arch=arch,
+        noise_channels=_int(a.get("noise_channels"), "arch.noise_channels", 1, MAX_CHANNELS),
+        out_channels=_int(a.get("out_channels"), "arch.out_channels", 1, MAX_CHANNELS),
+        channels=channels,
+        form=form,
+        exemplar_sha256=meta.get("exemplar_sha256", ""),
+        training=training,
+        value_range=(float(lo_hi[0]), float(lo_hi[1])),
+        tile=_pair(json.loads(meta["tile"]), "tile", 1, 1 << 16) if "tile" in meta else None,
+        period=period,
+        version=meta.get("version", "?"),
+        material=_json(meta, "material", dict) if "material" in meta else None,
+    )
+    return info, noise
+
+
+MAX_MODEL_BYTES = 1 << 30  # tilegen models weigh about a megabyte; protobuf stops at 2 GiB
+
+
+def check_model_file(path: str | os.PathLike) -> Path:
+    """The path, if it can be a tilegen .onnx file by its size and first byte (every ONNX model
+    starts with its ir_version field, tag 0x08); checked before the file is read whole, so a
+    4 GiB file or a photo is refused in one line without reading it."""
+    p = Path(path)
+    if not p.is_file():
+        raise UserError(f"model {p} not found: give the path of a tilegen .onnx file")
+    try:
+        size = p.stat().st_size
+        with open(p, "rb") as f:
+            head = f.read(1)
+    except OSError as e:
+        raise UserError(f"cannot read {p}: {e.strerror or e}")
+    if size == 0:
+        raise UserError(f"{p} is empty: not an ONNX model")
+    if size > MAX_MODEL_BYTES:
+        raise UserError(
+            f"{p} holds {size / 2**30:.1f} GiB: far larger than a tilegen model, not read"
+        )
+    if head != b"\x08":
+        raise UserError(f"{p} is not a readable ONNX model (it does not start as one does)")
+    return p
+
+
 def from_metadata(props: dict[str, str], source: str = "model") -> ModelInfo:
     """Parse and validate metadata_props; a one-line UserError for foreign or newer files."""
     meta = {k[len(PREFIX) :]: v for k, v in props.items() if k.startswith(PREFIX)}
@@ -178,29 +274,14 @@ def from_metadata(props: dict[str, str], source: str = "model") -> ModelInfo:
             f"({FORMAT_VERSION}): upgrade tilegen"
         )
     try:
-        arch = json.loads(meta["arch"])
-        noise = json.loads(meta["noise"])
-        info = ModelInfo(
-            arch=Arch(arch["levels"], arch["t0"], arch["tb"], arch["tj"], arch.get("tr", 0)),
-            noise_channels=arch["noise_channels"],
-            out_channels=arch["out_channels"],
-            channels=meta.get("channels", ""),
-            form=meta.get("form", "windowed"),
-            exemplar_sha256=meta.get("exemplar_sha256", ""),
-            training=json.loads(meta.get("training", "{}")),
-            value_range=tuple(json.loads(meta.get("value_range", "[0, 1]"))),
-            tile=tuple(json.loads(meta["tile"])) if "tile" in meta else None,
-            period=tuple(json.loads(meta["period"])) if "period" in meta else None,
-            version=meta.get("version", "?"),
-            material=json.loads(meta["material"]) if "material" in meta else None,
-        )
+        info, noise = _parse(meta)
     except (KeyError, ValueError, TypeError) as e:
         raise UserError(f"{source}: damaged tilegen metadata ({e}): re-export the model")
     if info.material is not None:
         from tilegen.material import check_layout
 
         check_layout(info.material, info.out_channels, source)
-    if noise.get("spec") != NOISE_SPEC or int(noise.get("version", 0)) > NOISE_SPEC_VERSION:
+    if noise.get("spec") != NOISE_SPEC or noise.get("version", 0) > NOISE_SPEC_VERSION:
         raise UserError(
             f"{source} needs noise {noise.get('spec')} v{noise.get('version')}, which this "
             f"tilegen does not implement ({NOISE_SPEC} v{NOISE_SPEC_VERSION}): upgrade tilegen"

@@ -2,7 +2,8 @@
 exception into (exit code, one line) for the command line.
 
     UserError      bad input or an unusable environment; the message says what to do   exit 2
-    Interrupted    Ctrl-C; the message says what was kept and how to continue           exit 130
+    Interrupted    Ctrl-C, SIGTERM or SIGHUP; the message says what was kept and how to
+                   continue                                          exit 130, 143 or 129
 
 Everything else a command can meet is classified by `describe` (a full disk, a read-only folder,
 memory that ran out, an overflowing size) so that no expected failure ends in a traceback.
@@ -17,28 +18,50 @@ import threading
 EXIT_USER = 2
 EXIT_INTERRUPTED = 130
 EXIT_BUG = 1
+# What `kill`, `timeout`, systemd, CI and cluster schedulers send, and a closed terminal: each
+# stops a command the way Ctrl-C does, with exit code 128 + the signal's number.
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 _ctrl_c = threading.Event()
+_last_signal = [signal.SIGINT]
 
 
 def remember_ctrl_c() -> None:
-    """From now on Ctrl-C raises KeyboardInterrupt as before and is also remembered, for
-    `raise_if_interrupted`: a KeyboardInterrupt raised where Python ignores exceptions (a
-    finaliser, a callback) is lost, and once in the test suite a synth ran on for minutes."""
+    """From now on Ctrl-C, SIGTERM and SIGHUP raise KeyboardInterrupt (as Ctrl-C always did) and
+    are also remembered, for `raise_if_interrupted`: a KeyboardInterrupt raised where Python
+    ignores exceptions (a finaliser, a callback) is lost, and once in the test suite a synth ran
+    on for minutes."""
 
     def handler(signum, frame):
         _ctrl_c.set()
+        _last_signal[0] = signum
         signal.default_int_handler(signum, frame)
 
     _ctrl_c.clear()
+    _last_signal[0] = signal.SIGINT
     if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGINT, handler)
+        for sig in STOP_SIGNALS:
+            signal.signal(sig, handler)
 
 
 def raise_if_interrupted() -> None:
-    """Raise KeyboardInterrupt if Ctrl-C came since `remember_ctrl_c` (long loops call it)."""
+    """Raise KeyboardInterrupt if a stop signal came since `remember_ctrl_c` (long loops call
+    it)."""
     if _ctrl_c.is_set():
         raise KeyboardInterrupt
+
+
+def interrupted_code() -> int:
+    """The exit code of a command stopped by the last signal: 130, 143 (SIGTERM), 129 (SIGHUP)."""
+    return 128 + int(_last_signal[0])
+
+
+def _signal_named(line: str) -> str:
+    """'interrupted: ...' says which signal stopped the command, when it was not Ctrl-C."""
+    sig = _last_signal[0]
+    if sig == signal.SIGINT or not line.startswith("interrupted"):
+        return line
+    return f"interrupted by {signal.Signals(sig).name}" + line[len("interrupted") :]
 
 
 # Lines some libraries put first that say nothing about the problem itself.
@@ -81,9 +104,9 @@ def os_error_text(e: OSError, path: object = None) -> str:
 def describe(e: BaseException) -> tuple[int, str]:
     """(exit code, one line without the 'tilegen: ' prefix) for any exception a command raised."""
     if isinstance(e, Interrupted):
-        return EXIT_INTERRUPTED, one_line(e, 400)
+        return interrupted_code(), _signal_named(one_line(e, 400))
     if isinstance(e, KeyboardInterrupt):
-        return EXIT_INTERRUPTED, "interrupted before any output was written"
+        return interrupted_code(), _signal_named("interrupted before any output was written")
     if isinstance(e, UserError | ValueError | FloatingPointError):
         return EXIT_USER, "error: " + one_line(e, 400)
     if isinstance(e, OSError):

@@ -64,6 +64,23 @@ def _from_pil(im: Image.Image) -> np.ndarray:
     return out if out.ndim == 3 else out[:, :, None]
 
 
+def _tiff_hwc(path: Path, shape: tuple[int, ...], axes: str) -> tuple[int, int, int]:
+    """(height, width, channels) of a TIFF's first series, whether its samples are stored
+    interleaved (axes YXS) or planar, one plane per channel (SYX, as some scanners and GIS
+    tools write); a stack of pages or a volume is refused."""
+    if axes == "YX":
+        return shape[0], shape[1], 1
+    if axes in ("YXS", "SYX", "CYX"):
+        h, w, c = shape if axes == "YXS" else (*shape[1:], shape[0])
+        if c > 4:
+            raise UserError(f"{path} has {c} channels; use an image with 1 to 4")
+        return h, w, c
+    raise UserError(
+        f"cannot read image {path}: its pixels have shape {shape} (axes {axes}); use a 2-D "
+        "image with 1 to 4 channels (not a stack or a volume)"
+    )
+
+
 def image_header(path: Path) -> tuple[int, int, int, int, int]:
     """(height, width, channels, bytes per sample, frames) from the file's header, no decoding."""
     if path.suffix.lower() in (".tif", ".tiff"):
@@ -71,16 +88,11 @@ def image_header(path: Path) -> tuple[int, int, int, int, int]:
 
         with tifffile.TiffFile(path) as tif:
             series = tif.series[0]
-            shape, dtype = series.shape, series.dtype
-        if len(shape) not in (2, 3):
-            raise UserError(
-                f"cannot read image {path}: its pixels have shape {tuple(shape)}; use a 2-D "
-                "image with 1 to 4 channels (not a stack or a volume)"
-            )
+            shape, dtype, axes = series.shape, series.dtype, series.axes
         if dtype.kind not in "uif":
             raise UserError(f"cannot read image {path}: {dtype} samples; use integers or floats")
-        c = shape[2] if len(shape) == 3 else 1
-        return shape[0], shape[1], c, dtype.itemsize, 1
+        h, w, c = _tiff_hwc(path, tuple(shape), axes)
+        return h, w, c, dtype.itemsize, 1
     limit, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None  # a header is no bomb: we
     try:  # compare its size with the limit ourselves, for a clearer message
         im = Image.open(path)
@@ -118,7 +130,11 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
         if path.suffix.lower() in (".tif", ".tiff"):
             import tifffile
 
-            arr = tifffile.imread(path)
+            with tifffile.TiffFile(path) as tif:
+                series = tif.series[0]
+                arr = series.asarray()
+                if series.axes in ("SYX", "CYX"):  # planar: one plane per channel
+                    arr = np.moveaxis(arr, 0, -1)
             arr = arr if arr.ndim == 3 else arr[:, :, None]
             if arr.dtype.kind == "f" and not np.isfinite(arr).all():
                 raise UserError(

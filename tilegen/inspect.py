@@ -17,13 +17,12 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from tilegen.contract import FORMAT_VERSION, PREFIX, ModelInfo, from_metadata
+from tilegen.contract import FORMAT_VERSION, PREFIX, ModelInfo, check_model_file, from_metadata
 from tilegen.errors import UserError, one_line
 from tilegen.windows import axis_window, level_periods
 
@@ -44,15 +43,11 @@ def expected_inputs(info: ModelInfo) -> list[str]:
 
 def load(path: str | os.PathLike) -> Inspected:
     """Parse and validate a tilegen .onnx file; one-line UserError for anything unusable."""
-    p = Path(path)
-    if not p.is_file():
-        raise UserError(f"model {p} not found: give the path of a tilegen .onnx file")
+    p = check_model_file(path)
     try:
         data = p.read_bytes()
     except OSError as e:
         raise UserError(f"cannot read {p}: {e.strerror or e}")
-    if not data:
-        raise UserError(f"{p} is empty: not an ONNX model")
     try:
         proto = onnx.load_model_from_string(data)
     except Exception as e:  # google.protobuf DecodeError and friends

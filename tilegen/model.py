@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tilegen.contract import ModelInfo, from_metadata
+from tilegen.contract import ModelInfo, check_model_file, from_metadata
 from tilegen.errors import UserError
 from tilegen.grid import tiles
 from tilegen.noise import tile_noise
@@ -101,13 +101,6 @@ def file_sha256(path: str | os.PathLike) -> str:
     return h.hexdigest()
 
 
-def _check_path(path: str | os.PathLike) -> Path:
-    p = Path(path)
-    if not p.is_file():
-        raise UserError(f"model {p} not found: give the path of a tilegen .onnx file")
-    return p
-
-
 def _provider_list(device: str) -> list[str]:
     if device not in DEVICES:
         raise UserError(f"unknown --device {device!r}: use auto, cpu or cuda")
@@ -135,7 +128,7 @@ def open_model(
     file replaced in place (size, mtime); `sha256` (what the client hashed) makes a worker refuse
     a different file under the same path, e.g. on another machine of a cluster.
     """
-    p = _check_path(path)
+    p = check_model_file(path)
     st = p.stat()
     key = (str(p.resolve()), st.st_size, st.st_mtime_ns, int(threads), device)
     with _LOCK:
@@ -177,6 +170,7 @@ def open_model(
                 "libraries missing?); use --device cpu or auto"
             )
         model = LoadedModel(str(p), info, sess, used, int(threads), _scores_whole(p, info))
+        render_window(model, 0, 0, 0, info.arch.stride, info.arch.stride)  # graph ~ metadata
         _CACHE[key] = model
         return model
 
@@ -228,13 +222,39 @@ def render_window(
         feed = {"seed": seed, "y0": y0, "x0": x0, "height": h, "width": w}
         feed |= {"period_y": py, "period_x": px}
         feed = {k: np.array(v, np.int64) for k, v in feed.items()}
-        return model.session.run(["image"], feed)[0][0]
+        return _run(model, feed)[0]
     if model.self_contained:
         model.check_period(period)
         return _render_self_contained(model, seed, y0, x0, h, w)
     feeds, (cy, cx) = noise_feeds(model.info, seed, y0, x0, h, w, period)
-    out = model.session.run(["image"], feeds)[0]
-    return out[0, :, cy : cy + h, cx : cx + w]
+    out = _run(model, feeds)[0, :, cy : cy + h, cx : cx + w]
+    if out.shape[1:] != (h, w):
+        raise UserError(
+            f"{model.path}: its graph returned a smaller window than its metadata promises "
+            "(the metadata was edited?): re-export the model"
+        )
+    return out
+
+
+def _run(model: LoadedModel, feed: dict[str, np.ndarray]) -> np.ndarray:
+    """The graph's image for one feed, (1, C, H, W); a graph that cannot run on windows its
+    metadata asks for (edited metadata, a foreign graph) is a one-line UserError."""
+    quiet = _ort().RunOptions()
+    quiet.log_severity_level = 4  # its failure is reported below, in one line, not also logged
+    try:
+        out = model.session.run(["image"], feed, quiet)[0]
+    except Exception as e:  # onnxruntime's own exception types (Fail, InvalidArgument, ...)
+        raise UserError(
+            f"{model.path}: onnxruntime cannot run it on the windows its metadata describes "
+            f"({str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__}): "
+            "re-export the model"
+        )
+    if out.ndim != 4 or out.shape[1] != model.info.out_channels:
+        raise UserError(
+            f"{model.path}: its graph returned an image of shape {tuple(out.shape)} where its "
+            f"metadata says {model.info.out_channels} channels: re-export the model"
+        )
+    return out
 
 
 def _render_self_contained(model: LoadedModel, seed, y0, x0, h, w) -> np.ndarray:
@@ -246,7 +266,7 @@ def _render_self_contained(model: LoadedModel, seed, y0, x0, h, w) -> np.ndarray
             "y0": np.array(t.y, np.int64),
             "x0": np.array(t.x, np.int64),
         }
-        tile = model.session.run(["image"], feed)[0][0]
+        tile = _run(model, feed)[0]
         out[:, t.y - y0 : t.y - y0 + t.h, t.x - x0 : t.x - x0 + t.w] = tile[:, : t.h, : t.w]
     return out
 

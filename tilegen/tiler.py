@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tilegen import memory, options, zarr_store
+from tilegen import ledger, memory, options, zarr_store
 from tilegen.errors import Interrupted, UserError, os_error_text
 from tilegen.grid import grid_shape, tiles
 from tilegen.imageio import written_by_tilegen
@@ -50,13 +50,15 @@ def cores() -> int:
 
 @dataclass(frozen=True)
 class Job:
-    """One task: a whole shard of one level."""
+    """One task: a whole shard of one level (pixels y0, x0, h, w; shard row yi, column xi)."""
 
     level: int
     y0: int
     x0: int
     h: int
     w: int
+    yi: int
+    xi: int
 
     @property
     def pixels(self) -> int:
@@ -101,6 +103,7 @@ def render_shard(cfg: TaskConfig, job: Job) -> tuple[int, str]:
         model, cfg.seed, job.y0, job.x0, job.h, job.w, cfg.period, cfg.tile, cfg.dtype, CANCEL
     )
     zarr_store.write_region(cfg.store_path, 0, job.y0, job.x0, data, cfg.store_uid)
+    ledger.record_shard(cfg.store_path, 0, job.yi, job.xi)
     return job.pixels, model.providers[0]
 
 
@@ -109,6 +112,7 @@ def pyramid_shard(cfg: TaskConfig, job: Job) -> tuple[int, str]:
     path, uid = cfg.store_path, cfg.store_uid
     data = zarr_store.downsample_region(path, job.level, job.y0, job.x0, job.h, job.w, uid)
     zarr_store.write_region(path, job.level, job.y0, job.x0, data, uid)
+    ledger.record_shard(path, job.level, job.yi, job.xi)
     return job.pixels, ""
 
 
@@ -151,6 +155,18 @@ class Progress:
 OnDone = Callable[[Job, tuple[int, str]], None]
 
 
+def _ignore_stop_signals() -> None:
+    """In a worker process: Ctrl-C or SIGTERM sent to the whole group is the main process's to
+    handle (it cancels, lets running shards finish whole and reports); a worker that died of it
+    would only break the pool."""
+    import signal
+
+    from tilegen.errors import STOP_SIGNALS
+
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, signal.SIG_IGN)
+
+
 class LocalRunner:
     """Dask's local schedulers ("threads", "processes", "sync"), graphs of at most BATCH jobs.
 
@@ -168,7 +184,9 @@ class LocalRunner:
             import multiprocessing as mp
             from concurrent.futures import ProcessPoolExecutor
 
-            self.pool = ProcessPoolExecutor(self.workers, mp_context=mp.get_context("spawn"))
+            self.pool = ProcessPoolExecutor(
+                self.workers, mp_context=mp.get_context("spawn"), initializer=_ignore_stop_signals
+            )
 
     def describe(self) -> str:
         if self.scheduler == "sync":
@@ -199,11 +217,56 @@ class LocalRunner:
             self.pool.shutdown(wait=True, cancel_futures=True)
 
 
+def connect(address: str, timeout: float):
+    """A dask.distributed Client of the scheduler at `address`, or a one-line UserError within
+    about `timeout` seconds: a host that does not resolve or a port that refuses fails at once,
+    and a peer that accepts but never answers the handshake (Client's own timeout does not cover
+    it) is given up after the deadline."""
+    import socket
+    import threading
+    from urllib.parse import urlsplit
+
+    from distributed import Client
+
+    where = urlsplit(address if "://" in address else f"tcp://{address}")
+    try:
+        host, port = where.hostname, where.port or 8786
+    except ValueError as e:
+        raise UserError(f"--scheduler {address}: not an address such as tcp://host:8786 ({e})")
+    try:
+        if where.scheme in ("tcp", "tls"):  # not inproc://, a scheduler in this process
+            socket.create_connection((host, port), timeout=timeout).close()
+    except socket.gaierror as e:
+        raise UserError(f"--scheduler {address}: cannot resolve {host} ({e.strerror or e})")
+    except OSError as e:
+        raise UserError(
+            f"cannot reach the Dask scheduler at {address}: {e.strerror or e}; is it running?"
+        )
+    box: dict = {}
+
+    def handshake() -> None:
+        try:
+            box["client"] = Client(address, timeout=f"{timeout}s")
+        except Exception as e:  # distributed raises OSError, TimeoutError and its own types
+            box["error"] = e
+
+    thread = threading.Thread(target=handshake, daemon=True, name="tilegen-connect")
+    thread.start()
+    thread.join(timeout + 2)
+    if "client" in box:
+        return box["client"]
+    why = f"{box['error']}" if "error" in box else f"no answer within {timeout:g} s"
+    raise UserError(
+        f"the Dask scheduler at {address} did not complete the handshake ({why}): is it a "
+        "dask.distributed scheduler? (--connect-timeout sets the wait)"
+    )
+
+
 class DistributedRunner:
     """A dask.distributed Client: a LocalCluster we start, or an existing scheduler's address.
     At most `window` jobs are in flight; results are handled with `as_completed`."""
 
-    def __init__(self, address: str | None, workers: int, threads: int):
+    def __init__(self, address: str | None, workers: int, threads: int, client=None):
         try:
             from distributed import Client, LocalCluster
         except ImportError:  # pragma: no cover
@@ -222,10 +285,7 @@ class DistributedRunner:
             )
             self.client = Client(self.cluster)
         else:
-            try:
-                self.client = Client(address, timeout="20s")
-            except OSError as e:
-                raise UserError(f"cannot reach the Dask scheduler at {address}: {e}")
+            self.client = client
         info = self.client.scheduler_info()["workers"]
         if not info:
             raise UserError(f"the Dask cluster at {address or 'localhost'} has no workers")
@@ -323,6 +383,7 @@ class GenerateConfig:
     tile: int | None = None  # evaluation size (default: the model's)
     log: Callable[[str], None] = field(default=lambda msg: print(msg, file=sys.stderr))
     max_memory: float | None = None  # GB; None: the memory available
+    connect_timeout: float = 10.0  # seconds to reach a dask.distributed scheduler
 
     def check(self) -> None:
         """The settings, each named by its option (one place for store and image outputs)."""
@@ -332,6 +393,7 @@ class GenerateConfig:
         options.choice("--codec", self.codec, zarr_store.CODECS)
         for name in ("workers", "threads", "chunk", "shard", "tile"):
             options.positive(f"--{name}", getattr(self, name))
+        options.positive("--connect-timeout", self.connect_timeout)
         check_scheduler(self.scheduler)
         memory.set_limit(self.max_memory)
 
@@ -372,8 +434,9 @@ def planned_tasks(cfg: GenerateConfig, n_jobs: int) -> int | None:
     return None
 
 
-def _make_runner(cfg: GenerateConfig, n_jobs: int):
-    """The executor and the onnxruntime threads per task."""
+def _make_runner(cfg: GenerateConfig, n_jobs: int, remote=None):
+    """The executor and the onnxruntime threads per task (`remote`: a connected Client of the
+    scheduler --scheduler names)."""
     sched = cfg.scheduler
     if sched == "threads":
         tasks, ort = plan_threads(n_jobs, cfg.threads or cores())
@@ -389,7 +452,7 @@ def _make_runner(cfg: GenerateConfig, n_jobs: int):
         workers = max(1, min(workers, math.ceil(n_jobs / threads)))
         runner = DistributedRunner(None, workers, threads)
         return runner, max(1, cores() // (workers * threads))
-    runner = DistributedRunner(sched, 0, 0)
+    runner = DistributedRunner(sched, 0, 0, client=remote or connect(sched, cfg.connect_timeout))
     return runner, runner.ort_threads()
 
 
@@ -449,117 +512,132 @@ def run(cfg: GenerateConfig) -> str:
 
 
 def generate(cfg: GenerateConfig) -> Summary:
-    """Render the whole store (or finish an interrupted one)."""
+    """Render the whole store (or finish an interrupted one, or repair a damaged one)."""
     cfg.check()
     t_start = time.perf_counter()
     model_path = str(Path(cfg.model).resolve())
     store_path = str(Path(cfg.output).resolve())
     model = open_model(model_path, 1, cfg.device)  # validates; reports the provider
-    info = model.info
+    spec = _store_spec(cfg, model, model_path)
+    name = Path(model_path).stem
+    check_disk(store_path, spec.raw_bytes(), "the store")
+    streaming = check_task_memory(cfg, spec, model)  # before anything is written
+    remote = None  # a cluster is reached before anything is written: an unreachable one costs none
+    if cfg.scheduler not in LOCAL_SCHEDULERS:
+        remote = connect(cfg.scheduler, cfg.connect_timeout)
+    lock = None
+    try:
+        lock = zarr_store.claim(store_path)
+        state = zarr_store.prepare(store_path, spec, name, cfg.overwrite)
+        done, state = _verified(store_path, spec, name, state, cfg.log)
+        summary = _render(cfg, model, spec, name, state, done, streaming, model_path, remote)
+    finally:
+        if lock is not None:
+            lock.release()
+        if remote is not None:
+            remote.close()
+    summary.seconds = summary.seconds or time.perf_counter() - t_start
+    return summary
+
+
+def _store_spec(cfg: GenerateConfig, model, model_path: str) -> zarr_store.StoreSpec:
     h, w = cfg.size
-    period = effective_period(model, cfg.period)
-    shard = cfg.shard or default_shard(h, w, cfg.chunk)
-    model_sha256 = file_sha256(model_path)
-    spec = zarr_store.StoreSpec(
+    info = model.info
+    return zarr_store.StoreSpec(
         height=h,
         width=w,
         channels=info.out_channels,
         seed=cfg.seed,
-        model_sha256=model_sha256,
-        period=period,
+        model_sha256=file_sha256(model_path),
+        period=effective_period(model, cfg.period),
         dtype=cfg.dtype,
         chunk=cfg.chunk,
-        shard=shard,
+        shard=cfg.shard or default_shard(h, w, cfg.chunk),
         codec=cfg.codec,
         pyramid=cfg.pyramid,
         channel_names=info.channels,
         material=info.material,
     )
-    name = Path(model_path).stem
-    check_disk(store_path, spec.raw_bytes(), "the store")
-    streaming = check_task_memory(cfg, spec, model)  # before anything is written
-    state = zarr_store.prepare(store_path, spec, name, cfg.overwrite)
-    uid = zarr_store.read_attrs(store_path).get("uid", "")
+
+
+def _verified(store_path: str, spec, name: str, state: str, log) -> tuple[list[set], str]:
+    """The shards already done, per level, read back against the ledger. Damaged ones are
+    deleted (and the store marked incomplete until they are rendered again), and a pyramid shard
+    is redone when a shard it was computed from is."""
     levels = len(spec.level_shapes())
-    # Planned lazily: counts are arithmetic and jobs are generated, so the plan of a store of
-    # 10^12 shards costs what the shards already written cost.
-    done = [zarr_store.done_regions(store_path, spec, lv) if state != "new" else set()
-            for lv in range(levels)]  # fmt: skip
+    if state == "new":
+        return [set() for _ in range(levels)], state
+    done, damaged = [], {}
+    for lv in range(levels):
+        good, bad = zarr_store.done_regions(store_path, spec, lv)
+        sh, sw = spec.level_shard(lv)
+        for y0, x0 in bad:
+            ledger.forget_shard(store_path, lv, y0 // sh, x0 // sw)
+            ledger.shard_file(store_path, lv, y0 // sh, x0 // sw).unlink(missing_ok=True)
+            damaged.setdefault(lv, (y0 // sh, x0 // sw, bad[(y0, x0)]))
+        if lv:
+            good = {r for r in good if _children_done(spec, lv, r, done[lv - 1])}
+        done.append(good)
+    missing = sum(spec.shard_count(lv) - len(done[lv]) for lv in range(levels))
+    if damaged:
+        lv, (yi, xi, what) = next(iter(damaged.items()))
+        log(f"{store_path}: {missing} shards to render again, damaged or missing (first: "
+            f"{lv}/c/0/{yi}/{xi}, {what})")  # fmt: skip
+    if state == "complete" and missing:
+        zarr_store.mark_complete(store_path, spec, name, done=False)
+        state = "resume"
+    return done, state
+
+
+def _children_done(spec, level: int, region: tuple[int, int], below: set) -> bool:
+    """Whether every level-1 shard a level shard is downsampled from is done."""
+    y0, x0 = region
+    sh, sw = spec.level_shard(level)
+    h, w = spec.level_shapes()[level]
+    ch, cw = spec.level_shard(level - 1)
+    bh, bw = spec.level_shapes()[level - 1]
+    ys = range(2 * y0 // ch * ch, min(2 * min(y0 + sh, h), bh), ch)
+    xs = range(2 * x0 // cw * cw, min(2 * min(x0 + sw, w), bw), cw)
+    return all((y, x) in below for y in ys for x in xs)
+
+
+def _render(
+    cfg: GenerateConfig, model, spec, name, state, done, streaming, model_path, remote=None
+) -> Summary:
+    """Render the shards not done, then the pyramid; mark the store complete."""
+    store_path = str(Path(cfg.output).resolve())
+    levels = len(spec.level_shapes())
     total = sum(spec.shard_count(lv) for lv in range(levels))
     done_before = sum(len(d) for d in done)
     left = [spec.shard_count(lv) - len(done[lv]) for lv in range(levels)]
-    todo = [_jobs(spec, lv, done[lv]) for lv in range(levels)]
-    n_todo = sum(left)
     providers: set[str] = set()
     summary = Summary(state, total, done_before, 0, 0.0, 0.0, providers, "", None, levels)
-    if n_todo == 0:
+    if sum(left) == 0:
         if state != "complete":
             mark_complete(store_path, spec, name, total)
-        summary.seconds = time.perf_counter() - t_start
         return summary
-
-    runner, ort = _make_runner(cfg, max(left[0], 1))
+    runner, ort = _make_runner(cfg, max(left[0], 1), remote)
     summary.scheduler, summary.ort_threads = runner.describe(), ort
     if state == "resume":
         cfg.log(f"resuming {cfg.output}: {done_before} of {total} shards already written")
-    threads_note = ort if isinstance(ort, int) else "per worker"
     cfg.log(streaming)
     cfg.log(
-        f"{h}x{w} {cfg.dtype}, seed {cfg.seed}{', periodic' if period else ''}; "
-        f"{runner.describe()}; onnxruntime {model.providers[0]}, "
-        f"{threads_note} intra-op threads per task"
+        f"{spec.height}x{spec.width} {cfg.dtype}, seed {cfg.seed}"
+        f"{', periodic' if spec.period else ''}; {runner.describe()}; onnxruntime "
+        f"{model.providers[0]}, {ort if isinstance(ort, int) else 'per worker'} intra-op "
+        "threads per task"
     )
-    task_cfg = TaskConfig(
-        model_path,
-        store_path,
-        cfg.seed,
-        spec.period,
-        cfg.dtype,
-        cfg.device,
-        ort,
-        cfg.tile,
-        model_sha256,
-        uid,
-    )
-    written = [0]
+    uid = zarr_store.read_attrs(store_path).get("uid", "")
+    task_cfg = TaskConfig(model_path, store_path, cfg.seed, spec.period, cfg.dtype, cfg.device,
+                          ort, cfg.tile, spec.model_sha256, uid)  # fmt: skip
     interrupted = False
-
-    def done_cb(bar: Progress):
-        def on_done(job: Job, result: tuple[int, str]) -> None:
-            pixels, provider = result
-            if provider:
-                providers.add(provider)
-            written[0] += 1
-            bar.advance(pixels)
-
-        return on_done
-
     try:
-        px_total = h * w
-        px_left = px_total - sum(_region_pixels(spec, 0, y, x) for y, x in done[0])
-        t0 = time.perf_counter()
-        bar = Progress(px_total, px_total - px_left, "render", cfg.progress)
-        try:
-            runner.run(render_shard, task_cfg, todo[0], done_cb(bar))
-        finally:
-            bar.close()
-        summary.megapixels, summary.seconds = px_left / 1e6, time.perf_counter() - t0
-        if sum(left[1:]):
-            pyr_px = sum(a * b for a, b in spec.level_shapes()[1:])
-            pyr_done = sum(
-                _region_pixels(spec, lv, *r) for lv in range(1, levels) for r in done[lv]
-            )
-            bar = Progress(pyr_px, pyr_done, "pyramid", cfg.progress)
-            try:
-                for level_jobs in todo[1:]:  # each level needs the one above it finished
-                    runner.run(pyramid_shard, task_cfg, level_jobs, done_cb(bar))
-            finally:
-                bar.close()
+        _run_levels(cfg, runner, task_cfg, spec, done, summary)
     except OSError as e:
         CANCEL.set()
         raise UserError(
-            f"cannot write {cfg.output}: {e.strerror or e}. {done_before + written[0]} of "
-            f"{total} shards are written; fix this and rerun the same command to finish"
+            f"cannot write {cfg.output}: {e.strerror or e}. {done_before + summary.shards_written}"
+            f" of {total} shards are written; fix this and rerun the same command to finish"
         )
     except BaseException as e:  # Ctrl-C and the rest: stop our threads' shards between tiles
         CANCEL.set()
@@ -567,11 +645,10 @@ def generate(cfg: GenerateConfig) -> Summary:
         if not interrupted:
             raise
     finally:
-        summary.shards_written = written[0]
         runner.close()  # waits for running tasks (stopped between tiles when cancelled)
         CANCEL.clear()
     if interrupted:  # counted on disk: shards that finished while we stopped count too
-        kept = sum(len(zarr_store.done_regions(store_path, spec, lv)) for lv in range(levels))
+        kept = sum(len(zarr_store.done_regions(store_path, spec, lv)[0]) for lv in range(levels))
         raise Interrupted(
             f"interrupted: {kept} of {total} shards of {cfg.output} are written; rerun the "
             "same command to finish (the result is the same)"
@@ -580,8 +657,45 @@ def generate(cfg: GenerateConfig) -> Summary:
     return summary
 
 
+def _run_levels(cfg: GenerateConfig, runner, task_cfg, spec, done, summary: Summary) -> None:
+    """Level 0's shards, then each pyramid level from the one above it, with progress bars."""
+    levels = len(spec.level_shapes())
+
+    def counting(bar: Progress):
+        def on_done(job: Job, result: tuple[int, str]) -> None:
+            pixels, provider = result
+            if provider:
+                summary.providers.add(provider)
+            summary.shards_written += 1
+            bar.advance(pixels)
+
+        return on_done
+
+    h, w = spec.level_shapes()[0]
+    px_left = h * w - sum(_region_pixels(spec, 0, y, x) for y, x in done[0])
+    t0 = time.perf_counter()
+    bar = Progress(h * w, h * w - px_left, "render", cfg.progress)
+    try:
+        runner.run(render_shard, task_cfg, _jobs(spec, 0, done[0]), counting(bar))
+    finally:
+        bar.close()
+    summary.megapixels, summary.seconds = px_left / 1e6, time.perf_counter() - t0
+    if all(len(done[lv]) == spec.shard_count(lv) for lv in range(1, levels)):
+        return
+    pyr_px = sum(a * b for a, b in spec.level_shapes()[1:])
+    pyr_done = sum(_region_pixels(spec, lv, *r) for lv in range(1, levels) for r in done[lv])
+    bar = Progress(pyr_px, pyr_done, "pyramid", cfg.progress)
+    try:
+        for lv in range(1, levels):  # each level needs the one above it finished
+            runner.run(pyramid_shard, task_cfg, _jobs(spec, lv, done[lv]), counting(bar))
+    finally:
+        bar.close()
+
+
 def _jobs(spec: zarr_store.StoreSpec, level: int, done: set[tuple[int, int]]) -> Iterator[Job]:
-    return (Job(level, *r) for r in spec.shard_regions(level) if (r[0], r[1]) not in done)
+    sh, sw = spec.level_shard(level)
+    return (Job(level, y, x, h, w, y // sh, x // sw)
+            for y, x, h, w in spec.shard_regions(level) if (y, x) not in done)  # fmt: skip
 
 
 def _region_pixels(spec: zarr_store.StoreSpec, level: int, y: int, x: int) -> int:

@@ -31,6 +31,7 @@ from tilegen.errors import UserError
 from tilegen.grid import tiles
 
 FORMATS = {"png": ".png", "tif": ".tif", "jpg": ".jpg"}
+INDEX = "tiles.json"
 
 
 def convert_bits(tile: np.ndarray, bits: int) -> np.ndarray:
@@ -50,19 +51,12 @@ TILE_NAME = re.compile(r"tile_r\d+_c\d+(_[a-z]+)?\.(png|tif|jpg)")
 
 
 def our_tiles(out_dir: Path) -> list[Path]:
-    """The files tilegen wrote in a tiles folder: those its tiles.json lists and those named as
-    it names tiles (a run stopped before its index); nothing else, e.g. tile_r0_c0.png.bak."""
+    """The files tilegen wrote in a tiles folder: those named as it names tiles, and its
+    tiles.json; nothing else (tile_r0_c0.png.bak, or whatever a tiles.json found there lists)."""
     if not out_dir.is_dir():
         return []
-    found = {f for f in out_dir.iterdir() if TILE_NAME.fullmatch(f.name) and f.is_file()}
-    try:
-        index = json.loads((out_dir / "tiles.json").read_text())
-        for e in index.get("files", []):
-            found |= {out_dir / Path(f).name for f in [e["file"], *e.get("maps", {}).values()]}
-        found.add(out_dir / "tiles.json")
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
-        pass
-    return sorted(f for f in found if f.is_file())
+    found = [f for f in out_dir.iterdir() if TILE_NAME.fullmatch(f.name) or f.name == INDEX]
+    return sorted(f for f in found if f.is_file() and not f.is_symlink())
 
 
 def cut_tiles(
@@ -82,7 +76,7 @@ def cut_tiles(
     from tilegen.tiler import Progress, cores, ordered_map
 
     store = Path(store)
-    attrs = zarr_store.read_attrs(store)  # a one-line error for anything not a tilegen store
+    attrs, spec = zarr_store.open_store(store)  # one line for anything not a tilegen store
     if not attrs.get("complete"):
         raise UserError(
             f"{store} is incomplete (its generate run did not finish): rerun that generate "
@@ -92,6 +86,9 @@ def cut_tiles(
         raise UserError(f"--format {fmt}: use png, tif or jpg (or xyz, dzi for web maps)")
     if tile < 1:
         raise UserError(f"--tile {tile}: must be positive")
+    if not 0 <= level < len(spec.level_shapes()):
+        raise UserError(f"--level {level}: {store} has levels 0 .. {len(spec.level_shapes()) - 1}")
+    zarr_store.damaged_shards(store, spec, [level])
     arr = zarr_store.open_level(store, level, "r")
     c, height, width = arr.shape
     explicit_bits = bits is not None
@@ -158,7 +155,7 @@ def cut_tiles(
     }
     if layout is not None:
         index["material"] = layout
-    (out_dir / "tiles.json").write_text(json.dumps(index, indent=1) + "\n")
+    (out_dir / INDEX).write_text(json.dumps(index, indent=1) + "\n")
     return index
 
 

@@ -9,8 +9,14 @@
 The page's own files are in tilegen/web/static; OpenSeadragon (BSD-3) is vendored in
 tilegen/web/vendor; onnxruntime-web (MIT, tens of MB of WebAssembly) is installed from npm into
 tilegen/web/node_modules (`npm ci --prefix tilegen/web`) and only the model view needs it.
-Nothing is fetched from elsewhere: the server answers only for these files and the viewed path.
-Responses carry COOP/COEP headers so the page is cross-origin isolated (multi-threaded wasm).
+Nothing is fetched from elsewhere. The server answers only for the page's own files and for what
+the page shows: a store's tiles (through the store API), an xyz folder's {z}/{x}/{y} tiles and
+tilejson.json, a DeepZoom descriptor and its NAME_files/ tiles, the model file; every other path
+is 404, whatever lies in the folder. It binds 127.0.0.1 and answers only requests whose Host
+header names the loopback (a web page that re-binds its own host name to 127.0.0.1 cannot read
+tiles); `--host` opens it to the network, with a warning. Error bodies never hold local paths.
+Responses carry COOP/COEP headers so the page is cross-origin isolated (multi-threaded wasm);
+`--cors ORIGIN` lets map pages served from ORIGIN load the tiles.
 """
 
 from __future__ import annotations
@@ -18,8 +24,8 @@ from __future__ import annotations
 import errno
 import io
 import json
-import mimetypes
 import os
+import re
 import threading
 from dataclasses import dataclass, field
 from http import HTTPStatus
@@ -30,7 +36,7 @@ from urllib.parse import unquote, urlparse
 import numpy as np
 
 from tilegen import zarr_store
-from tilegen.errors import UserError
+from tilegen.errors import Interrupted, UserError
 
 WEB = Path(__file__).resolve().parent / "web"
 STATIC, VENDOR = WEB / "static", WEB / "vendor"
@@ -48,7 +54,11 @@ TYPES = {
     ".png": "image/png",
     ".jpg": "image/jpeg",
     ".txt": "text/plain; charset=utf-8",
+    ".svg": "image/svg+xml",
 }
+LOOPBACK = ("127.0.0.1", "localhost", "[::1]")
+TILE_IMAGE = r"\.(png|jpg)"
+XYZ_FILE = re.compile(rf"\d+/\d+/\d+{TILE_IMAGE}|tilejson\.json")
 
 
 def ort_web_dir() -> Path:
@@ -71,10 +81,17 @@ class Target:
     path: Path
     info: dict = field(default_factory=dict)
     files: Path | None = None  # folder served under /tiles/ (xyz, dzi)
+    pattern: re.Pattern | None = None  # the only names served from `files`
+
+    def tile_file(self, rel: str) -> Path | None:
+        """files/rel when rel is a name the page needs and the file lies inside `files`."""
+        if self.files is None or self.pattern is None or not self.pattern.fullmatch(rel):
+            return None
+        return _inside(self.files, rel)
 
 
 def _store_target(p: Path) -> Target:
-    attrs = zarr_store.read_attrs(p)
+    attrs, _ = zarr_store.open_store(p)  # metadata checked: an edited store is refused
     h, w = (int(v) for v in attrs["size"])
     levels = []
     for lv in range(int(attrs.get("levels", 1))):
@@ -104,14 +121,20 @@ def _dzi_target(p: Path) -> Target:
     size = root.find("{*}Size")
     if size is None:
         raise UserError(f"{p} is not a DeepZoom descriptor (no Size)")
-    info = {
-        "descriptor": p.name,
-        "width": int(size.get("Width")),
-        "height": int(size.get("Height")),
-        "tile": int(root.get("TileSize")),
-        "format": root.get("Format"),
-    }
-    return Target("dzi", p.parent, info, p.parent)
+    try:
+        info = {
+            "descriptor": p.name,
+            "width": int(size.get("Width")),
+            "height": int(size.get("Height")),
+            "tile": int(root.get("TileSize")),
+            "format": root.get("Format"),
+        }
+    except (TypeError, ValueError) as e:
+        raise UserError(f"{p} is not a readable DeepZoom descriptor ({e})")
+    # DeepZoom's layout: NAME.dzi beside NAME_files/{level}/{col}_{row}.{format}.
+    files = re.escape(p.stem + "_files") + rf"/\d+/\d+_\d+{TILE_IMAGE}"
+    pattern = re.compile(f"{re.escape(p.name)}|{files}")
+    return Target("dzi", p.parent, info, p.parent, pattern)
 
 
 def _xyz_target(p: Path) -> Target:
@@ -127,7 +150,7 @@ def _xyz_target(p: Path) -> Target:
         }
     except (OSError, ValueError, KeyError, IndexError, TypeError) as e:
         raise UserError(f"{p}/tilejson.json is not a tilegen xyz descriptor ({e})")
-    return Target("xyz", p, info, p)
+    return Target("xyz", p, info, p, XYZ_FILE)
 
 
 def _model_target(p: Path) -> Target:
@@ -192,23 +215,38 @@ def store_tile(target: Target, level: int, col: int, row: int) -> bytes:
 
 
 def _inside(root: Path, rel: str) -> Path | None:
-    """root/rel if it stays inside root and is a file."""
-    p = (root / rel).resolve()
+    """root/rel if it stays inside root (links resolved) and is a file; None for anything else,
+    names the file system refuses (too long, NUL bytes) included."""
     try:
+        p = (root / rel).resolve()
         p.relative_to(root.resolve())
-    except ValueError:
+        return p if p.is_file() else None
+    except (OSError, ValueError):
         return None
-    return p if p.is_file() else None
+
+
+def host_allowed(header: str | None, port: int) -> bool:
+    """Whether a Host header names this loopback server (127.0.0.1, localhost or [::1], with our
+    port or none): a DNS-rebinding page sends its own host name and is refused."""
+    m = re.fullmatch(r"(\[[0-9a-f:.]+\]|[^:\[\]]+)(?::(\d{1,5}))?", (header or "").strip().lower())
+    return m is not None and m[1] in LOOPBACK and (m[2] is None or int(m[2]) == port)
 
 
 class Handler(BaseHTTPRequestHandler):
     target: Target
     ort_dir: Path | None
+    any_host = False  # --host: the page is meant to be reached from the network
+    cors: str | None = None  # --cors ORIGIN
     quiet = True
 
     def log_message(self, fmt, *args):  # the terminal is for the one line that says where
         if not self.quiet:
             super().log_message(fmt, *args)
+
+    def send_error(self, code, message=None, explain=None):
+        """http.server's own errors (a bad request line, a URL too long) without its HTML page,
+        which echoes the request back."""
+        self._send(HTTPStatus(code).phrase.encode(), "text/plain", code, cache=False)
 
     def _send(self, body: bytes, ctype: str, status: int = 200, cache: bool = True) -> None:
         self.send_response(status)
@@ -216,77 +254,104 @@ class Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(body)))
         self.send_header("Cross-Origin-Opener-Policy", "same-origin")
         self.send_header("Cross-Origin-Embedder-Policy", "require-corp")
-        self.send_header("Cross-Origin-Resource-Policy", "same-origin")
-        self.send_header("Cache-Control", "max-age=3600" if cache else "no-store")
+        if self.cors:
+            self.send_header("Access-Control-Allow-Origin", self.cors)
+            self.send_header("Vary", "Origin")
+        corp = "cross-origin" if self.cors else "same-origin"
+        self.send_header("Cross-Origin-Resource-Policy", corp)
+        self.send_header("Cache-Control", "max-age=3600" if cache and status == 200 else "no-store")
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(body)
 
-    def _file(self, path: Path | None) -> None:
+    def _file(self, path: Path | None, cache: bool = True) -> None:
         if path is None:
             return self._send(b"not found", "text/plain", HTTPStatus.NOT_FOUND)
-        ctype = TYPES.get(path.suffix.lower()) or mimetypes.guess_type(path.name)[0]
-        self._send(path.read_bytes(), ctype or "application/octet-stream")
+        ctype = TYPES.get(path.suffix.lower(), "application/octet-stream")
+        self._send(path.read_bytes(), ctype, cache=cache)
 
     def do_HEAD(self):  # noqa: N802 (http.server's naming)
         self.do_GET()
 
     def do_GET(self):  # noqa: N802
-        url = unquote(urlparse(self.path).path)
-        t = self.target
+        if not self.any_host and not host_allowed(self.headers.get("Host"), self.server.port):
+            return self._send(b"forbidden host", "text/plain", HTTPStatus.FORBIDDEN, cache=False)
         try:
-            if url in ("/", "/index.html"):
-                return self._file(STATIC / "index.html")
-            if url == "/api/info":
-                doc = {"kind": t.kind, "path": str(t.path), **t.info}
-                return self._send(json.dumps(doc).encode(), "application/json", cache=False)
-            for prefix, root in (("/static/", STATIC), ("/vendor/osd/", VENDOR / "openseadragon")):
-                if url.startswith(prefix):
-                    return self._file(_inside(root, url[len(prefix) :]))
-            if url.startswith("/vendor/ort/") and self.ort_dir is not None:
-                return self._file(_inside(self.ort_dir, url[len("/vendor/ort/") :]))
-            if url.startswith("/tiles/") and t.files is not None:
-                return self._file(_inside(t.files, url[len("/tiles/") :]))
-            if url == "/model.onnx" and t.kind == "model":
-                return self._file(t.path)
-            if url.startswith("/store/") and t.kind == "store":
-                level, name = url[len("/store/") :].split("/")
-                col, row = name.removesuffix(".png").split("_")
-                return self._send(store_tile(t, int(level), int(col), int(row)), "image/png")
-        except (KeyError, ValueError):
-            pass
+            self._route(unquote(urlparse(self.path).path))
         except (BrokenPipeError, ConnectionResetError):
             return None
-        except Exception as e:  # e.g. a damaged shard: the page shows a missing tile, no traceback
-            msg = str(e).splitlines()[0] if str(e) else type(e).__name__
-            return self._send(msg.encode(), "text/plain", HTTPStatus.INTERNAL_SERVER_ERROR)
-        self._send(b"not found", "text/plain", HTTPStatus.NOT_FOUND)
+        except Exception:  # e.g. a damaged shard: the page shows a missing tile; no local path
+            self._send(b"this tile cannot be read", "text/plain", 500, cache=False)
+
+    def _route(self, url: str) -> None:
+        t = self.target
+        if url in ("/", "/index.html"):
+            return self._file(STATIC / "index.html")
+        if url in ("/favicon.ico", "/favicon.svg"):
+            return self._file(STATIC / "favicon.svg")
+        if url == "/api/info":
+            doc = {"kind": t.kind, "name": t.path.name, **t.info}
+            return self._send(json.dumps(doc).encode(), "application/json", cache=False)
+        for prefix, root in (("/static/", STATIC), ("/vendor/osd/", VENDOR / "openseadragon")):
+            if url.startswith(prefix):
+                return self._file(_inside(root, url[len(prefix) :]))
+        if url.startswith("/vendor/ort/") and self.ort_dir is not None:
+            return self._file(_inside(self.ort_dir, url[len("/vendor/ort/") :]))
+        if url.startswith("/tiles/"):
+            return self._file(t.tile_file(url[len("/tiles/") :]))
+        if url == "/model.onnx" and t.kind == "model":
+            return self._file(t.path)
+        m = re.fullmatch(r"/store/(\d{1,3})/(\d{1,9})_(\d{1,9})\.png", url)
+        if m and t.kind == "store":
+            try:
+                body = store_tile(t, *(int(v) for v in m.groups()))
+            except KeyError:
+                return self._file(None)
+            # An unfinished store's missing shards read as black: never let a browser keep them.
+            return self._send(body, "image/png", cache=bool(t.info.get("complete")))
+        self._file(None)
 
 
 class ViewServer:
-    """The page's HTTP server on 127.0.0.1; `start()` serves from a thread, `serve_forever()`
-    blocks (Ctrl-C stops it), `close()` stops it."""
+    """The page's HTTP server (127.0.0.1 unless `host`); `start()` serves from a thread,
+    `serve_forever()` blocks until Ctrl-C or SIGTERM, `close()` stops it."""
 
-    def __init__(self, path: str | os.PathLike, port: int = 8765):
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        port: int = 8765,
+        host: str | None = None,
+        cors: str | None = None,
+    ):
         self.target = resolve(path)
         ort_dir = ort_web_dir() if self.target.kind == "model" else None
-        handler = type("TilegenHandler", (Handler,), {"target": self.target, "ort_dir": ort_dir})
+        if cors is not None and not re.fullmatch(r"https?://[^/\s]+|\*", cors):
+            raise UserError(f"--cors {cors}: give an origin such as https://maps.example.org")
+        handler = type(
+            "TilegenHandler",
+            (Handler,),
+            {"target": self.target, "ort_dir": ort_dir, "any_host": host is not None,
+             "cors": cors},
+        )  # fmt: skip
+        self.host = host or HOST
         try:
-            self.httpd = ThreadingHTTPServer((HOST, int(port)), handler)
+            self.httpd = ThreadingHTTPServer((self.host, int(port)), handler)
         except OverflowError:
             raise UserError(f"--port {port}: use 0 .. 65535 (0: any free port)")
         except OSError as e:
             if e.errno == errno.EADDRINUSE:
                 raise UserError(
-                    f"port {port} on {HOST} is in use: pass --port N (0: any free port)"
+                    f"port {port} on {self.host} is in use: pass --port N (0: any free port)"
                 )
-            raise UserError(f"cannot serve on {HOST}:{port}: {e.strerror or e}")
+            raise UserError(f"cannot serve on {self.host}:{port}: {e.strerror or e}")
         self.httpd.daemon_threads = True
+        self.httpd.port = self.httpd.server_address[1]
         self.thread: threading.Thread | None = None
 
     @property
     def url(self) -> str:
-        return f"http://{HOST}:{self.httpd.server_address[1]}/"
+        host = HOST if self.host in ("0.0.0.0", "::", "") else self.host
+        return f"http://{host}:{self.httpd.server_address[1]}/"
 
     def start(self) -> ViewServer:
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
@@ -296,25 +361,37 @@ class ViewServer:
     def serve_forever(self) -> None:
         try:
             self.httpd.serve_forever()
-        except KeyboardInterrupt:
-            pass
         finally:
             self.close()
 
     def close(self) -> None:
         if self.thread is not None:
             self.httpd.shutdown()
-            self.thread.join()
+            self.thread.join(timeout=10)
             self.thread = None
         self.httpd.server_close()
 
 
-def view(path: str | os.PathLike, port: int = 8765, open_browser: bool = False, log=print) -> None:
-    """Serve the viewer for `path` until Ctrl-C."""
-    server = ViewServer(path, port)
+def view(
+    path: str | os.PathLike,
+    port: int = 8765,
+    open_browser: bool = False,
+    log=print,
+    host: str | None = None,
+    cors: str | None = None,
+) -> None:
+    """Serve the viewer for `path` until Ctrl-C (or SIGTERM, SIGHUP)."""
+    server = ViewServer(path, port, host, cors)
+    if host is not None:
+        log(
+            f"warning: serving on {host}: the page and what it shows are reachable from the network"
+        )
     log(f"viewing {server.target.kind} {server.target.path} at {server.url} (Ctrl-C stops)")
     if open_browser:
         import webbrowser
 
         webbrowser.open(server.url)
-    server.serve_forever()
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        raise Interrupted(f"interrupted: stopped serving {server.target.path}; nothing was written")

@@ -4,7 +4,9 @@
     xyz   DIR/{z}/{x}/{y}.png      256 x 256 tiles; zoom z shows the image at 2^(z - maxzoom),
                                    the image's top-left at the origin; edge tiles are padded
                                    (transparent PNG, black JPEG); tiles wholly outside are absent
-          DIR/tilejson.json        TileJSON 3.0.0 + a "tilegen" block (width, height, tile size)
+          DIR/tilejson.json        TileJSON 3.0.0 + a "tilegen" block (width, height, tile size);
+                                   tile URLs relative to it, or absolute under --url
+    pmtiles  OUT.pmtiles           the xyz tiles in one PMTiles file (tilegen/pmtiles_out.py)
     dzi   DIR/image_files/{level}/{col}_{row}.png   level N = full resolution, level 0 = 1 pixel;
                                    overlap 0; edge tiles smaller (as DeepZoom does)
           DIR/image.dzi            the DeepZoom descriptor
@@ -22,8 +24,8 @@ from __future__ import annotations
 import json
 import math
 import os
-import shutil
-from collections.abc import Iterator
+import re
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -74,8 +76,11 @@ def _to8(data: np.ndarray) -> np.ndarray:
     return data
 
 
-def _encode(pixels: np.ndarray, path: Path, image: str, pad_to: int | None) -> None:
-    """Write (h, w, C) uint8 through a temporary name; xyz edge tiles are padded to pad_to."""
+def encode_tile(pixels: np.ndarray, image: str, pad_to: int | None) -> bytes:
+    """(h, w, C) uint8 as PNG or JPEG bytes; xyz edge tiles are padded to pad_to. The one encoder
+    of xyz folders and PMTiles archives, so both hold the same bytes."""
+    import io
+
     from PIL import Image
 
     h, w, c = pixels.shape
@@ -91,40 +96,71 @@ def _encode(pixels: np.ndarray, path: Path, image: str, pad_to: int | None) -> N
         pixels = full
     mode = {1: "L", 3: "RGB", 4: "RGBA"}[pixels.shape[2]]
     img = Image.fromarray(pixels[:, :, 0] if mode == "L" else pixels, mode)
+    buf = io.BytesIO()
+    if image == "png":
+        img.save(buf, format="PNG", compress_level=1)
+    else:
+        img.convert("RGB" if mode == "RGBA" else mode).save(buf, format="JPEG", quality=90)
+    return buf.getvalue()
+
+
+def _encode(pixels: np.ndarray, path: Path, image: str, pad_to: int | None) -> None:
+    """Write one tile through a temporary name."""
+    data = encode_tile(pixels, image, pad_to)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.partial")
-    if image == "png":
-        img.save(tmp, format="PNG", compress_level=1)
-    else:
-        img.convert("RGB" if mode == "RGBA" else mode).save(tmp, format="JPEG", quality=90)
-    os.replace(tmp, path)
+    try:
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def _check_store(store: Path) -> dict:
-    attrs = zarr_store.read_attrs(store)
+    attrs, spec = zarr_store.open_store(store)
     if not attrs.get("complete"):
         raise UserError(
             f"{store} is not complete: rerun the same 'tilegen generate' command to finish it, "
             "then cut web tiles"
         )
-    h, w = attrs["size"]
-    if not attrs.get("pyramid", True) and max(h, w) > attrs.get("chunk", 512):
+    if not spec.pyramid and max(spec.height, spec.width) > spec.chunk:
         raise UserError(
             f"{store} has no pyramid (written with --no-pyramid): regenerate it with the pyramid"
         )
+    zarr_store.damaged_shards(store, spec, list(range(len(spec.level_shapes()))))
     return attrs
 
 
-def _remove_ours(out: Path) -> None:
-    """Delete the web tiles tilegen wrote in DIR (the marker, the descriptor, the xyz level
-    folders or image_files/) and nothing else: a file of the user's stays."""
-    for child in out.iterdir():
-        if child.is_symlink():
+# What tilegen writes in a web-tiles folder, relative to it: the only names it ever deletes.
+OURS = re.compile(r"\d+/\d+/\d+\.(png|jpg)|image_files/\d+/\d+_\d+\.(png|jpg)|(.*/)?\..*\.partial")
+
+
+def _remove_ours(out: Path, partials_only: bool = False) -> None:
+    """Delete the web tiles tilegen wrote in DIR (the marker, the descriptor, tiles named as it
+    names them, its temporary files; or only the temporary files a killed run left), then the
+    folders this empties; a file of the user's, in DIR or among the tiles, stays."""
+    for name in () if partials_only else (MARKER, *DESCRIPTOR.values()):
+        if (out / name).is_file() and not (out / name).is_symlink():
+            (out / name).unlink()
+    for top in [d for d in out.iterdir() if d.name.isdigit() or d.name == "image_files"]:
+        if top.is_symlink() or not top.is_dir():
             continue
-        if child.name in (MARKER, *DESCRIPTOR.values()) and child.is_file():
-            child.unlink()
-        elif child.is_dir() and (child.name.isdigit() or child.name == "image_files"):
-            shutil.rmtree(child)
+        for root, dirs, files in os.walk(top, topdown=False):
+            for f in files:
+                p = Path(root, f)
+                if partials_only and not f.endswith(".partial"):
+                    continue
+                if OURS.fullmatch(p.relative_to(out).as_posix()) and not p.is_symlink():
+                    p.unlink()
+            for d in dirs:
+                try:
+                    Path(root, d).rmdir()
+                except OSError:  # a user's file inside
+                    pass
+        try:
+            top.rmdir()
+        except OSError:
+            pass
 
 
 def _prepare_folder(out: Path, settings: dict, overwrite: bool) -> None:
@@ -152,11 +188,39 @@ def _prepare_folder(out: Path, settings: dict, overwrite: bool) -> None:
             )
         elif done:
             raise UserError(f"{out} already holds these tiles: pass --overwrite to cut them again")
+        else:
+            _remove_ours(out, partials_only=True)  # a killed run's half-written tiles
     try:
         out.mkdir(parents=True, exist_ok=True)
         marker.write_text(json.dumps(settings, indent=1) + "\n")
     except OSError as e:
         raise UserError(f"cannot write {out}: {e.strerror or e}")
+
+
+def block_reader(store: Path, attrs: dict) -> Callable[[int, int, int, int, int], np.ndarray]:
+    """read(lv, y, x, h, w): (C', h, w) uint8 of downsampling level lv, the channels web tiles
+    show. Levels below the store's coarsest are 2x2 means of it, computed once (one chunk)."""
+    keep = zarr_store.shown(attrs)  # a material's web tiles show its albedo
+    store_levels = int(attrs.get("levels", 1))
+    height, width = (int(v) for v in attrs["size"])
+    uid = attrs.get("uid", "")
+    coarsest = None
+
+    def read(lv: int, y: int, x: int, h: int, w: int) -> np.ndarray:
+        nonlocal coarsest
+        if lv < store_levels:
+            return _to8(zarr_store.read_region(str(store), lv, y, x, h, w, uid)[keep])
+        if coarsest is None:
+            top = store_levels - 1
+            coarsest = zarr_store.read_region(
+                str(store), top, 0, 0, *level_shape(height, width, top), uid
+            )
+        data = coarsest
+        for _ in range(lv - store_levels + 1):
+            data = zarr_store.downsample2x(data)
+        return _to8(data[keep, y : y + h, x : x + w])
+
+    return read
 
 
 def _blocks(h: int, w: int, tile: int) -> Iterator[tuple[int, int, int, int]]:
@@ -175,9 +239,11 @@ def write_web_tiles(
     overwrite: bool = False,
     threads: int | None = None,
     progress: bool = True,
+    url: str | None = None,
 ) -> dict:
     """Cut a finished store into an xyz or dzi pyramid in `out_dir`; returns the descriptor's
-    facts (format, width, height, tile, levels, tiles written, tiles kept from a previous run)."""
+    facts (format, width, height, tile, levels, tiles written, tiles kept from a previous run).
+    `url`: the address the xyz folder will be served at, for absolute URLs in tilejson.json."""
     from tilegen.tiler import Progress, cores, ordered_map
 
     if fmt not in WEB_FORMATS:
@@ -188,34 +254,20 @@ def write_web_tiles(
         raise UserError(
             f"--tile {tile}: web tiles are 16 .. 4096 pixels, a power of two for xyz (256 is usual)"
         )
+    if url is not None and fmt != "xyz":
+        raise UserError(f"--url is for --format xyz (the tile URLs in tilejson.json), not {fmt}")
+    url = check_url(url)
     store, out = Path(store), Path(out_dir)
     attrs = _check_store(store)
     height, width = (int(v) for v in attrs["size"])
     channels = int(attrs["channels"])
-    keep = zarr_store.shown(attrs)  # a material's web tiles show its albedo
-    store_levels = int(attrs.get("levels", 1))
     ext = IMAGE_TYPES[image]
     settings = {"store": str(store.resolve()), "uid": attrs.get("uid", ""), "format": fmt,
                 "image": image, "tile": tile}  # fmt: skip
     _prepare_folder(out, settings, overwrite)
     pad = tile if fmt == "xyz" else None
     levels = levels_for(fmt, height, width, tile)
-    coarsest = None  # the store's coarsest level, for levels below it
-    uid = attrs.get("uid", "")
-
-    def read(lv: int, y: int, x: int, h: int, w: int) -> np.ndarray:
-        nonlocal coarsest
-        if lv < store_levels:
-            return _to8(zarr_store.read_region(str(store), lv, y, x, h, w, uid)[keep])
-        if coarsest is None:
-            top = store_levels - 1
-            coarsest = zarr_store.read_region(
-                str(store), top, 0, 0, *level_shape(height, width, top), uid
-            )
-        data = coarsest
-        for _ in range(lv - store_levels + 1):
-            data = zarr_store.downsample2x(data)
-        return _to8(data[keep, y : y + h, x : x + w])
+    read = block_reader(store, attrs)
 
     jobs = []
     for fl, lv in levels:
@@ -266,27 +318,73 @@ def write_web_tiles(
     top = levels[0][0]
     facts = {"format": fmt, "width": width, "height": height, "tile": tile, "image": image,
              "levels": top + 1, "channels": channels, **counts}  # fmt: skip
-    _write_descriptor(out, fmt, facts, store)
+    _write_descriptor(out, fmt, facts, store, url)
     return facts
 
 
-def _write_descriptor(out: Path, fmt: str, facts: dict, store: Path) -> None:
+def check_url(url: str | None) -> str | None:
+    """--url: the absolute http(s) address the xyz folder will be served at, ending in '/'."""
+    if url is None:
+        return None
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc or parts.query or parts.fragment:
+        raise UserError(
+            f"--url {url}: give the absolute http(s) address the folder will be served at, "
+            "e.g. https://example.com/maps/world_xyz/"
+        )
+    return url if url.endswith("/") else url + "/"
+
+
+def mercator_view(width: int, height: int, tile: int, maxzoom: int) -> dict:
+    """Where Web Mercator maps (MapLibre) draw the picture: its top-left pixel at the world's
+    top-left corner (-180, 85.05), one image pixel per tile pixel at maxzoom. TileJSON's and
+    PMTiles' `bounds` [west, south, east, north] and `center` [lon, lat, zoom] in degrees; the
+    centre's zoom is the largest at which the whole picture fits 1024 screen pixels."""
+    world = tile * 2**maxzoom
+
+    def lon(x: float) -> float:
+        return x / world * 360 - 180
+
+    def lat(y: float) -> float:
+        return math.degrees(math.atan(math.sinh(math.pi * (1 - 2 * y / world))))
+
+    fits = [z for z in range(maxzoom + 1) if max(width, height) * 2 ** (z - maxzoom) <= 1024]
+    return {
+        "bounds": [lon(0), lat(height), lon(width), lat(0)],
+        "center": [lon(width / 2), lat(height / 2), max(fits, default=0)],
+    }
+
+
+def tilegen_block(facts: dict) -> dict:
+    """The "tilegen" block of tilejson.json and of a PMTiles archive's metadata."""
+    return {
+        "width": facts["width"],
+        "height": facts["height"],
+        "tile_size": facts["tile"],
+        "note": "pixel map, not geographic: zoom z shows the image at 2^(z - maxzoom), "
+        "top-left at tile (0, 0); edge tiles padded, tiles outside the image absent",
+    }
+
+
+def _write_descriptor(
+    out: Path, fmt: str, facts: dict, store: Path, url: str | None = None
+) -> None:
     tile, ext = facts["tile"], facts["image"]
     if fmt == "xyz":
+        maxzoom = facts["levels"] - 1
         doc = {
             "tilejson": "3.0.0",
             "name": store.stem,
             "scheme": "xyz",
-            "tiles": [f"{{z}}/{{x}}/{{y}}.{ext}"],
+            # TileJSON 3.0.0 wants absolute URLs, and map libraries resolve relative ones
+            # against the page, not this file: --url gives the absolute form
+            "tiles": [f"{url or ''}{{z}}/{{x}}/{{y}}.{ext}"],
             "minzoom": 0,
-            "maxzoom": facts["levels"] - 1,
-            "tilegen": {
-                "width": facts["width"],
-                "height": facts["height"],
-                "tile_size": tile,
-                "note": "pixel map, not geographic: zoom z shows the image at 2^(z - maxzoom), "
-                "top-left at tile (0, 0); edge tiles padded, tiles outside the image absent",
-            },
+            "maxzoom": maxzoom,
+            **mercator_view(facts["width"], facts["height"], tile, maxzoom),
+            "tilegen": tilegen_block(facts),
         }
         text = json.dumps(doc, indent=1) + "\n"
     else:

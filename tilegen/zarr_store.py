@@ -8,10 +8,14 @@ Layout (OUT.zarr/):
     1/, 2/, ...          pyramid levels, each 2x2-mean downsampled from the one above
                          (ceil sizes; edge pixels average what exists)
 
+    .tilegen/            the ledger (tilegen/ledger.py): the settings as written, the writer's
+                         lock, and a size + hash record per finished shard
+
 Every array is sharded; a shard is one file, written whole by one task (zarr's LocalStore writes
-through a temporary `*.partial` file and a rename), with `write_empty_chunks=True` so that a
-shard's file existing means the shard is done: resume = render the shards whose file is missing.
-A path that is not a tilegen store is never deleted, even with --overwrite.
+through a temporary `*.partial` file and a rename), with `write_empty_chunks=True`. A shard is
+done when its ledger record matches its file: resume = render the shards that are missing or
+damaged. A path that is not a tilegen store is never deleted, even with --overwrite, and in a
+store only what the ledger records is.
 """
 
 from __future__ import annotations
@@ -19,7 +23,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import shutil
 import uuid
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
@@ -27,12 +30,13 @@ from pathlib import Path
 
 import numpy as np
 
-from tilegen import __version__
+from tilegen import __version__, ledger
 from tilegen.errors import UserError
 from tilegen.grid import grid_shape, tiles
 
 OME_NGFF_VERSION = "0.5"
-STORE_FORMAT = 1  # version of the "tilegen" attribute block
+STORE_FORMAT = 2  # version of the "tilegen" attribute block (2: the store keeps a ledger)
+MAX_SIDE = 1 << 40  # pixels; sizes beyond are metadata that lies
 CODECS = ("zstd", "blosc")
 DTYPES = ("uint8", "uint16")
 _COLORS = {"R": "FF0000", "G": "00FF00", "B": "0000FF", "A": "FFFFFF", "L": "FFFFFF"}
@@ -119,6 +123,119 @@ class StoreSpec:
         return split if len(split) == self.channels else [f"c{c}" for c in range(self.channels)]
 
 
+def _int(attrs: dict, key: str, lo: int, hi: int) -> int:
+    v = attrs.get(key)
+    if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
+        raise ValueError(f"{key} {json.dumps(v)}")
+    return v
+
+
+def spec_from_attrs(attrs: dict, source: str | os.PathLike = "store") -> StoreSpec:
+    """The StoreSpec a store's "tilegen" block describes, every value checked for type and range
+    (a hand-edited or foreign block is a one-line UserError, never a wrong tile)."""
+    try:
+        size = attrs.get("size")
+        if not (isinstance(size, list) and len(size) == 2):
+            raise ValueError(f"size {json.dumps(size)}")
+        height, width = (_int({"size": v}, "size", 1, MAX_SIDE) for v in size)
+        period = attrs.get("period")
+        if period is not None:
+            if not (isinstance(period, list) and len(period) == 2):
+                raise ValueError(f"period {json.dumps(period)}")
+            period = tuple(_int({"period": v}, "period", 1, MAX_SIDE) for v in period)
+        for key, kind in (("model_sha256", str), ("channel_names", str), ("pyramid", bool)):
+            if not isinstance(attrs.get(key), kind):
+                raise ValueError(f"{key} {json.dumps(attrs.get(key))}")
+        material = attrs.get("material")
+        if material is not None and not isinstance(material, dict):
+            raise ValueError(f"material {json.dumps(material)}")
+        spec = StoreSpec(
+            height=height,
+            width=width,
+            channels=_int(attrs, "channels", 1, 64),
+            seed=_int(attrs, "seed", 0, 2**32 - 1),
+            model_sha256=attrs["model_sha256"],
+            period=period,
+            dtype=attrs.get("dtype"),
+            chunk=_int(attrs, "chunk", 16, 1 << 16),
+            shard=_int(attrs, "shard", 16, 1 << 20),
+            codec=attrs.get("codec"),
+            pyramid=attrs["pyramid"],
+            channel_names=attrs["channel_names"],
+            material=material,
+        )
+        if attrs.get("levels") != len(spec.level_shapes()):
+            raise ValueError(f"levels {json.dumps(attrs.get('levels'))}")
+    except (ValueError, UserError) as e:
+        raise UserError(
+            f"{source}: its tilegen metadata does not describe a store tilegen writes ({e}): "
+            "restore it, or generate the store again with --overwrite"
+        )
+    return spec
+
+
+def check_arrays(path: str | os.PathLike, spec: StoreSpec) -> None:
+    """UserError unless every level's array metadata is what tilegen creates for `spec` (shape,
+    type, shards and chunks): an edited shape would read the wrong pixels silently."""
+    for level, (h, w) in enumerate(spec.level_shapes()):
+        meta_path = Path(path) / str(level) / "zarr.json"
+        try:
+            meta = json.loads(meta_path.read_text())
+            shard = meta["chunk_grid"]["configuration"]["chunk_shape"]
+            inner = meta["codecs"][0]["configuration"]["chunk_shape"]
+            have = (meta["shape"], meta["data_type"], shard, inner)
+        except FileNotFoundError:
+            raise UserError(f"{path} has no pyramid level {level}: generate it again")
+        except (OSError, ValueError, KeyError, IndexError, TypeError) as e:
+            raise UserError(f"{meta_path} is not an array tilegen wrote ({e})")
+        c = spec.channels
+        want = ([c, h, w], spec.dtype, [c, *spec.level_shard(level)], [c, spec.chunk, spec.chunk])
+        if list(have) != list(want):
+            raise UserError(
+                f"{meta_path} was edited (shape, type or chunks {have}, tilegen wrote {want}): "
+                "generate the store again with --overwrite"
+            )
+
+
+def open_store(path: str | os.PathLike) -> tuple[dict, StoreSpec]:
+    """A store to read (tiles, web tiles, view): its "tilegen" block and its spec, checked
+    against the ledger and the arrays' metadata."""
+    attrs = read_attrs(path)
+    ledger.check_settings(path, _settings_block(attrs))
+    spec = spec_from_attrs(attrs, path)
+    check_arrays(path, spec)
+    return attrs, spec
+
+
+def damaged_shards(path: str | os.PathLike, spec: StoreSpec, levels: list[int]) -> None:
+    """Read the shards of `levels` back against their records; a one-line UserError naming
+    the first missing or damaged one (it would read as black or fail in zarr)."""
+    if not (ledger.ledger_dir(path) / ledger.SETTINGS).is_file():
+        return  # an older tilegen's store: no records to check against
+    for level in levels:
+        rows, cols = grid_shape(0, 0, *spec.level_shapes()[level], *spec.level_shard(level))
+        good, bad = ledger.verify_level(path, level, rows, cols)
+        missing = rows * cols - len(good) - len(bad)
+        if bad or missing:
+            first = next(iter(bad.items())) if bad else (_first_missing(good, cols), "missing")
+            (yi, xi), what = first
+            raise UserError(
+                f"{path}: shard {level}/c/0/{yi}/{xi} is damaged ({what}; {len(bad) + missing} "
+                "in all): rerun the generate command that wrote the store to repair it"
+            )
+
+
+def _first_missing(good: set[tuple[int, int]], cols: int) -> tuple[int, int]:
+    i = 0
+    while (i // cols, i % cols) in good:
+        i += 1
+    return i // cols, i % cols
+
+
+def _settings_block(attrs: dict) -> dict:
+    return {k: v for k, v in attrs.items() if k != "complete"}
+
+
 def is_tilegen_store(path: str | os.PathLike) -> bool:
     meta = Path(path) / "zarr.json"
     try:
@@ -195,16 +312,16 @@ def write_metadata(
     """Write the group's attributes (OME-NGFF + tilegen block); returns the OME-NGFF version
     followed ("0.5"). `uid` is new for every store created (kept when rewritten)."""
     uid = uid or group.attrs.get("tilegen", {}).get("uid") or uuid.uuid4().hex
-    tilegen = {
-        "format": STORE_FORMAT,
-        "version": __version__,
-        "model": name,
-        **spec.settings(),
-        "complete": complete,
-        "uid": uid,
-    }
-    group.attrs.update({"ome": multiscales_metadata(spec, name), "tilegen": tilegen})
+    block = _block(spec, name, complete, uid)
+    group.attrs.update({"ome": multiscales_metadata(spec, name), "tilegen": block})
     return OME_NGFF_VERSION
+
+
+def _block(spec: StoreSpec, name: str, complete: bool, uid: str) -> dict:
+    """The "tilegen" attribute block (JSON types, as zarr.json will hold it)."""
+    block = {"format": STORE_FORMAT, "version": __version__, "model": name, **spec.settings(),
+             "complete": complete, "uid": uid}  # fmt: skip
+    return json.loads(json.dumps(block))
 
 
 def _compressors(codec: str, dtype: str):
@@ -244,53 +361,74 @@ def _mismatch(old: dict, new: dict) -> str | None:
 
 
 def remove_partials(path: str | os.PathLike) -> int:
-    """Delete stray `*.partial` files a killed run left inside the store; returns how many."""
+    """Delete the temporary files a killed run's zarr writes left inside the store (named as
+    zarr names them, nothing else); returns how many."""
     n = 0
     for root, _dirs, files in os.walk(path):
         for f in files:
-            if f.endswith(".partial"):
+            if ledger.ZARR_PARTIAL.fullmatch(f):
                 os.unlink(os.path.join(root, f))
                 n += 1
     return n
 
 
-def prepare(path: str | os.PathLike, spec: StoreSpec, name: str, overwrite: bool) -> str:
-    """Create the store, or reopen a matching one to resume. Returns "new", "resume" or
-    "complete". A mismatching tilegen store is refused unless `overwrite`; a path that is not a
-    tilegen store (a file, a non-empty folder of something else) is never deleted."""
-    import zarr
+def _ours_or_empty(path: Path) -> bool:
+    """An empty folder, a tilegen store, or a store begun by tilegen (a ledger, perhaps an empty
+    group: a run that stopped between taking the lock and writing the metadata)."""
+    names = {p.name for p in path.iterdir()}
+    started = ledger.LEDGER in names and names <= {ledger.LEDGER, "zarr.json"}
+    return not names or started or is_tilegen_store(path)
 
+
+def claim(path: str | os.PathLike) -> ledger.StoreLock:
+    """Take the store's writer lock (creating the folder), or a one-line UserError: another run
+    writes it, or the path is not a tilegen store (which is never touched)."""
     path = Path(path)
-    state = "new"
     try:
         if path.exists() or path.is_symlink():
-            if is_tilegen_store(path):
-                old = read_attrs(path)
-                if int(old.get("format", 1)) > STORE_FORMAT and not overwrite:
-                    raise UserError(f"{path} was written by a newer tilegen: upgrade tilegen")
-                diff = _mismatch(old, spec.settings())
-                if overwrite:
-                    remove_store(path, old)
-                elif diff:
-                    raise UserError(
-                        f"{path} holds another texture ({diff}): pass --overwrite to replace "
-                        "it, or choose another -o"
-                    )
-                else:
-                    state = "complete" if old.get("complete") else "resume"
-            elif path.is_dir() and not any(path.iterdir()):
-                pass  # an empty folder: use it
-            else:
+            if path.is_symlink() or not path.is_dir() or not _ours_or_empty(path):
                 what = "folder" if path.is_dir() else "file"
                 raise UserError(
                     f"{path} exists and is not a tilegen store (a {what}): tilegen never deletes "
                     "it, even with --overwrite; remove it yourself or choose another -o"
                 )
+        path.mkdir(parents=True, exist_ok=True)
+        return ledger.StoreLock(path).acquire()
+    except OSError as e:
+        raise UserError(f"cannot write {path}: {e.strerror or e}")
+
+
+def prepare(path: str | os.PathLike, spec: StoreSpec, name: str, overwrite: bool) -> str:
+    """Create the store, or reopen a matching one to resume (the caller holds its lock, `claim`).
+    Returns "new", "resume" or "complete". A mismatching or edited tilegen store is refused unless
+    `overwrite`, which deletes what tilegen wrote there and nothing else."""
+    import zarr
+
+    path = Path(path)
+    state = "new"
+    try:
+        if is_tilegen_store(path):
+            old = read_attrs(path)
+            if int(old.get("format", 1)) > STORE_FORMAT and not overwrite:
+                raise UserError(f"{path} was written by a newer tilegen: upgrade tilegen")
+            if overwrite:
+                remove_store(path, old)
+            else:
+                ledger.check_settings(path, _settings_block(old))
+                diff = _mismatch(old, spec.settings())
+                if diff:
+                    raise UserError(
+                        f"{path} holds another texture ({diff}): pass --overwrite to replace "
+                        "it, or choose another -o"
+                    )
+                check_arrays(path, spec)
+                state = "complete" if old.get("complete") else "resume"
         if state == "new":
-            path.mkdir(parents=True, exist_ok=True)
             # "a", not "w": zarr's "w" empties the whole folder, files of the user's included.
             group = zarr.open_group(str(path), mode="a", zarr_format=3)
-            write_metadata(group, spec, name, uid=uuid.uuid4().hex)  # the marker first
+            uid = uuid.uuid4().hex
+            ledger.write_settings(path, _settings_block(_block(spec, name, False, uid)))
+            write_metadata(group, spec, name, uid=uid)  # the marker last: the ledger is first
         else:
             remove_partials(path)
             group = zarr.open_group(str(path), mode="r+", zarr_format=3)
@@ -301,48 +439,39 @@ def prepare(path: str | os.PathLike, spec: StoreSpec, name: str, overwrite: bool
 
 
 def remove_store(path: Path, attrs: dict) -> None:
-    """Delete what tilegen wrote in a store (its levels and metadata, stray partial files) and
-    nothing else: a file the user put inside the folder stays."""
-    for level in range(int(attrs.get("levels", 0)) or 64):
-        d = path / str(level)
-        if d.is_dir() and not d.is_symlink():
-            shutil.rmtree(d)
-        elif level >= int(attrs.get("levels", 0)):
-            break
-    for f in path.glob("*.partial"):
-        f.unlink(missing_ok=True)
+    """Delete what tilegen wrote in a store (the shards its ledger records, its levels' metadata,
+    zarr's temporary files) and nothing else: a file the user put inside the folder stays."""
+    try:
+        spec = spec_from_attrs(attrs, path)
+    except UserError:  # metadata too damaged to know the grid: remove the records' shards only
+        spec = None
+    legacy = not (ledger.ledger_dir(path) / ledger.SETTINGS).is_file()
+    levels = []
+    for level in range(len(spec.level_shapes()) if spec else 64):
+        rows, cols = (grid_shape(0, 0, *spec.level_shapes()[level], *spec.level_shard(level))
+                      if spec else (1 << 40, 1 << 40))  # fmt: skip
+        levels.append((level, rows, cols))
+    ledger.remove_recorded(path, levels, legacy=legacy and spec is not None)
     (path / "zarr.json").unlink(missing_ok=True)
 
 
-def mark_complete(path: str | os.PathLike, spec: StoreSpec, name: str) -> None:
+def mark_complete(path: str | os.PathLike, spec: StoreSpec, name: str, done: bool = True) -> None:
+    """Set the store's "complete" flag (False while damaged shards are being repaired)."""
     import zarr
 
-    write_metadata(zarr.open_group(str(path), mode="r+", zarr_format=3), spec, name, True)
+    write_metadata(zarr.open_group(str(path), mode="r+", zarr_format=3), spec, name, done)
 
 
-def shard_key_path(path: str | os.PathLike, level: int, y_index: int, x_index: int) -> Path:
-    """The file of shard (y_index, x_index) of a level (zarr v3 default keys, c = 0)."""
-    return Path(path) / str(level) / "c" / "0" / str(y_index) / str(x_index)
-
-
-def done_regions(path: str | os.PathLike, spec: StoreSpec, level: int) -> set[tuple[int, int]]:
-    """(y0, x0) of the shards of a level whose file exists: the finished ones. Read from the
-    folder listing, so the cost follows the shards written, not the shards of the level."""
+def done_regions(
+    path: str | os.PathLike, spec: StoreSpec, level: int, threads: int = 2
+) -> tuple[set[tuple[int, int]], dict[tuple[int, int], str]]:
+    """((y0, x0) of the shards of a level that are done, {(y0, x0): what is wrong} of those
+    whose file no longer matches its record). Read from the ledger and the shard files, so the
+    cost follows the shards written, not the shards of the level."""
     sh, sw = spec.level_shard(level)
     rows, cols = grid_shape(0, 0, *spec.level_shapes()[level], sh, sw)
-    root = shard_key_path(path, level, 0, 0).parent.parent
-    done = set()
-    try:
-        row_dirs = list(os.scandir(root))
-    except OSError:  # no shard of this level written yet
-        return done
-    for row in row_dirs:
-        if not (row.name.isdigit() and int(row.name) < rows and row.is_dir()):
-            continue
-        for f in os.scandir(row.path):
-            if f.name.isdigit() and int(f.name) < cols and f.is_file():
-                done.add((int(row.name) * sh, int(f.name) * sw))
-    return done
+    good, bad = ledger.verify_level(path, level, rows, cols, threads)
+    return {(y * sh, x * sw) for y, x in good}, {(y * sh, x * sw): v for (y, x), v in bad.items()}
 
 
 # --- reading and writing pixels (inside tasks; arrays cached per process) ---------------------

@@ -109,7 +109,7 @@ async function showPyramid(info) {
 async function main() {
   const info = await (await fetch("/api/info")).json();
   window.tilegen.info = info;
-  const label = info.kind === "model" ? `model ${info.name}` : `${info.kind} ${info.path}`;
+  const label = info.kind === "model" ? `model ${info.name}` : `${info.kind} ${info.name}`;
   $("what").textContent = label;
   document.title = `tilegen view: ${label}`;
   if (info.kind === "model") {
