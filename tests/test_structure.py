@@ -14,7 +14,7 @@ pytest.importorskip("plenoptic")
 from tilegen.errors import UserError  # noqa: E402
 from tilegen.evaluate import Evaluator, gaussian_blur, real_pieces  # noqa: E402
 from tilegen.imageio import read_image  # noqa: E402
-from tilegen.train.structure import StructureScorer, scales_for, shuffle_blocks  # noqa: E402
+from tilegen.train.structure import StructureScorer, luminance, scales_for, shuffle_blocks  # noqa: E402
 
 DATA = Path(__file__).parent / "data"
 BAR = 2.0  # the yardstick's structure bar
@@ -72,6 +72,17 @@ def test_deterministic_from_the_seed():
     assert a(img) == b(img)
     assert a.pieces == b.pieces
     assert StructureScorer(ex, 64, 64, seed=4)(img) != a(img)
+
+
+def test_luminance_of_stacked_maps_is_the_albedos():
+    # A material's maps stacked as channels (albedo first, then e.g. height and roughness):
+    # the structure is read from the albedo, not from the first channel alone.
+    rgb = texture("bark")
+    grey = rgb[:, :, :1]
+    stacked = np.concatenate([rgb, grey, grey], axis=2)
+    assert np.array_equal(luminance(stacked), luminance(rgb))
+    assert not np.array_equal(luminance(stacked), rgb[:, :, 0].astype(np.float64))
+    assert np.array_equal(luminance(grey), grey[:, :, 0].astype(np.float64))
 
 
 def test_sizes_it_refuses():

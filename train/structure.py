@@ -45,12 +45,12 @@ _EPS = 1e-3  # eps_k as a fraction of the median spread of the statistics over r
 
 
 def luminance(image: np.ndarray) -> np.ndarray:
-    """(H, W) float64 luma of an (H, W, C) image: Rec. 709 for RGB(A), the first channel for
-    grey(+alpha) and other channel counts."""
+    """(H, W) float64 luma of an (H, W, C) image: Rec. 709 of the first three channels (RGB(A),
+    or a material's stacked maps, whose albedo comes first), the first channel of grey(+alpha)."""
     image = np.asarray(image, dtype=np.float64)
     if image.ndim == 2:
         return image
-    if image.shape[2] in (3, 4):
+    if image.shape[2] >= 3:
         return image[:, :, :3] @ np.array(_LUMA)
     return image[:, :, 0]
 
