@@ -15,7 +15,7 @@ from typing import Annotated
 import typer
 
 from tilegen import commandline as cl
-from tilegen import options
+from tilegen import memory, options
 from tilegen.commandline import O
 from tilegen.errors import UserError
 from tilegen.evaluate import EvaluateJob
@@ -211,6 +211,7 @@ def tiles(
            "3.0.0 requires [default: relative to tilejson.json].", show_default=False) = None,
     overwrite: O(bool, "Replace tiles already in the folder.") = False,
     progress: cl.Progress = True,
+    max_memory: cl.MaxMemory = None,
 ) -> None:  # fmt: skip
     """Cut a store (or a region of it) into numbered tiles for engines and map tools, or into a
     web-map pyramid.
@@ -225,6 +226,7 @@ def tiles(
     """
     from tilegen.webtiles import WEB_FORMATS, write_web_tiles
 
+    memory.set_limit(max_memory)
     if url is not None and format != "xyz":
         raise UserError(f"--url is for --format xyz (the tile URLs in tilejson.json), not {format}")
     if format == "pmtiles" or output.suffix.lower() == ".pmtiles":

@@ -19,8 +19,8 @@ exemplar pooled the same way) the transport map assigns it, sigma(i) = argmin_j 
 `fit_projection` fits the model's, on the network's samples as the stages before it leave them
 (--fit samples of 256^2, 30 averaged steps each), so a later stage sees what it will be given.
 With no --levels and no --big-patch it is the finest projection alone, refitted the same way:
-the baseline to compare with. Results: tilegen/assets/MODELS.md, sessions 14 and 15. Session 16
-built levels 2, 1 into the model and its exported graph (train/generator.py, CoarseProjection;
+the baseline to compare with. Results: docs/history/models.md. The model now has
+levels 2, 1 built into it and its exported graph (train/generator.py, CoarseProjection;
 `train --coarse`); this prototype stays to screen other levels without exporting anything.
 """
 

@@ -163,7 +163,7 @@ def main() -> None:
     def window(model: Path) -> dict:
         # In a child process: a 2048^2 window of a model with a projection holds ~8 GB in
         # onnxruntime's arena, which stays in this process's RSS after the session is gone, and
-        # two models' windows ran a 24 GB machine out of memory (session 10).
+        # two models' windows ran a 24 GB machine out of memory.
         code = (
             "import json, sys, pathlib; sys.path.insert(0, 'bench'); from generate_scaling "
             "import single_window; print(json.dumps(single_window(pathlib.Path(sys.argv[1]))))"

@@ -335,7 +335,7 @@ def passes(r: dict, s: dict) -> tuple[bool, bool]:
     1.5 x synth's or <= what a typical real piece of the same size scores (the median of
     PIECES), and below the median blurred piece. (Comparing with one `synth` image alone, which
     on non-stationary exemplars beats every real piece, asked for more than the material;
-    bench/RESULTS.md, "Generator yardstick", session 15.) The structure bar: the samples'
+    bench/RESULTS.md, "Generator yardstick".) The structure bar: the samples'
     structure figure (mean of three; 1.0 is a typical real piece) <= STRUCTURE_BAR, the target
     STRUCTURE_TARGET.
     """

@@ -7,7 +7,7 @@ Runs the training loss's psi fitting (`fit_potentials`, then the loss's own exac
 prints per level: the rows the psi steps see, psi's spread (std), the mean cost of the assigned
 targets against the mean nearest-neighbour cost (psi = 0), and the share of the targets that
 receive a patch. Where psi's spread is well above the nearest-neighbour cost, the assignment
-follows psi more than the patches (tilegen/assets/MODELS.md, session 11). `--set` changes the
+follows psi more than the patches (docs/history/models.md, 'the psi step'). `--set` changes the
 TrainConfig's OTConfig as bench/generator_quality.py does (`ot.psi_lr_rows_exponent=1`).
 """
 

@@ -18,7 +18,7 @@ Prints ms/iteration for both and the ratio. Timings include the generator forwar
 
     python bench/train_speed.py --defaults [--ours N] [--threads T]
 
-instead times the CPU training default before session 6 (128^2 crops, 5 scales, 10 averaged psi
+instead times the first CPU training default (128^2 crops, 5 scales, 10 averaged psi
 steps, every patch in the loss) against today's `TrainConfig` settings (see DEFAULT_SCHEDULE in
 train/train_generator.py), interleaved, both at 128^2 and today's at its own crop size.
 """
@@ -129,7 +129,7 @@ class Runner:
         return sorted(self.times)[len(self.times) // 2]
 
 
-# tilegen train's CPU default until session 5: the reference's 10 averaged psi steps, no exact
+# tilegen train's first CPU default: the reference's 10 averaged psi steps, no exact
 # step from the loss, every finest-level patch in the loss, 5 scales, 128^2 crops.
 BEFORE = (OTConfig(scales=5, psi_steps=10, loss_psi_step=False, loss_stride=1), 128)
 

@@ -38,6 +38,13 @@ FLAGS = [
 ]
 
 
+def no_chromium() -> str | None:
+    """Why the browser tests skip, or None when Chromium is here."""
+    if chromium_path() is None:
+        return "Chromium is not installed (apt-get install chromium; README 'Browser tests')"
+    return None
+
+
 def chromium_path() -> str | None:
     for name in ("chromium", "chromium-browser", "google-chrome"):
         path = shutil.which(name)

@@ -92,3 +92,29 @@ def onnx_model(fixture_model_files) -> Path:
 def self_contained_model(fixture_model_files) -> Path:
     """The same generator in the self-contained form (48 x 40 tiles, not periodic)."""
     return fixture_model_files[1]
+
+
+WEB_SIZE = (700, 1000)  # with 128-pixel chunks: store levels 700x1000 .. 88x125; xyz zooms 0 .. 2
+WEB_SEED = 11
+
+
+@pytest.fixture(scope="module")
+def store(onnx_model, tmp_path_factory) -> Path:
+    """A 700x1000 store of the fixture model with a 4-level pyramid, for the web-facing tests."""
+    from tilegen.tiler import GenerateConfig, generate
+
+    out = tmp_path_factory.mktemp("web") / "world.zarr"
+    generate(GenerateConfig(model=str(onnx_model), output=str(out), size=WEB_SIZE, seed=WEB_SEED,
+                            chunk=128, shard=256, progress=False, log=lambda m: None))  # fmt: skip
+    return out
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Headless Chromium for the page tests; they skip, saying why, where it is absent."""
+    from browser import Browser, no_chromium
+
+    if no_chromium():
+        pytest.skip(no_chromium())
+    with Browser() as b:
+        yield b

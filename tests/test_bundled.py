@@ -84,5 +84,19 @@ def test_bundled_material_model_paints_every_map(tmp_path):
     n = m.maps["normal"] * 2 - 1
     assert np.abs(np.linalg.norm(n, axis=-1) - 1).max() < 0.02 and n[..., 2].min() > -0.01
     # the exemplar's own is 0.81; this model's 96^2 sample 0.72 (its projection without the
-    # height's re-levelling: 0.59; session 6's model 0.22)
+    # height's re-levelling: 0.59; the first bundled material model 0.22)
     assert normal_height_consistency(m.maps["normal"], m.maps["height"]) > 0.65
+
+
+def test_every_bundled_model_has_a_short_card_with_its_command():
+    """Each bundled model ships with a model card beside it: what it is, the command that made it,
+    its figures, on one screen; the package holds no lab notebook."""
+    cards = {"grass.pt": "grass.md", "default.onnx": "grass.md",
+             "pebbles_material.pt": "pebbles_material.md"}  # fmt: skip
+    models = {p.name for p in ASSETS.iterdir() if p.suffix in (".pt", ".onnx")}
+    assert models == set(cards)
+    for model, card in cards.items():
+        text = (ASSETS / card).read_text()
+        assert model in text and "tilegen train " in text and "| " in text, card
+        assert len(text.splitlines()) <= 80, card
+    assert not (ASSETS / "MODELS.md").exists()

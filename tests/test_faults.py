@@ -564,3 +564,25 @@ def test_files_are_checked_before_they_are_read(tmp_path):
             code, _, err = cli(*args, timeout=60)
             assert code == 2 and message in err and err.count("\n") == 1, (args, err)
             assert time.time() - t0 < 30
+
+
+# --- memory estimated before it is allocated ------------------------------------------------------
+
+
+def test_tiles_and_worker_processes_are_estimated(onnx_model, big_store, tmp_path, monkeypatch,
+                                                  capsys):  # fmt: skip
+    from helpers import cli_inproc
+
+    from tilegen import memory
+
+    code, _, err = cli_inproc(monkeypatch, capsys, "tiles", big_store, "-o", tmp_path / "t",
+                              "--tile", 2048, "--max-memory", 0.31)  # fmt: skip
+    assert code == 2 and "of memory" in err and "--tile" in err, err
+    assert not (tmp_path / "t").exists()
+    # Eight dask.distributed workers cost their processes, not only their tasks.
+    args = ["generate", onnx_model, "-o", tmp_path / "s.zarr", "--size", 4096, 4096,
+            "--workers", 8]  # fmt: skip
+    tasks_only = memory.BASE + 8 * 100e6  # about what the tasks alone would need
+    code, _, err = cli_inproc(monkeypatch, capsys, *args, "--max-memory", tasks_only / 1e9)
+    assert code == 2 and "of memory" in err and "--workers" in err, err
+    assert not (tmp_path / "s.zarr").exists()

@@ -318,7 +318,7 @@ def test_model_saved_before_residual_joins_loads_as_the_plain_network(tmp_path, 
 
 def test_residual_joins_let_every_noise_level_move_the_output():
     # At 0.5 each level's noise moves a freshly initialised output by a similar amount; the
-    # trained plain networks had let all but the finest fall to ~0 (MODELS.md, session 8).
+    # trained plain networks had let all but the finest fall to ~0 (docs/history/models.md).
     model = new_generator(GeneratorConfig(levels=4, width=8), 0, torch.device("cpu")).eval()
     gen = torch.Generator().manual_seed(1)
     noise = training_noise(model.cfg, 2, 64, gen)

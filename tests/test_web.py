@@ -23,28 +23,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from browser import Browser, chromium_path
+from browser import no_chromium
 from helpers import ROOT, cli
 from PIL import Image
 
 from tilegen import zarr_store
 from tilegen.errors import UserError
 from tilegen.model import open_model, quantize_planar, render_tile
-from tilegen.tiler import GenerateConfig, generate
 from tilegen.view import WEB, ViewServer, ort_web_dir
 from tilegen.webtiles import write_web_tiles
 
-SIZE = (700, 1000)  # with 128-pixel chunks: store levels 700x1000 .. 88x125 (4 levels)
-SEED = 11
 SCREENSHOTS = os.environ.get("TILEGEN_SCREENSHOTS")  # keep the browser's screenshots there
-
-
-def _no_chromium() -> str | None:
-    if chromium_path() is None:
-        return (
-            "Chromium is not installed (Debian: apt-get install chromium; README 'Browser tests')"
-        )
-    return None
 
 
 def _no_ort_web() -> str | None:
@@ -61,15 +50,6 @@ def _no_node() -> str | None:
     if not (ROOT / "examples" / "node_modules" / "onnxruntime-node").is_dir():
         return "onnxruntime-node is missing: ONNXRUNTIME_NODE_INSTALL=skip npm ci --prefix examples"
     return None
-
-
-@pytest.fixture(scope="module")
-def store(onnx_model, tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("web") / "s.zarr"
-    cfg = GenerateConfig(model=str(onnx_model), output=str(out), size=SIZE, seed=SEED, chunk=128,
-                         shard=256, progress=False, log=lambda m: None)  # fmt: skip
-    generate(cfg)
-    return out
 
 
 @pytest.fixture(scope="module")
@@ -300,15 +280,7 @@ def test_python_example_takes_the_dynamic_form(onnx_model, web_model, tmp_path):
 
 # --- in a real browser ------------------------------------------------------------------------
 
-needs_chromium = pytest.mark.skipif(_no_chromium() is not None, reason=str(_no_chromium()))
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if _no_chromium():
-        pytest.skip(_no_chromium())
-    with Browser() as b:
-        yield b
+needs_chromium = pytest.mark.skipif(no_chromium() is not None, reason=str(no_chromium()))
 
 
 def _shot(page, name: str) -> np.ndarray:

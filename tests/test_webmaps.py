@@ -27,18 +27,15 @@ from urllib.parse import unquote, urljoin, urlsplit
 
 import numpy as np
 import pytest
-from browser import Browser, chromium_path
+from browser import no_chromium
 from helpers import ROOT, cli
 from PIL import Image
 
 from tilegen import zarr_store
 from tilegen.errors import Interrupted, UserError
 from tilegen.pmtiles_out import write_pmtiles
-from tilegen.tiler import GenerateConfig, generate
 from tilegen.webtiles import write_web_tiles
 
-SIZE = (700, 1000)  # with 128-pixel chunks: store levels 700x1000 .. 88x125; xyz zooms 0 .. 2
-SEED = 11
 NPM = ROOT / "tests" / "webmaps"
 LIBRARIES = ("leaflet", "ol", "maplibre-gl", "pmtiles")
 VIEWPORT = (800, 600)  # width, height: the picture fits at zoom 1 (500 x 350)
@@ -46,28 +43,11 @@ BACKGROUND = (51, 51, 51)  # the pages' #333
 SCREENSHOTS = os.environ.get("TILEGEN_SCREENSHOTS")
 
 
-def _no_chromium() -> str | None:
-    if chromium_path() is None:
-        return (
-            "Chromium is not installed (Debian: apt-get install chromium; README 'Browser tests')"
-        )
-    return None
-
-
 def _no_npm() -> str | None:
     missing = [p for p in LIBRARIES if not (NPM / "node_modules" / p / "package.json").is_file()]
     if missing:
         return f"{', '.join(missing)} missing: npm ci --prefix tests/webmaps"
     return None
-
-
-@pytest.fixture(scope="module")
-def store(onnx_model, tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("webmaps") / "world.zarr"
-    cfg = GenerateConfig(model=str(onnx_model), output=str(out), size=SIZE, seed=SEED, chunk=128,
-                         shard=256, progress=False, log=lambda m: None)  # fmt: skip
-    generate(cfg)
-    return out
 
 
 def level(store: Path, lv: int) -> np.ndarray:
@@ -371,8 +351,8 @@ def test_readme_has_the_pages():
 def site(store, tmp_path_factory):
     """The README's pages beside world_xyz/ (cut with --url: tilejson.json's URLs absolute) and
     world.pmtiles."""
-    if _no_chromium() or _no_npm():
-        pytest.skip(_no_chromium() or _no_npm())
+    if no_chromium() or _no_npm():
+        pytest.skip(no_chromium() or _no_npm())
     folder = tmp_path_factory.mktemp("site")
     site = Site(folder, {f"{name}.html": html for name, html in readme_pages().items()})
     try:
@@ -382,14 +362,6 @@ def site(store, tmp_path_factory):
         yield site
     finally:
         site.close()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if _no_chromium():
-        pytest.skip(_no_chromium())
-    with Browser() as b:
-        yield b
 
 
 def _place(shot: np.ndarray, want: np.ndarray) -> tuple[int, int]:

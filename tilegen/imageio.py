@@ -169,6 +169,16 @@ def quantize(img: np.ndarray, bits: int = 8) -> np.ndarray:
     return q.astype(np.uint8 if bits == 8 else np.uint16)
 
 
+def convert_bits(pixels: np.ndarray, bits: int) -> np.ndarray:
+    """Stored integers at another depth: 16 -> 8 rounds to the nearest level (v * 255 / 65535),
+    8 -> 16 is exact (v * 257); anything else is returned as it is."""
+    if bits == 8 and pixels.dtype == np.uint16:
+        return ((pixels.astype(np.uint32) * 255 + 32767) // 65535).astype(np.uint8)
+    if bits == 16 and pixels.dtype == np.uint8:
+        return pixels.astype(np.uint16) * np.uint16(257)
+    return pixels
+
+
 def write_image(path: str | os.PathLike, img: np.ndarray, bits: int = 8) -> None:
     """Write float (H, W, C) in [0, 1] (or already quantised uint8/uint16) as PNG, TIFF or JPEG."""
     path = Path(path)
@@ -250,6 +260,18 @@ def written_by_tilegen(path: str | os.PathLike) -> bool:
     except Exception:  # unreadable: not ours as far as we can tell
         return False
     return False
+
+
+def write_atomic(path: Path, data: bytes | str, tag: str = "partial") -> None:
+    """Write a file through a temporary name beside it (`.NAME.PID.TAG`) and a rename, so a
+    reader never sees half of it and an interrupted write leaves nothing."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{tag}")
+    try:
+        tmp.write_bytes(data.encode() if isinstance(data, str) else data)
+        os.replace(tmp, path)
+    finally:
+        remove_quietly(tmp)
 
 
 def remove_quietly(path: Path) -> None:

@@ -26,6 +26,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from tilegen.errors import UserError
+from tilegen.imageio import write_atomic
 
 LEDGER = ".tilegen"
 SETTINGS = "store.json"
@@ -47,16 +48,6 @@ def _record_file(store: str | os.PathLike, level: int, yi: int, xi: int) -> Path
     return ledger_dir(store) / "shards" / str(level) / str(yi) / str(xi)
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_text(text)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def file_digest(path: Path) -> tuple[int, str]:
     """(size, sha256 hex) of a file, read in 4 MB blocks (hashlib releases the GIL on them)."""
     h = hashlib.sha256()
@@ -74,7 +65,7 @@ def file_digest(path: Path) -> tuple[int, str]:
 def write_settings(store: str | os.PathLike, block: dict) -> None:
     """Keep the attribute block tilegen wrote (less its "complete" flag, which changes)."""
     doc = {k: v for k, v in block.items() if k != "complete"}
-    _write_atomic(ledger_dir(store) / SETTINGS, json.dumps(doc, sort_keys=True, indent=1) + "\n")
+    write_atomic(ledger_dir(store) / SETTINGS, json.dumps(doc, sort_keys=True, indent=1) + "\n")
 
 
 def check_settings(store: str | os.PathLike, block: dict) -> None:
@@ -103,30 +94,34 @@ def check_settings(store: str | os.PathLike, block: dict) -> None:
 def record_shard(store: str | os.PathLike, level: int, yi: int, xi: int) -> None:
     """Record a shard just written: its file's size and hash, read back from the disk."""
     size, digest = file_digest(shard_file(store, level, yi, xi))
-    _write_atomic(_record_file(store, level, yi, xi), f"{size} {digest}\n")
+    write_atomic(_record_file(store, level, yi, xi), f"{size} {digest}\n")
 
 
 def forget_shard(store: str | os.PathLike, level: int, yi: int, xi: int) -> None:
     _record_file(store, level, yi, xi).unlink(missing_ok=True)
 
 
-def recorded(store: str | os.PathLike, level: int, rows: int, cols: int) -> Iterator[tuple]:
-    """(yi, xi, size, sha256) of every record of a level inside its rows x cols grid, from the
-    folder listing (the cost follows the shards written, not the shards of the level)."""
-    root = ledger_dir(store) / "shards" / str(level)
+def _grid_files(root: Path, rows: int, cols: int) -> Iterator[tuple[int, int, str]]:
+    """(yi, xi, path) of the plain files ROOT/yi/xi inside a rows x cols grid, from the folder
+    listing (the cost follows the files there, not the size of the grid)."""
     try:
         row_dirs = [d for d in os.scandir(root) if d.name.isdigit() and int(d.name) < rows]
     except OSError:
         return
     for row in row_dirs:
         for f in os.scandir(row.path):
-            if not (f.name.isdigit() and int(f.name) < cols):
-                continue
-            try:
-                size, digest = Path(f.path).read_text().split()
-                yield int(row.name), int(f.name), int(size), digest
-            except (OSError, ValueError):
-                yield int(row.name), int(f.name), -1, ""  # a damaged record: not done
+            if f.name.isdigit() and int(f.name) < cols and f.is_file(follow_symlinks=False):
+                yield int(row.name), int(f.name), f.path
+
+
+def recorded(store: str | os.PathLike, level: int, rows: int, cols: int) -> Iterator[tuple]:
+    """(yi, xi, size, sha256) of every record of a level inside its rows x cols grid."""
+    for yi, xi, path in _grid_files(ledger_dir(store) / "shards" / str(level), rows, cols):
+        try:
+            size, digest = Path(path).read_text().split()
+            yield yi, xi, int(size), digest
+        except (OSError, ValueError):
+            yield yi, xi, -1, ""  # a damaged record: not done
 
 
 def check_shard(store: str | os.PathLike, level: int, record: tuple) -> str | None:
@@ -294,14 +289,7 @@ def remove_recorded(
 
 def _named_shards(store: Path, level: int, rows: int, cols: int) -> Iterator[tuple[int, int]]:
     root = shard_file(store, level, 0, 0).parent.parent
-    try:
-        row_dirs = [d for d in os.scandir(root) if d.name.isdigit() and int(d.name) < rows]
-    except OSError:
-        return
-    for row in row_dirs:
-        for f in os.scandir(row.path):
-            if f.name.isdigit() and int(f.name) < cols and f.is_file(follow_symlinks=False):
-                yield int(row.name), int(f.name)
+    return ((yi, xi) for yi, xi, _ in _grid_files(root, rows, cols))
 
 
 def _prune_empty(top: Path) -> None:

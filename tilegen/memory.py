@@ -11,6 +11,9 @@ interpreter's own) rounded up, per unit of what grows:
     train                   ~2 KB per crop pixel and noise sample, and the final check's
                             samples at twice the crop side
     evaluate                ~64 bytes per entry of an n x n exact-OT problem, per parallel job
+    generate                per task: its shard 3 times and one evaluation's activations; per
+                            worker process 60 MB (a dask.distributed worker and its nanny: 200 MB)
+    tiles                   per tile cut at once: 3 copies of it (read, converted, encoded)
 
 The limit is the memory available now (psutil), or what `--max-memory GB` says (the override).
 Pillow's decompression-bomb limit is set here too, deliberately: images above MAX_PIXELS are
@@ -29,6 +32,9 @@ BYTES_PER_TARGET_SAMPLE = 80
 BYTES_PER_TRAIN_PIXEL = 2048
 BYTES_PER_OT_ENTRY = 64
 BASE = 300 * 2**20  # the interpreter, torch or onnxruntime, buffers of fixed size
+WORKER = 60 * 2**20  # a spawned worker process: its interpreter, libraries and session
+CLUSTER_WORKER = 200 * 2**20  # a dask.distributed worker process and its nanny
+TILE_COPIES = 3  # a tile read from the store, converted to the output depth, encoded
 
 _limit: int | None = None  # bytes: set from --max-memory; None: what is available
 
@@ -86,6 +92,11 @@ def train_bytes(size: int, batch: int, exemplar: tuple[int, int, int]) -> int:
     h, w, c = exemplar
     crops = (batch + 1) * size * size * BYTES_PER_TRAIN_PIXEL  # training + the final check
     return crops + h * w * c * BYTES_PER_TARGET_SAMPLE
+
+
+def tiles_bytes(tile_h: int, tile_w: int, channels: int, itemsize: int, at_once: int) -> int:
+    """`tiles`: the tiles being cut at once, each held about TILE_COPIES times."""
+    return TILE_COPIES * tile_h * tile_w * channels * itemsize * at_once
 
 
 def evaluate_bytes(patches: int, parallel: int) -> int:

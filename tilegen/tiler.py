@@ -420,40 +420,48 @@ class Summary:
         return self.megapixels / self.seconds if self.seconds > 0 else float("nan")
 
 
-def planned_tasks(cfg: GenerateConfig, n_jobs: int) -> int | None:
-    """How many tasks `_make_runner` will run at once (None: a remote cluster's business)."""
-    if cfg.scheduler in ("threads", "processes"):
-        parallel = (cfg.threads if cfg.scheduler == "threads" else cfg.workers) or cores()
-        return plan_threads(n_jobs, parallel)[0]
-    if cfg.scheduler == "sync":
-        return 1
-    if cfg.scheduler == "local":
+@dataclass(frozen=True)
+class Plan:
+    """How a local run spreads its tasks: `processes` worker processes (0: threads of this
+    process) running `tasks` tasks at once, each with `ort` onnxruntime threads."""
+
+    scheduler: str
+    tasks: int
+    ort: int
+    processes: int = 0
+    threads_per_worker: int = 1
+
+
+def plan(cfg: GenerateConfig, n_jobs: int) -> Plan | None:
+    """The local schedulers' plan for `n_jobs` tasks (None for a remote cluster, whose workers
+    are its own): what the runner starts and what the memory check counts."""
+    sched = cfg.scheduler
+    if sched in ("threads", "processes"):
+        parallel = (cfg.threads if sched == "threads" else cfg.workers) or cores()
+        tasks, ort = plan_threads(n_jobs, parallel)
+        return Plan(sched, tasks, ort, tasks if sched == "processes" else 0)
+    if sched == "sync":
+        return Plan(sched, 1, cores())
+    if sched == "local":
         threads = cfg.threads or 1
         workers = cfg.workers or max(1, cores() // threads)
-        return max(1, min(workers, math.ceil(n_jobs / threads))) * threads
+        workers = max(1, min(workers, math.ceil(n_jobs / threads)))
+        return Plan(sched, workers * threads, max(1, cores() // (workers * threads)), workers,
+                    threads)  # fmt: skip
     return None
 
 
 def _make_runner(cfg: GenerateConfig, n_jobs: int, remote=None):
     """The executor and the onnxruntime threads per task (`remote`: a connected Client of the
     scheduler --scheduler names)."""
-    sched = cfg.scheduler
-    if sched == "threads":
-        tasks, ort = plan_threads(n_jobs, cfg.threads or cores())
-        return LocalRunner("threads", tasks), ort
-    if sched == "processes":
-        tasks, ort = plan_threads(n_jobs, cfg.workers or cores())
-        return LocalRunner("processes", tasks), ort
-    if sched == "sync":
-        return LocalRunner("sync", 1), cores()
-    if sched == "local":
-        threads = cfg.threads or 1
-        workers = cfg.workers or max(1, cores() // threads)
-        workers = max(1, min(workers, math.ceil(n_jobs / threads)))
-        runner = DistributedRunner(None, workers, threads)
-        return runner, max(1, cores() // (workers * threads))
-    runner = DistributedRunner(sched, 0, 0, client=remote or connect(sched, cfg.connect_timeout))
-    return runner, runner.ort_threads()
+    p = plan(cfg, n_jobs)
+    if p is None:
+        client = remote or connect(cfg.scheduler, cfg.connect_timeout)
+        runner = DistributedRunner(cfg.scheduler, 0, 0, client=client)
+        return runner, runner.ort_threads()
+    if p.scheduler == "local":
+        return DistributedRunner(None, p.processes, p.threads_per_worker), p.ort
+    return LocalRunner(p.scheduler, p.tasks), p.ort
 
 
 def effective_period(model, period: tuple[int, int] | None) -> tuple[int, int] | None:
@@ -738,13 +746,18 @@ def check_task_memory(cfg: GenerateConfig, spec, model) -> str:
     running at once would not fit; return the line that says so, for the log."""
     itemsize = 1 if spec.dtype == "uint8" else 2
     per_task = task_bytes(spec.level_shard(0), spec.channels, itemsize, cfg.tile or model.tile)
-    at_once = planned_tasks(cfg, spec.shard_count(0))
-    if at_once:  # a remote cluster's memory is its workers'
-        memory.require(per_task * at_once, "generate", "use a smaller --shard or fewer tasks")
-    return (
+    p = plan(cfg, spec.shard_count(0))
+    line = (
         f"streaming {spec.height}x{spec.width} in {spec.shard_count(0)} shards: about "
-        f"{memory.fmt(per_task)} per task" + (f", {at_once} at once" if at_once else "")
+        f"{memory.fmt(per_task)} per task"
     )
+    if p is None:  # a remote cluster's memory is its workers'
+        return line
+    workers = p.processes * (memory.CLUSTER_WORKER if p.scheduler == "local" else memory.WORKER)
+    need = per_task * p.tasks + workers
+    memory.require(need, "generate", "use a smaller --shard or fewer --workers")
+    where = f" in {p.processes} worker processes" if p.processes else ""
+    return f"{line}, {p.tasks} at once{where}: about {memory.fmt(need + memory.BASE)} in all"
 
 
 # --- single-file outputs (PNG, TIFF) -----------------------------------------------------------

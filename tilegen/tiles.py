@@ -26,20 +26,13 @@ from pathlib import Path
 
 import numpy as np
 
-from tilegen import zarr_store
+from tilegen import memory, zarr_store
 from tilegen.errors import UserError
 from tilegen.grid import tiles
+from tilegen.imageio import convert_bits, write_image
 
 FORMATS = {"png": ".png", "tif": ".tif", "jpg": ".jpg"}
 INDEX = "tiles.json"
-
-
-def convert_bits(tile: np.ndarray, bits: int) -> np.ndarray:
-    if bits == 8 and tile.dtype == np.uint16:
-        return ((tile.astype(np.uint32) * 255 + 32767) // 65535).astype(np.uint8)
-    if bits == 16 and tile.dtype == np.uint8:
-        return tile.astype(np.uint16) * np.uint16(257)
-    return tile
 
 
 def tile_name(row: int, col: int, rows: int, cols: int, ext: str) -> str:
@@ -72,7 +65,6 @@ def cut_tiles(
     progress: bool = True,
 ) -> dict:
     """Write the tiles and tiles.json; returns the index."""
-    from tilegen.imageio import write_image
     from tilegen.tiler import Progress, cores, ordered_map
 
     store = Path(store)
@@ -100,6 +92,11 @@ def cut_tiles(
         raise UserError(
             f"--region {y0} {x0} {h} {w} is not inside level {level} ({height}x{width})"
         )
+    rows, cols = -(-h // tile), -(-w // tile)
+    at_once = min(threads or cores(), rows * cols)
+    itemsize = max(arr.dtype.itemsize, bits // 8)
+    need = memory.tiles_bytes(min(tile, h), min(tile, w), c, itemsize, at_once)
+    memory.require(need, f"cutting {tile}-pixel tiles ({at_once} at once)", "use a smaller --tile")
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise UserError(f"-o {out_dir}: exists and is not a folder")
@@ -112,7 +109,6 @@ def cut_tiles(
             f.unlink(missing_ok=True)
     except OSError as e:
         raise UserError(f"cannot write {out_dir}: {e.strerror or e}")
-    rows, cols = -(-h // tile), -(-w // tile)
     ext = FORMATS[fmt]
     jobs = tiles(y0, x0, h, w, tile)  # (row, col, y, x, h, w), row-major
 
@@ -165,7 +161,6 @@ def write_material_tile(
     """One tile of a material store as one file per map: {role: file name}. Normals are flipped
     back to DirectX when the model's input was DirectX; each map at `bits`, or at the lesser of
     the store's depth and its source map's."""
-    from tilegen.imageio import write_image
     from tilegen.material import spans
 
     store_bits = 8 if data.dtype == np.uint8 else 16

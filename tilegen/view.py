@@ -37,6 +37,7 @@ import numpy as np
 
 from tilegen import zarr_store
 from tilegen.errors import Interrupted, UserError
+from tilegen.imageio import convert_bits
 
 WEB = Path(__file__).resolve().parent / "web"
 STATIC, VENDOR = WEB / "static", WEB / "vendor"
@@ -205,8 +206,7 @@ def store_tile(target: Target, level: int, col: int, row: int) -> bytes:
         raise KeyError((col, row))
     data = zarr_store.read_region(str(target.path), level, y, x, min(t, h - y), min(t, w - x))
     data = data[zarr_store.shown(info)]
-    if data.dtype == np.uint16:
-        data = ((data.astype(np.uint32) * 255 + 32767) // 65535).astype(np.uint8)
+    data = convert_bits(data, 8)
     px = data.transpose(1, 2, 0)
     img = Image.fromarray(px[:, :, 0] if px.shape[2] == 1 else np.ascontiguousarray(px))
     buf = io.BytesIO()

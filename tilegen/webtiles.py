@@ -30,8 +30,9 @@ from pathlib import Path
 
 import numpy as np
 
-from tilegen import zarr_store
+from tilegen import memory, zarr_store
 from tilegen.errors import UserError
+from tilegen.imageio import convert_bits, write_atomic
 
 WEB_FORMATS = ("xyz", "dzi")
 IMAGE_TYPES = {"png": ".png", "jpg": ".jpg"}
@@ -70,12 +71,6 @@ def tile_path(out: Path, fmt: str, level: int, col: int, row: int, ext: str) -> 
     return out / "image_files" / str(level) / f"{col}_{row}{ext}"
 
 
-def _to8(data: np.ndarray) -> np.ndarray:
-    if data.dtype == np.uint16:
-        return ((data.astype(np.uint32) * 255 + 32767) // 65535).astype(np.uint8)
-    return data
-
-
 def encode_tile(pixels: np.ndarray, image: str, pad_to: int | None) -> bytes:
     """(h, w, C) uint8 as PNG or JPEG bytes; xyz edge tiles are padded to pad_to. The one encoder
     of xyz folders and PMTiles archives, so both hold the same bytes."""
@@ -106,14 +101,7 @@ def encode_tile(pixels: np.ndarray, image: str, pad_to: int | None) -> bytes:
 
 def _encode(pixels: np.ndarray, path: Path, image: str, pad_to: int | None) -> None:
     """Write one tile through a temporary name."""
-    data = encode_tile(pixels, image, pad_to)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.partial")
-    try:
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    write_atomic(path, encode_tile(pixels, image, pad_to))
 
 
 def _check_store(store: Path) -> dict:
@@ -209,7 +197,7 @@ def block_reader(store: Path, attrs: dict) -> Callable[[int, int, int, int, int]
     def read(lv: int, y: int, x: int, h: int, w: int) -> np.ndarray:
         nonlocal coarsest
         if lv < store_levels:
-            return _to8(zarr_store.read_region(str(store), lv, y, x, h, w, uid)[keep])
+            return convert_bits(zarr_store.read_region(str(store), lv, y, x, h, w, uid)[keep], 8)
         if coarsest is None:
             top = store_levels - 1
             coarsest = zarr_store.read_region(
@@ -218,7 +206,7 @@ def block_reader(store: Path, attrs: dict) -> Callable[[int, int, int, int, int]
         data = coarsest
         for _ in range(lv - store_levels + 1):
             data = zarr_store.downsample2x(data)
-        return _to8(data[keep, y : y + h, x : x + w])
+        return convert_bits(data[keep, y : y + h, x : x + w], 8)
 
     return read
 
@@ -303,6 +291,9 @@ def write_web_tiles(
         return bh * bw, len(todo), len(cells) - len(todo)
 
     n = threads or cores()
+    itemsize = 1 if attrs.get("dtype") == "uint8" else 2
+    memory.require(memory.tiles_bytes(BLOCK, BLOCK, channels, itemsize, n), f"{fmt} tiles",
+                   "use fewer threads")  # fmt: skip
     bar = Progress(total, 0, f"{fmt} tiles", progress)
     try:
         for pixels, written, kept in ordered_map(cut, jobs, n, 2 * n):
@@ -394,6 +385,4 @@ def _write_descriptor(
             f'TileSize="{tile}" Overlap="0" Format="{ext}">'
             f'<Size Width="{facts["width"]}" Height="{facts["height"]}"/></Image>\n'
         )
-    tmp = out / f".{DESCRIPTOR[fmt]}.partial"
-    tmp.write_text(text)
-    os.replace(tmp, out / DESCRIPTOR[fmt])
+    write_atomic(out / DESCRIPTOR[fmt], text)

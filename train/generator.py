@@ -56,11 +56,11 @@ class GeneratorConfig:
     # the 8 yardstick networks stopped using every noise level but the finest and painted
     # speckle without layout; at 1 the coarse levels dominate from the start and fine grain
     # suffers; at 0.5 every level moves the initial output about equally (bench/noise_levels.py;
-    # tilegen/assets/MODELS.md, session 8). 0 for models saved before it existed.
+    # docs/history/models.md, 'residual joins'). 0 for models saved before it existed.
     residual: float = 0.5
     # Levels k of the coarse projections that come before the final one, coarse first ([2, 1]:
     # the image pooled by 4, then by 2; CoarseProjection). Fine detail is all the final one
-    # can mend; these move middle-scale structure towards the exemplar's (MODELS.md, session 16).
+    # can mend; these move middle-scale structure towards the exemplar's (docs/history/models.md).
     coarse: list[int] | None = None
     coarse_targets: int | None = None  # exemplar patches of each coarse stage (None: projection's)
 

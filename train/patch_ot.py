@@ -32,7 +32,7 @@ class OTConfig:
     n_target: int = 2000  # J: exemplar patches kept per scale
     # J per scale, finest first (None: n_target at each). A 128^2 crop holds 25 patches at the
     # 5th scale: with fewer targets there the network alone scored better on four textures of
-    # four, but not with its projection (tilegen/assets/MODELS.md, session 14). Off by default.
+    # four, but not with its projection (docs/history/models.md, 'coarse to fine'). Off by default.
     level_targets: list[int] | None = None
     psi_steps: int = 5  # subsampled dual ascent steps per outer iteration
     psi_lr: float = 1.0  # step on psi (the gradient is O(1/J))

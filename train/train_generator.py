@@ -30,9 +30,9 @@ convolutional, so the crop only sets how many patches each step sees; at 5 scale
 level of a 128^2 crop still holds 25 patches. TrainConfig's own defaults are the CPU ones.
 Unlike the reference, Adam's lr is 0.002, not 0.01, and the model kept is a moving average of
 the weights (`ema`): the reference's lr made weight-standardised networks explode in their first
-iterations and then swing from checkpoint to checkpoint (MODELS.md, session 7). The learning
-rate also decays (cosine, to 10%) over the second half. What was tried to close the gap to synth
-is in tilegen/assets/MODELS.md.
+iterations and then swing from checkpoint to checkpoint. The learning rate also decays (cosine,
+to 10%) over the second half. What was tried to close the gap to synth, and how each default
+was chosen: docs/history/models.md.
 """
 
 from __future__ import annotations
@@ -87,11 +87,11 @@ class TrainConfig:
     # first iterations (rusty_metal: a mean loss of 90,000 over the first 150, still 5.0 at 1050
     # where 0.002 is at 0.53) and leaves them painting wrong colours; 0.002 with the weight
     # average below beat it on 7 of the 8 yardstick textures for the network alone, 6 of 8 with
-    # the projection (tilegen/assets/MODELS.md, session 7).
+    # the projection (docs/history/models.md, 'the learning rate').
     lr: float = 0.002
     # The lr rises linearly over the first `warmup` iterations (0: none). At lr 0.01 from the
     # first step the loss jumps 100-10^4x within 20 iterations (grass: 19.6 -> 5e5); 100 warm-up
-    # iterations removed the jump but the networks ended worse (MODELS.md, session 6).
+    # iterations removed the jump but the networks ended worse.
     warmup: int = 0
     decay_start: float = 0.5  # fraction of the run after which lr decays (1.0: constant lr)
     lr_final: float = 0.1  # lr at the last iteration, as a fraction of lr (cosine decay)
@@ -118,10 +118,10 @@ class TrainConfig:
     coarse_targets: int = 0  # exemplar patches of each coarse stage (0: `projection`'s)
     gen: GeneratorConfig = field(default_factory=GeneratorConfig)
     # 15 averaged psi steps plus the exact step the loss's argmin gives, and the finest level's
-    # loss on a stride-2 grid. The stride and the exact step cost nothing in quality (session 6);
+    # loss on a stride-2 grid. The stride and the exact step cost nothing in quality;
     # 15 steps instead of 5 keep the potentials closer to the moving generator: better on five
     # of the eight yardstick textures and within 6% on the others (mean 2.23 -> 1.97x synth
-    # with the projection), for about twice the time (tilegen/assets/MODELS.md, sessions 9-10).
+    # with the projection), for about twice the time (docs/history/models.md, 'fifteen psi steps').
     ot: OTConfig = field(
         default_factory=lambda: OTConfig(scales=5, psi_steps=15, loss_psi_step=True, loss_stride=2)
     )
@@ -195,7 +195,7 @@ class TrainConfig:
         check_config(exemplar_hw, self)
 
 
-# The coarse projection levels "auto" tries: pooled by 4, then by 2 (MODELS.md, session 16).
+# The coarse projection levels "auto" tries: pooled by 4, then by 2 (docs/history/models.md).
 COARSE_LEVELS = [2, 1]
 
 
@@ -203,7 +203,7 @@ def coarse_levels(cfg: TrainConfig) -> tuple[list[int], bool]:
     """The coarse projection levels `cfg.coarse` asks for ([] for "off"), and whether they are
     only to be tried: "auto" (COARSE_LEVELS, those the model's stride allows) or "auto:2,1",
     or kept regardless: "2,1". Materials too: on the bundled pebbles material the stages
-    improved every map and kept the normals' agreement with the height (MODELS.md, session 16).
+    improved every map and kept the normals' agreement with the height.
     """
     text = str(cfg.coarse).strip().lower()
     auto = text == "auto" or text.startswith("auto:")
@@ -580,7 +580,7 @@ def fit_projection(
     `steps` averaged ascent steps on each, so that each target patch receives an equal share of
     the patches (train/generator.py). 96 x 30 steps, not 32 x 10: psi was far from converged
     with fewer, and the better fitted psi takes the yardstick's mean from 1.97x to 1.73x synth
-    (tilegen/assets/MODELS.md, session 12)."""
+    (docs/history/models.md, 'under-fitted')."""
     network = without_projection(model)
     out = with_projection(network, n_targets, coarse, coarse_targets)
     device = next(model.parameters()).device
@@ -646,7 +646,7 @@ def choose_projection(
     """The final projection alone or after coarse stages at `coarse` levels, whichever brings
     `checks` held-out samples (size^2, the same noise for both) closer to the exemplar
     (tilegen.evaluate, debiased). The coarse stages mend middle-scale structure on most
-    textures and spoil some (rusty_metal's large flat areas: MODELS.md, sessions 15-16), so the
+    textures and spoil some (rusty_metal's large flat areas: docs/history/models.md), so the
     choice is measured on the user's own exemplar. Returns the model and what was measured."""
     from tilegen.evaluate import Evaluator
 
