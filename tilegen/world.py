@@ -177,7 +177,7 @@ class World:
         self.info = self.models[0].info
         self.providers = self.models[0].providers
 
-    def window(self, seed: int, y0: int, x0: int, h: int, w: int, period) -> np.ndarray:
+    def window(self, seed: int, y0: int, x0: int, h: int, w: int, period=None) -> np.ndarray:
         """Finished float32 (C, h, w) of pixels [y0, y0+h) x [x0, x0+w)."""
         present, weights = self.field.weights(y0, x0, h, w)
         if len(present) == 1:
