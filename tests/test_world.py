@@ -200,3 +200,49 @@ def test_bad_worlds_are_one_line(case, words, world_files, tmp_path, monkeypatch
     lines = err.strip().splitlines()
     assert len(lines) == 1 and all(w in lines[0] for w in words), lines
     assert not (tmp_path / "o.zarr").exists()
+
+
+@pytest.fixture(scope="module")
+def material_onnx(tmp_path_factory) -> Path:
+    """A tiny material model (trained 2 iterations on the test material: its maps matter, not
+    its looks), exported."""
+    pytest.importorskip("torch")
+    from _pytest.monkeypatch import MonkeyPatch
+
+    folder = tmp_path_factory.mktemp("world_material")
+    pt, onnx_path = folder / "m.pt", folder / "m.onnx"
+    data = Path(__file__).resolve().parent / "data" / "pebbles_material"
+
+    class Capture:  # a capsys stand-in for a module fixture
+        def readouterr(self):
+            return type("R", (), {"out": "", "err": ""})()
+
+    mp = MonkeyPatch()
+    try:
+        train = ["train", data, "-o", pt, "--iters", "2", "--size", "32", "--scales", "3",
+                 "--width", "4", "--levels", "3", "--targets", "200", "--projection", "0",
+                 "--coarse", "off", "--no-check", "--checkpoint-every", "0"]  # fmt: skip
+        assert cli_inproc(mp, Capture(), *train)[0] == 0
+        assert cli_inproc(mp, Capture(), "export", pt, "-o", onnx_path)[0] == 0
+    finally:
+        mp.undo()
+    return onnx_path
+
+
+def test_a_material_world_mixes_by_height_and_refuses_textures(
+    world_files, material_onnx, tmp_path, monkeypatch, capsys
+):
+    layout, models = world_files
+    copies = [shutil.copy(material_onnx, tmp_path / f"mat{i}.onnx") for i in range(3)]
+    spec = plan_world(str(layout), legend(copies), cell=16, blend=12)
+    assert spec.mix == "height" and spec.height is not None
+    world = open_world(spec, 4)
+    whole = render_region(world, 4, 0, 0, 192, 192, dtype="uint8")
+    assert np.array_equal(render_region(world, 4, 0, 0, 192, 192, tile=56, dtype="uint8"), whole)
+    normal = whole[3:6].astype(np.float64) / 255 * 2 - 1
+    assert np.allclose(np.sqrt((normal**2).sum(axis=0)), 1, atol=0.02)  # renormalised
+    labels = [f"{COLOURS[0]}={material_onnx}", *legend(models)[1:]]
+    args = ["world", layout, *sum((["--label", s] for s in labels), []), "--cell", 16]
+    code, out, err = cli_inproc(monkeypatch, capsys, *args, "-o", tmp_path / "o.zarr")
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert "a texture model and a material model" in err
