@@ -201,10 +201,26 @@ def _smooth(t: np.ndarray) -> np.ndarray:
 
 def _upsample(f: np.ndarray, y0: int, x0: int, h: int, w: int) -> np.ndarray:
     """Grid values (n, gh, gw) float32 (grid point i at pixel (y0 // GRID + i) * GRID) ->
-    pixels (n, h, w), bilinearly, rows then columns."""
-    ys, xs = np.arange(y0, y0 + h), np.arange(x0, x0 + w)
-    iy, ix = ys // GRID - y0 // GRID, xs // GRID - x0 // GRID
-    ty = ((ys % GRID) / GRID).astype(np.float32)
-    tx = ((xs % GRID) / GRID).astype(np.float32)
-    rows = f[:, iy] + (f[:, iy + 1] - f[:, iy]) * ty[None, :, None]
-    return rows[:, :, ix] + (rows[:, :, ix + 1] - rows[:, :, ix]) * tx[None, None, :]
+    pixels (n, h, w), bilinearly (a + (b - a) t), rows then columns."""
+    return _lerp_axis(_lerp_axis(f, y0, h, 1), x0, w, 2)
+
+
+def _lerp_axis(f: np.ndarray, start: int, size: int, axis: int) -> np.ndarray:
+    """Linear interpolation along one axis from grid points to pixels [start, start + size),
+    one strided slice per phase (pixel mod GRID) instead of gathers."""
+    shape = list(f.shape)
+    shape[axis] = size
+    out = np.empty(shape, np.float32)
+    first = start // GRID
+    for phase in range(GRID):
+        j = (phase - start) % GRID  # first pixel of this phase
+        if j >= size:
+            continue
+        count = (size - j + GRID - 1) // GRID
+        g = (start + j) // GRID - first
+        a = np.take(f, range(g, g + count), axis=axis)
+        b = np.take(f, range(g + 1, g + 1 + count), axis=axis)
+        dest = [slice(None)] * f.ndim
+        dest[axis] = slice(j, size, GRID)
+        out[tuple(dest)] = a + (b - a) * np.float32(phase / GRID)
+    return out
