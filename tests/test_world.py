@@ -16,6 +16,7 @@ from helpers import cli_inproc
 
 from tilegen import zarr_store
 from tilegen.errors import UserError
+from tilegen.model import render_region as model_region
 from tilegen.tiler import GenerateConfig, generate
 from tilegen.warp import Field
 from tilegen.world import open_world, plan_world, render_region
@@ -81,8 +82,10 @@ def test_a_model_is_not_evaluated_where_its_label_does_not_reach(world_files):
     spec = plan_world(str(layout), legend(models), cell=32, blend=16)
     world = open_world(spec, 5, threads=2)  # a World of its own (another cache key)
     world.rendered = [0, 0, 0]
-    world.window(5, 0, 256, 64, 128)  # top right: label 0 only (cells 0-1, 8-11)
+    alone = world.window(5, 0, 256, 64, 128)  # top right: label 0 only (cells 0-1, 8-11)
     assert world.rendered == [64 * 128, 0, 0]
+    # a region's interior is its model's own texture, byte for byte
+    assert np.array_equal(alone, model_region(world.models[0], 5, 0, 256, 64, 128))
     world.window(5, 64, 0, 160, 96)  # the block of label 1, 3 cells from label 2
     assert world.rendered[1] > 0 and world.rendered[2] == 0
     world.rendered = [0, 0, 0]
@@ -248,3 +251,14 @@ def test_a_material_world_mixes_by_height_and_refuses_textures(
     code, out, err = cli_inproc(monkeypatch, capsys, *args, "-o", tmp_path / "o.zarr")
     assert code == 2 and len(err.strip().splitlines()) == 1
     assert "a texture model and a material model" in err
+
+
+def test_the_readme_world_paints_the_bundled_layout():
+    """The README's world: the bundled layout and models plan and paint (a corner of it)."""
+    assets = Path(__file__).resolve().parents[1] / "tilegen" / "assets"
+    labels = [f"#3a7d2c={assets / 'default.onnx'}", f"#8a6a45={assets / 'world/dirt_pebbles.onnx'}",
+              f"#5b4636={assets / 'world/bark.onnx'}"]  # fmt: skip
+    spec = plan_world(str(assets / "world" / "layout.png"), labels, cell=32)
+    assert spec.size == (2048, 2048) and spec.mix == "variance" and len(spec.models) == 3
+    corner = render_region(open_world(spec, 1), 1, 0, 0, 64, 96, dtype="uint8")
+    assert corner.shape == (3, 64, 96) and corner.std() > 5
