@@ -209,17 +209,30 @@ class World:
 
 def _cover(mask: np.ndarray, y0: int, x0: int) -> list[tuple[int, int, int, int]]:
     """Rectangles (y, x, h, w) covering the set pixels of `mask` (pixels [y0, y0+h) x
-    [x0, x0+w)): the runs of BLOCK blocks (on the global grid) holding one, per block row, or
-    their bounding box when one evaluation of it costs less (EVAL_OVERHEAD per evaluation)."""
-    runs = [(ty, tx, th, tw) for ty, th, row in _runs(mask, y0, x0) for tx, tw in row]
-    if not runs:
-        return []
-    top, left = min(r[0] for r in runs), min(r[1] for r in runs)
-    bottom, right = max(r[0] + r[2] for r in runs), max(r[1] + r[3] for r in runs)
-    box = (bottom - top) * (right - left)
-    if box + EVAL_OVERHEAD <= sum(r[2] * r[3] for r in runs) + EVAL_OVERHEAD * len(runs):
-        return [(top, left, bottom - top, right - left)]
-    return runs
+    [x0, x0+w)) at the least cost, an evaluation costing its area plus EVAL_OVERHEAD: each
+    block row's runs of BLOCK blocks (on the global grid) holding a set pixel, or the bounding
+    box of consecutive block rows (chosen by dynamic programming over the rows)."""
+    rows = list(_runs(mask, y0, x0))  # (y, h, runs)
+    best: list[tuple[int, list]] = [(0, [])]  # best cover of the first i rows
+
+    def box(i: int, j: int) -> tuple[int, int, int, int]:
+        left = min(r[0] for _, _, runs in rows[i:j] for r in runs)
+        right = max(r[0] + r[1] for _, _, runs in rows[i:j] for r in runs)
+        top, bottom = rows[i][0], rows[j - 1][0] + rows[j - 1][1]
+        return top, left, bottom - top, right - left
+
+    for j in range(1, len(rows) + 1):
+        y, h, runs = rows[j - 1]
+        alone = [(y, x, h, w) for x, w in runs]
+        cost = best[j - 1][0] + sum(h * w + EVAL_OVERHEAD for _, _, h, w in alone)
+        options = [(cost, best[j - 1][1] + alone)]
+        for i in range(j - 1, -1, -1):
+            if i < j - 1 and rows[i][0] + rows[i][1] != rows[i + 1][0]:
+                break  # rows with a gap between them are not merged
+            b = box(i, j)
+            options.append((best[i][0] + b[2] * b[3] + EVAL_OVERHEAD, best[i][1] + [b]))
+        best.append(min(options, key=lambda o: o[0]))
+    return best[-1][1]
 
 
 def _runs(mask: np.ndarray, y0: int, x0: int):
