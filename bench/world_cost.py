@@ -6,8 +6,8 @@
 1. Cost. The top-left `--crop` x `--crop` cells of the layout (tilegen/assets/world/layout.png,
    three labels) painted at `--cell` pixels per cell into a store, and the bundled default model's
    `generate` of the same size, same shards, same threads, alternated `--repeat` times in this
-   process (the machine may be shared: the fastest of each is compared). Also the pixels each
-   model was evaluated on, over the output's pixels.
+   process (the machine may be shared: the fastest of each is compared, in wall time and in
+   this process's CPU time). Also the pixels each model was evaluated on, over the output's.
 2. Edges. Over the whole layout at `--cell`, the share of transition-centre pixels (the two
    largest weights within 0.1 of each other) lying within 2 pixels of a layout cell edge, beside
    the share of all pixels lying there (chance), for the warped field and for the same field
@@ -54,13 +54,15 @@ def crop_layout(cells: int) -> Path:
     return path
 
 
-def timed_store(cfg) -> float:
+def timed_store(cfg) -> tuple[float, float]:
+    """(wall, CPU) seconds of one store: CPU time (this process's threads) is what other jobs
+    on a shared machine disturb least."""
     from tilegen.tiler import generate
 
     shutil.rmtree(cfg.output, ignore_errors=True)
-    t = time.perf_counter()
+    t, cpu = time.perf_counter(), time.process_time()
     generate(cfg)
-    return time.perf_counter() - t
+    return time.perf_counter() - t, time.process_time() - cpu
 
 
 def cost(args) -> dict:
@@ -204,12 +206,18 @@ def main() -> None:
     args = p.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
     c = cost(args)
-    g, w = min(c["times"]["generate"]), min(c["times"]["world"])
+    g, w = min(t[0] for t in c["times"]["generate"]), min(t[0] for t in c["times"]["world"])
+    gc, wc = min(t[1] for t in c["times"]["generate"]), min(t[1] for t in c["times"]["world"])
     h, w_ = c["spec"].size
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; "
           f"{h}x{w_} ({c['mp']:.1f} MP), {args.threads} threads")  # fmt: skip
-    print(f"generate (default.onnx): {g / c['mp']:.2f} s/MP  runs {c['times']['generate']}")
-    print(f"world (3 labels):       {w / c['mp']:.2f} s/MP  runs {c['times']['world']}")
+    for name, (wall, cpu) in (("generate (default.onnx)", (g, gc)), ("world (3 labels)", (w, wc))):
+        runs = [f"{a:.1f}/{b:.1f}" for a, b in c["times"][name.split()[0]]]
+        print(
+            f"{name}: {wall / c['mp']:.2f} s/MP wall, {cpu / c['mp']:.2f} CPU s/MP; runs "
+            f"(wall/CPU s) {runs}"
+        )
+    print(f"CPU-time ratio world/generate: {wc / gc:.2f}")
     print(
         f"ratio world/generate: {w / g:.2f}; pixels evaluated per output pixel, per model: "
         f"{[round(e, 3) for e in c['evaluated']]} (sum {sum(c['evaluated']):.3f})"
