@@ -180,7 +180,9 @@ class World:
         self.info = self.models[0].info
         self.providers = self.models[0].providers
 
-    def window(self, seed: int, y0: int, x0: int, h: int, w: int, period=None) -> np.ndarray:
+    def window(
+        self, seed: int, y0: int, x0: int, h: int, w: int, period: tuple[int, int] | None = None
+    ) -> np.ndarray:
         """Finished float32 (C, h, w) of pixels [y0, y0+h) x [x0, x0+w)."""
         present, weights = self.field.weights(y0, x0, h, w)
         if len(present) == 1:
@@ -269,7 +271,16 @@ def open_world(spec: WorldSpec, seed: int, threads: int = 1, device: str = "cpu"
 
 
 def render_region(
-    world: World, seed, y0, x0, h, w, period=None, tile=None, dtype=None, cancel=None
+    world: World,
+    seed: int,
+    y0: int,
+    x0: int,
+    h: int,
+    w: int,
+    period: tuple[int, int] | None = None,
+    tile: int | None = None,
+    dtype: str | None = None,
+    cancel: threading.Event | None = None,
 ) -> np.ndarray:
     """As tilegen.model.render_region, for a world: (C, h, w) float32, or quantised piece by
     piece; windows of `tile` on the global grid (any tiling gives the same bytes)."""
