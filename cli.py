@@ -193,6 +193,58 @@ def generate(
     typer.echo(run(cfg))
 
 
+@command("rerun the same command to finish (a .zarr store resumes where it stopped)")
+def world(
+    layout: Annotated[Path, typer.Argument(help="The layout: a PNG/TIFF whose colours (or "
+                                           "palette indices, or grey values) say which model "
+                                           "paints where.")],
+    label: O(list[str], "COLOUR=MODEL.onnx ('#3a7d2c=grass.onnx'), or VALUE=MODEL.onnx for a "
+             "palette index or grey value; repeat for every label of the layout.", "--label",
+             metavar="KEY=MODEL") = ...,
+    output: O(Path, "OUT.zarr (OME-Zarr, any size), or OUT.png / OUT.tif.", "-o", "--output") = ...,
+    cell: O(int | None, "Output pixels per layout pixel (the size follows).") = None,
+    size: O(tuple[int, int] | None, "Output height and width instead of --cell.") = None,
+    blend: O(float, "Width in pixels of the transitions between labels (at most 1.25x the "
+             "cell).") = 32.0,
+    mix: O(str, "How models mix in a transition: auto (height for materials with a height map, "
+           "else variance), variance (keeps the contrast), linear, height.") = "auto",
+    seed: cl.Seed = 0,
+    periodic: O(bool, "Make the world tile seamlessly (the layout wraps; sides multiples of the "
+                "models' stride).") = False,
+    shard: O(int | None, "Zarr shard side, a multiple of 512 (default: as generate).") = None,
+    dtype: O(str, "uint8 or uint16.") = GenerateConfig.dtype,
+    scheduler: O(str, "threads, processes, local or a dask.distributed address (as "
+                 "generate).") = "",
+    workers: O(int | None, "Worker processes (processes, local).") = None,
+    threads: O(int | None, "Dask threads (threads) or threads per worker (local).") = None,
+    device: cl.Device = "auto",
+    overwrite: O(bool, "Replace an existing output (never a path that is not tilegen's).") = False,
+    progress: cl.Progress = True,
+    max_memory: cl.MaxMemory = None,
+) -> None:  # fmt: skip
+    """Paint a world: one model per label of a layout, with natural transitions, tile by tile.
+
+    Boundaries follow the layout smoothly upsampled and displaced by seeded noise, so they are
+    curved and irregular, never the layout's cell edges; inside a transition (--blend pixels
+    wide) the models mix (--mix). Each window evaluates only the models whose labels reach it.
+    Everything `generate` guarantees holds: exact tiles, --periodic, resume by rerunning; the
+    store records the layout, the legend and the models with their hashes.
+    """
+    from tilegen.tiler import run
+    from tilegen.world import plan_world
+
+    memory.set_limit(max_memory)
+    spec = plan_world(str(layout), label, cell, size, blend, mix, periodic)
+    cfg = GenerateConfig(
+        model=spec.models[0], output=str(output), size=spec.size, seed=seed, shard=shard,
+        period=spec.size if periodic else None, dtype=dtype,
+        scheduler=scheduler or ("local" if workers else "threads"), workers=workers,
+        threads=threads, device=device, overwrite=overwrite, progress=progress,
+        max_memory=max_memory, world=spec,
+    )  # fmt: skip
+    typer.echo(run(cfg))
+
+
 @command("the tiles in {output} are incomplete; rerun the same command (--overwrite for numbered)")
 def tiles(
     store: Annotated[Path, typer.Argument(help="A store written by 'tilegen generate'.")],

@@ -4,7 +4,8 @@
                                       [--big-patch 8] [--alpha 1]
 
 Takes bench/generator_quality.py's model out/generator_quality/VARIANT/TEXTURE.pt, keeps its
-network, and scores 256^2 samples (seeds 0..N-1, the yardstick's scorer) after a chain of
+network, and scores 256^2 samples (seeds 0..N-1, the yardstick's scorers: patch distance and
+structure figure) after a chain of
 projections computed on whole images, in torch (not exported: a prototype to weigh the design):
 
     for k in LEVELS (coarse first):   d = pool_2^k(x)                     (mean of 2^k x 2^k)
@@ -38,9 +39,9 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
-from bench.generator_quality import OUT, exemplar_path  # noqa: E402
+from bench.generator_quality import OUT, exemplar_path, structure_scorer  # noqa: E402
 from tilegen.evaluate import Evaluator  # noqa: E402
-from tilegen.imageio import read_image  # noqa: E402
+from tilegen.imageio import read_image, write_image  # noqa: E402
 from tilegen.train.checkpoint import load_generator  # noqa: E402
 from tilegen.train.generator import sample_tile, without_projection  # noqa: E402
 from tilegen.train.patch_ot import (  # noqa: E402
@@ -98,6 +99,7 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=6, help="samples scored")
     ap.add_argument("--alpha", type=float, default=1.0, help="share of a coarse change added")
     ap.add_argument("--fit", type=int, default=48, help="samples psi is fitted on")
+    ap.add_argument("--save", help="a folder for the scored samples (PNG)")
     a = ap.parse_args()
     torch.set_num_threads(1)
     t = time.perf_counter()
@@ -124,14 +126,18 @@ def main() -> None:
                 stage.fit(chain(x), 30, gen)
             stages.append(stage)
         score = Evaluator(exemplar, n=1000)
-        scores = []
+        scores, shapes = [], []
         for seed in range(a.seeds):
             x = chain(sample_tile(network, seed, 0, 0, 256, 256)).clamp(0, 1)
-            image = np.rint(x[0].permute(1, 2, 0).numpy() * 255) / 255  # as an 8-bit file
-            scores.append(score(image.astype(np.float32))["debiased"])
+            image = (np.rint(x[0].permute(1, 2, 0).numpy() * 255) / 255).astype(np.float32)
+            scores.append(score(image)["debiased"])
+            shapes.append(structure_scorer(a.texture)(image))
+            if a.save:
+                write_image(Path(a.save) / f"{a.texture}_{seed}.png", image)
     print(
         f"{a.texture} levels {a.levels} alpha {a.alpha} big patch {a.big_patch}: "
-        f"mean {statistics.mean(scores):.6f} {[round(s, 6) for s in scores]} "
+        f"mean {statistics.mean(scores):.6f} {[round(s, 6) for s in scores]} structure "
+        f"{statistics.mean(shapes):.2f} {[round(s, 2) for s in shapes]} "
         f"({time.perf_counter() - t:.0f} s)"
     )
 

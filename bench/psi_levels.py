@@ -8,7 +8,7 @@ prints per level: the rows the psi steps see, psi's spread (std), the mean cost 
 targets against the mean nearest-neighbour cost (psi = 0), and the share of the targets that
 receive a patch. Where psi's spread is well above the nearest-neighbour cost, the assignment
 follows psi more than the patches (docs/history/models.md, 'the psi step'). `--set` changes the
-TrainConfig's OTConfig as bench/generator_quality.py does (`ot.psi_lr_rows_exponent=1`).
+TrainConfig's OTConfig as bench/generator_quality.py does (`ot.psi_steps=5`).
 """
 
 from __future__ import annotations

@@ -242,6 +242,21 @@ def test_cli_pieces_row_is_the_median_of_real_pieces(tmp_path):
     assert len(pieces["per_level"]) == 3
     # real grass scores far closer to grass than a piece of another texture does
     assert max(pieces["pieces"]) < image_row["debiased"] / 2
+    if "structure" in image_row:  # beside it, the structure figure (torch and plenoptic there)
+        assert pieces["structure"] < 1.5 < 3 < image_row["structure"]
+
+
+def test_cli_pieces_table_has_the_structure_column(tmp_path):
+    pytest.importorskip("plenoptic")
+    image = tmp_path / "small.png"
+    write_image(image, texture("bark")[32:96, 32:96])
+    out = tilegen("evaluate", str(DATA / "bark_128.png"), str(image), "--pieces", "2",
+                  "--patches", "100", "--seeds", "1", "--scales", "2")  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert lines[2].startswith("structure: Portilla-Simoncelli statistics")
+    assert lines[3].split()[-1] == "structure"
+    assert float(lines[4].split()[-1]) < 1.5  # a real piece of bark
 
 
 def test_cli_table():

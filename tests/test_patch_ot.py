@@ -11,7 +11,6 @@ from tilegen.train.patch_ot import (
     SemiDiscreteOT,
     extract_patches,
     gaussian_pyramid,
-    sample_target_patches,
 )
 
 
@@ -106,20 +105,6 @@ def test_exemplar_too_small_is_refused():
         PatchOTLoss(torch.rand(1, 3, 20, 40), OTConfig(), True, torch.Generator())
 
 
-def test_level_targets_sets_each_scales_target_count():
-    """level_targets keeps that many real exemplar patches per scale (all where fewer exist)."""
-    img = torch.rand(1, 3, 64, 64)
-    cfg = OTConfig(scales=3, n_target=500, level_targets=[300, 100, 5000])
-    targets = sample_target_patches(img, cfg, torch.Generator().manual_seed(0))
-    assert [t.shape[0] for t in targets] == [300, 100, 13 * 13]  # the 16x16 level has 169
-    finest = extract_patches(img, 4, periodic=False)
-    assert (targets[0][:, None] == finest[None]).all(2).any(1).all()  # real patches
-    plain = sample_target_patches(img, OTConfig(scales=3, n_target=500), torch.Generator())
-    assert [t.shape[0] for t in plain] == [500, 500, 169]
-    with pytest.raises(ValueError, match="need 3 positive counts"):
-        sample_target_patches(img, OTConfig(scales=3, level_targets=[10, 10]), torch.Generator())
-
-
 def test_psi_steps_never_draw_more_rows_than_the_level_holds():
     """A level with fewer patches than psi_batch (256 at the coarsest level of a 128^2 synth)
     takes each of them once per step instead of drawing psi_batch rows with repeats."""
@@ -135,25 +120,6 @@ def test_psi_steps_never_draw_more_rows_than_the_level_holds():
     assert seen == [256, 256, 256]
     ot.ascend(torch.rand(10000, 12), steps=2, lr=1.0, batch=4096)
     assert seen[3:] == [4096, 4096]
-
-
-def test_psi_lr_rows_exponent_scales_the_step_of_small_levels():
-    """A level whose steps see N < psi_batch patches steps by psi_lr x (N / psi_batch)^a;
-    levels with more patches, and every level at a = 0, by psi_lr."""
-    torch.manual_seed(0)
-    img, cfg = torch.rand(1, 3, 64, 64), OTConfig(scales=2, n_target=500, psi_steps=1)
-    moves = {}
-    for a in (0.0, 0.5, 1.0):
-        c = OTConfig(**{**cfg.__dict__, "psi_batch": 1024, "psi_lr_rows_exponent": a})
-        loss = PatchOTLoss(img, c, False, torch.Generator().manual_seed(1))
-        patches = loss.source_patches(img)  # 61^2 = 3721 and 29^2 = 841 patches
-        loss.fit_patches(patches)
-        # one step from psi = 0: psi_j = lr (1/J - n_j/N); the largest drop is lr (n_max/N - 1/J)
-        moves[a] = [float(-ot.psi.min()) for ot in loss.scales]
-    assert moves[0.0][1] > moves[0.5][1] > moves[1.0][1] > 0
-    for a in (0.5, 1.0):  # the coarse level (841 rows < 1024): (841 / 1024)^a as far
-        np.testing.assert_allclose(moves[a][1], moves[0.0][1] * (841 / 1024) ** a, rtol=1e-5)
-        np.testing.assert_allclose(moves[a][0], moves[0.0][0], rtol=1e-6)  # 3721 rows
 
 
 @pytest.mark.parametrize("periodic", [True, False])

@@ -342,13 +342,3 @@ def test_every_stage_starts_on_its_global_grid_whatever_the_window(levels, coars
             assert (size - 2 * s.crop_in) % (2 * s.factor) == 0  # whole blocks, even pooled
             y, size = y + s.crop_out, size - 2 * s.crop_out
         assert (y, size) == (w.out_start, w.out_size)
-
-
-def test_coarse_stages_may_hold_fewer_patches(tmp_path, exemplar, chained):
-    net = without_projection(chained)
-    model = fit_projection(net, exemplar, 300, 0, 4, size=48, coarse=[2, 1], coarse_targets=100)
-    assert [s.project.targets.shape[0] for s in model.coarse] == [100, 100]
-    assert model.project.targets.shape[0] == 300 and model.cfg.coarse_targets == 100
-    save_generator(tmp_path / "c.pt", model, {"exemplar_sha256": "0" * 64})
-    loaded, _ = load_generator(tmp_path / "c.pt")
-    assert torch.equal(sample_tile(loaded, 2, 3, 4, 30, 30), sample_tile(model, 2, 3, 4, 30, 30))

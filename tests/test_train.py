@@ -531,17 +531,12 @@ def test_cli_bad_inputs_are_one_line_errors(tmp_path):
     assert "damaged" in one_line_error(rc, err)
 
 
-def test_learning_rate_warms_up_then_decays():
-    cfg = replace(TrainConfig(), iters=1500, lr=0.01, warmup=100)
+def test_learning_rate_is_constant_then_decays():
+    cfg = replace(TrainConfig(), iters=1500, lr=0.01)
     lrs = [learning_rate(cfg, it) for it in range(1, 1501)]
-    assert lrs[0] == pytest.approx(0.0001) and lrs[99] == pytest.approx(0.01)
-    assert all(a < b for a, b in zip(lrs[:99], lrs[1:100]))  # rising
-    assert lrs[100:750] == [0.01] * 650  # constant until decay_start
+    assert lrs[:750] == [0.01] * 750  # constant until decay_start
+    assert all(a >= b for a, b in zip(lrs[750:], lrs[751:]))  # then falling
     assert lrs[-1] == pytest.approx(0.001)  # lr_final
-    short = replace(cfg, iters=60)  # a warm-up never takes more than a tenth of the run
-    assert learning_rate(short, 6) == pytest.approx(0.01)
-    assert learning_rate(short, 5) == pytest.approx(0.01 * 5 / 6)
-    assert learning_rate(replace(cfg, warmup=0), 1) == 0.01
 
 
 def test_cli_psi_steps_reach_the_training_and_the_saved_settings(tmp_path):

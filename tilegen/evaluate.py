@@ -430,9 +430,10 @@ def baseline_images(exemplar: np.ndarray, bits: int | None = 8) -> dict[str, np.
 
 
 def real_pieces(
-    exemplar: np.ndarray, height: int, width: int, count: int = 8, seed: int = 0
+    exemplar: np.ndarray, height: int, width: int, count: int = 8, seed: int | list[int] = 0
 ) -> list[np.ndarray]:
-    """`count` real height x width pieces of the exemplar, cut at random places (from `seed`).
+    """`count` real height x width pieces of the exemplar, cut at random places (from `seed`, an
+    int or a list of ints: numpy's seed sequence).
 
     What the material itself scores at an output's size: a piece holds a quarter (or less) of
     the exemplar's coarse patches, so on an exemplar whose large structures vary from place to
@@ -456,11 +457,21 @@ def real_pieces(
 
 
 class Evaluator:
-    """All figures for many images against one exemplar (the exemplar's terms are shared)."""
+    """All figures for many images against one exemplar (the exemplar's terms are shared).
 
-    def __init__(self, exemplar: np.ndarray, scales=4, patch=4, n=2000, seeds=3, seed=0):
+    structure=True adds the structure figure (`structure_scorer`: Portilla-Simoncelli
+    statistics against real pieces of the exemplar the image's size; 1.0 is a typical real
+    piece). It needs torch and plenoptic; without them, or for an image too small for it, the
+    figure is left out with a note.
+    """
+
+    def __init__(
+        self, exemplar: np.ndarray, scales=4, patch=4, n=2000, seeds=3, seed=0, structure=False
+    ):
         self.exemplar = _as_hwc(exemplar, "the exemplar")
         self.patch_ot = PatchOTScorer(self.exemplar, scales, patch, n, seeds, seed)
+        self.structure, self.seed = structure, seed
+        self._structure: dict[tuple[int, int], object] = {}  # one scorer per image size
 
     def __call__(self, image: np.ndarray, name: str = "the image") -> dict:
         image = _as_hwc(image, name)
@@ -469,8 +480,35 @@ class Evaluator:
         notes = out.pop("notes")
         out["color_w1"] = color_w1(self.exemplar, image)
         out["spectrum"] = spectrum_distance(self.exemplar, image)
+        if self.structure:
+            scorer = self.structure_scorer(*image.shape[:2])
+            if isinstance(scorer, str):
+                notes.append(scorer)
+            else:
+                out["structure"] = scorer(image)
         out["notes"] = notes
         return out
+
+    def structure_scorer(self, height: int, width: int):
+        """The structure scorer for images of this size (cached), or a note saying why there
+        is none (torch or plenoptic missing, an image too small or larger than the exemplar)."""
+        key = (height, width)
+        if key not in self._structure:
+            self._structure[key] = structure_scorer(self.exemplar, height, width, self.seed)
+        return self._structure[key]
+
+
+def structure_scorer(exemplar: np.ndarray, height: int, width: int, seed: int = 0):
+    """tilegen.train.structure.StructureScorer for height x width images, or a one-line note
+    when it cannot be had: the statistic needs torch (this module does not import it)."""
+    try:
+        from tilegen.train.structure import StructureScorer
+    except ImportError:
+        return "no structure figure: it needs torch and plenoptic (pip install 'tilegen[train]')"
+    try:
+        return StructureScorer(exemplar, height, width, seed=seed)
+    except UserError as e:
+        return f"no structure figure for {height}x{width} images: {e}"
 
 
 class MaterialEvaluator:
@@ -523,23 +561,26 @@ def evaluate(
 
 # --- the CLI's table ----------------------------------------------------------------------------
 
-COLUMNS = ("patch-OT debiased", "plain W2^2", "colour W1", "spectrum")
+COLUMNS = ("patch-OT debiased", "plain W2^2", "colour W1", "spectrum", "structure")
 
 
 _WIDTHS = tuple(max(len(c), 9) for c in COLUMNS)
 
 
-def table_header(name_width: int) -> str:
-    return f"{'image':<{name_width}}  " + "  ".join(f"{c:>{w}}" for c, w in zip(COLUMNS, _WIDTHS))
+def table_header(name_width: int, structure: bool = False) -> str:
+    cols = COLUMNS if structure else COLUMNS[:-1]
+    return f"{'image':<{name_width}}  " + "  ".join(f"{c:>{w}}" for c, w in zip(cols, _WIDTHS))
 
 
-def table_row(name: str, result: dict, name_width: int) -> str:
-    cells = (
+def table_row(name: str, result: dict, name_width: int, structure: bool = False) -> str:
+    cells = [
         f"{result['debiased']:.3e}",
         f"{result['plain']:.3e}",
         f"{result['color_w1']:.4f}",
         f"{result['spectrum']:.3f}",
-    )
+    ]
+    if structure:
+        cells.append(f"{result['structure']:.2f}" if "structure" in result else "-")
     return f"{name:<{name_width}}  " + "  ".join(f"{c:>{w}}" for c, w in zip(cells, _WIDTHS))
 
 
@@ -596,7 +637,10 @@ class EvaluateJob:
         if self.baselines:
             rows += baseline_rows(ex, baseline_images(ex))
         rows += piece_rows(ex, rows, self.pieces, self.seed)
-        score = Evaluator(ex, scales=self.scales, n=self.patches, seeds=self.seeds, seed=self.seed)
+        structure = bool(self.pieces)  # beside the pieces: both read against real pieces
+        score = Evaluator(
+            ex, self.scales, 4, self.patches, self.seeds, self.seed, structure=structure
+        )
         width = max(len("image"), *(len(r[0]) for r in rows))
         table = not self.json_out
         if table:
@@ -604,15 +648,17 @@ class EvaluateJob:
             n = self.scales
             echo(f"exemplar {self.exemplar} ({h}x{w}, {c} channels); {n} scales of 4x4 patches,")
             echo(f"{self.patches} patches x {self.seeds} draws, seed {self.seed}")
-            echo(table_header(width))
+            if structure:
+                echo(STRUCTURE_LINE)
+            echo(table_header(width, structure))
         results, notes = [], []
         for i, (name, kind, _), r in median_of_pieces(scored_rows(rows, score)):
             notes += r["notes"]
             results.append({"name": name, "kind": kind, **r})
             if table:
                 if kind != "image" and i > 0 and rows[i - 1][1] == "image":
-                    echo("-" * len(table_header(width)))
-                echo(table_row(name, r, width))
+                    echo("-" * len(table_header(width, structure)))
+                echo(table_row(name, r, width, structure))
         if table:
             for note in dict.fromkeys(notes):
                 echo(f"note: {note}")
@@ -620,6 +666,11 @@ class EvaluateJob:
         doc = {"exemplar": str(self.exemplar), "settings": self.settings(), "results": results}
         echo(json.dumps(doc, indent=2))
 
+
+STRUCTURE_LINE = (
+    "structure: Portilla-Simoncelli statistics (luminance, up to 5 scales, 4 orientations), "
+    "z-scored against 24 real pieces the image's size; 1.0 = a typical real piece"
+)
 
 _BASELINE_NAMES = {"blur_sigma1": "blur sigma=1", "contrast_0.7": "contrast x0.7"}
 
@@ -707,9 +758,11 @@ def _material_run(job: EvaluateJob, ex: np.ndarray, layout: dict, echo) -> None:
     """`tilegen evaluate` on a material: a row per map of every image (each map scored alone
     against the exemplar's), then the consistency figures beside the exemplar's own."""
     rows = [(str(p), "image", read_material_image(p, layout, job.normal)) for p in job.images]
+    structure = bool(job.pieces)
     score = MaterialEvaluator(
-        ex, layout, scales=job.scales, n=job.patches, seeds=job.seeds, seed=job.seed
-    )
+        ex, layout, scales=job.scales, n=job.patches, seeds=job.seeds, seed=job.seed,
+        structure=structure,
+    )  # fmt: skip
     if job.baselines:
         rows += baseline_rows(ex, score.baselines())
     rows += piece_rows(ex, rows, job.pieces, job.seed)
@@ -721,16 +774,21 @@ def _material_run(job: EvaluateJob, ex: np.ndarray, layout: dict, echo) -> None:
         echo(f"exemplar {job.exemplar} ({h}x{w}, material: {', '.join(roles)}); every map scored")
         echo(f"alone, {job.scales} scales of 4x4 patches, {job.patches} patches x {job.seeds} "
              f"draws, seed {job.seed}")  # fmt: skip
-        echo(table_header(width))
+        if structure:
+            echo(STRUCTURE_LINE)
+        echo(table_header(width, structure))
     results, lines = [], []
     for _, (name, kind, _), r in median_of_pieces(scored_rows(rows, score)):
         results.append({"name": name, "kind": kind, **r})
         if table:
             for role, m in r["maps"].items():
-                echo(table_row(f"{name} [{role}]", m, width))
+                echo(table_row(f"{name} [{role}]", m, width, structure))
             if r["consistency"]:
                 lines.append(f"{name}: " + consistency_text(r["consistency"]))
     if table:
+        notes = [n for r in results for m in r["maps"].values() for n in m.get("notes", [])]
+        for note in dict.fromkeys(notes):
+            echo(f"note: {note}")
         echo("consistency (this image / the exemplar's own; ratio 1 = as consistent):")
         for line in lines:
             echo("  " + line)

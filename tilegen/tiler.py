@@ -83,6 +83,7 @@ class TaskConfig:
     tile: int | None = None
     model_sha256: str | None = None  # workers check they read the same model file
     store_uid: str = ""  # tells cached zarr arrays of a replaced store apart
+    world: object = None  # a tilegen.world.WorldSpec: paint a layout's models instead
 
 
 def _threads_here(cfg: TaskConfig) -> int:
@@ -98,10 +99,16 @@ def _threads_here(cfg: TaskConfig) -> int:
 
 def render_shard(cfg: TaskConfig, job: Job) -> tuple[int, str]:
     """Task: render one level-0 shard and write it. Returns (pixels, provider used)."""
-    model = open_model(cfg.model_path, _threads_here(cfg), cfg.device, cfg.model_sha256)
-    data = render_region(
-        model, cfg.seed, job.y0, job.x0, job.h, job.w, cfg.period, cfg.tile, cfg.dtype, CANCEL
-    )
+    if cfg.world is not None:
+        from tilegen import world as worlds
+
+        model = worlds.open_world(cfg.world, cfg.seed, _threads_here(cfg), cfg.device)
+        paint = worlds.render_region
+    else:
+        model = open_model(cfg.model_path, _threads_here(cfg), cfg.device, cfg.model_sha256)
+        paint = render_region
+    data = paint(model, cfg.seed, job.y0, job.x0, job.h, job.w, cfg.period, cfg.tile, cfg.dtype,
+                 CANCEL)  # fmt: skip
     zarr_store.write_region(cfg.store_path, 0, job.y0, job.x0, data, cfg.store_uid)
     ledger.record_shard(cfg.store_path, 0, job.yi, job.xi)
     return job.pixels, model.providers[0]
@@ -384,6 +391,7 @@ class GenerateConfig:
     log: Callable[[str], None] = field(default=lambda msg: print(msg, file=sys.stderr))
     max_memory: float | None = None  # GB; None: the memory available
     connect_timeout: float = 10.0  # seconds to reach a dask.distributed scheduler
+    world: object = None  # a tilegen.world.WorldSpec (tilegen world); `model` is its first
 
     def check(self) -> None:
         """The settings, each named by its option (one place for store and image outputs)."""
@@ -527,7 +535,7 @@ def generate(cfg: GenerateConfig) -> Summary:
     store_path = str(Path(cfg.output).resolve())
     model = open_model(model_path, 1, cfg.device)  # validates; reports the provider
     spec = _store_spec(cfg, model, model_path)
-    name = Path(model_path).stem
+    name = Path(cfg.world.layout if cfg.world else model_path).stem
     check_disk(store_path, spec.raw_bytes(), "the store")
     streaming = check_task_memory(cfg, spec, model)  # before anything is written
     remote = None  # a cluster is reached before anything is written: an unreachable one costs none
@@ -556,7 +564,7 @@ def _store_spec(cfg: GenerateConfig, model, model_path: str) -> zarr_store.Store
         width=w,
         channels=info.out_channels,
         seed=cfg.seed,
-        model_sha256=file_sha256(model_path),
+        model_sha256=cfg.world.sha256() if cfg.world else file_sha256(model_path),
         period=effective_period(model, cfg.period),
         dtype=cfg.dtype,
         chunk=cfg.chunk,
@@ -565,6 +573,7 @@ def _store_spec(cfg: GenerateConfig, model, model_path: str) -> zarr_store.Store
         pyramid=cfg.pyramid,
         channel_names=info.channels,
         material=info.material,
+        world=cfg.world.block() if cfg.world else None,
     )
 
 
@@ -637,7 +646,8 @@ def _render(
     )
     uid = zarr_store.read_attrs(store_path).get("uid", "")
     task_cfg = TaskConfig(model_path, store_path, cfg.seed, spec.period, cfg.dtype, cfg.device,
-                          ort, cfg.tile, spec.model_sha256, uid)  # fmt: skip
+                          ort, cfg.tile, None if cfg.world else spec.model_sha256, uid,
+                          cfg.world)  # fmt: skip
     interrupted = False
     try:
         _run_levels(cfg, runner, task_cfg, spec, done, summary)
@@ -828,9 +838,16 @@ def generate_image(cfg: GenerateConfig) -> Summary:
         f"{tasks} threads, onnxruntime {model.providers[0]}, {ort} intra-op threads each"
     )
 
+    paint, source = render_region, model
+    if cfg.world is not None:
+        from tilegen import world as worlds
+
+        paint = worlds.render_region
+        source = worlds.open_world(cfg.world, cfg.seed, ort, cfg.device)
+
     def render(r):
         y, x, th, tw = r
-        return render_region(model, cfg.seed, y, x, th, tw, period, None, cfg.dtype)
+        return paint(source, cfg.seed, y, x, th, tw, period, None, cfg.dtype)
 
     t0 = time.perf_counter()
     bar = Progress(h * w, 0, "render", cfg.progress)

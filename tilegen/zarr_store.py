@@ -59,6 +59,7 @@ class StoreSpec:
     pyramid: bool = True
     channel_names: str = "RGB"  # one letter per channel, or comma-separated labels (a material)
     material: dict | None = None  # a material model's layout: what `tiles` writes one file per
+    world: dict | None = None  # a world's layout, legend and models (tilegen/world.py)
 
     def __post_init__(self) -> None:
         if self.height < 1 or self.width < 1:
@@ -111,8 +112,9 @@ class StoreSpec:
         d["period"] = list(self.period) if self.period else None
         d["size"] = [d.pop("height"), d.pop("width")]
         d["levels"] = len(self.level_shapes())
-        if d["material"] is None:  # stores of plain images keep the attributes they always had
-            del d["material"]
+        for key in ("material", "world"):  # stores of one model keep the attributes they had
+            if d[key] is None:
+                del d[key]
         return d
 
     def labels(self) -> list[str]:
@@ -146,9 +148,10 @@ def spec_from_attrs(attrs: dict, source: str | os.PathLike = "store") -> StoreSp
         for key, kind in (("model_sha256", str), ("channel_names", str), ("pyramid", bool)):
             if not isinstance(attrs.get(key), kind):
                 raise ValueError(f"{key} {json.dumps(attrs.get(key))}")
-        material = attrs.get("material")
-        if material is not None and not isinstance(material, dict):
-            raise ValueError(f"material {json.dumps(material)}")
+        material, world = attrs.get("material"), attrs.get("world")
+        for key, value in (("material", material), ("world", world)):
+            if value is not None and not isinstance(value, dict):
+                raise ValueError(f"{key} {json.dumps(value)}")
         spec = StoreSpec(
             height=height,
             width=width,
@@ -163,6 +166,7 @@ def spec_from_attrs(attrs: dict, source: str | os.PathLike = "store") -> StoreSp
             pyramid=attrs["pyramid"],
             channel_names=attrs["channel_names"],
             material=material,
+            world=world,
         )
         if attrs.get("levels") != len(spec.level_shapes()):
             raise ValueError(f"levels {json.dumps(attrs.get('levels'))}")

@@ -176,6 +176,8 @@ def load_generator(
     try:
         cfg_dict.setdefault("norm", "batch")  # models from before weight standardisation
         cfg_dict.setdefault("residual", 0.0)  # models from before residual joins
+        if cfg_dict.pop("coarse_targets", None):  # an experiment no release wrote
+            raise TypeError("coarse stages of their own size are not supported")
         cfg = GeneratorConfig(**cfg_dict)
         model = build_folded(cfg)
         model.load_state_dict(obj["state_dict"], strict=True)

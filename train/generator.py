@@ -62,7 +62,6 @@ class GeneratorConfig:
     # the image pooled by 4, then by 2; CoarseProjection). Fine detail is all the final one
     # can mend; these move middle-scale structure towards the exemplar's (docs/history/models.md).
     coarse: list[int] | None = None
-    coarse_targets: int | None = None  # exemplar patches of each coarse stage (None: projection's)
 
     @property
     def arch(self) -> Arch:
@@ -315,7 +314,7 @@ class TextureGenerator(nn.Module):
         )
         self.to_image = nn.Conv2d(cfg.width, cfg.out_channels, 1)
         crops, _ = cfg.projection_crops()
-        j = cfg.coarse_targets or cfg.projection
+        j = cfg.projection
         self.coarse = nn.ModuleList([CoarseProjection(j, cfg.out_channels, c) for c in crops[:-1]])
         self.project = (
             PatchProjection(cfg.projection, cfg.out_channels, cfg.relevel, crops[-1].crop_in)
@@ -357,19 +356,13 @@ def with_projection(
     model: TextureGenerator,
     n_targets: int,
     coarse: list[int] | None = None,
-    coarse_targets: int | None = None,
 ) -> TextureGenerator:
     """A new generator with `model`'s network (folded or not, weights copied) ending with the
-    projection stages: coarse levels `coarse` (`coarse_targets` patches each, None: as many as
-    the final one), then the final one onto `n_targets` patches (0: none). Their targets and
+    projection stages: coarse levels `coarse`, then the final one, each onto `n_targets`
+    patches (0: none). Their targets and
     potentials are left to the caller (`set_targets`; train_generator.fit_projection)."""
     levels = list(coarse or []) or None
-    cfg = replace(
-        model.cfg,
-        projection=n_targets,
-        coarse=levels,
-        coarse_targets=coarse_targets if levels else None,
-    )
+    cfg = replace(model.cfg, projection=n_targets, coarse=levels)
     out = TextureGenerator(cfg)
     if is_folded(model):
         fold(out)

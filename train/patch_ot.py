@@ -30,19 +30,9 @@ class OTConfig:
     patch: int = 4  # p: patches are p x p x C
     scales: int = 4  # pyramid levels, the loss is summed over them with equal weights
     n_target: int = 2000  # J: exemplar patches kept per scale
-    # J per scale, finest first (None: n_target at each). A 128^2 crop holds 25 patches at the
-    # 5th scale: with fewer targets there the network alone scored better on four textures of
-    # four, but not with its projection (docs/history/models.md, 'coarse to fine'). Off by default.
-    level_targets: list[int] | None = None
     psi_steps: int = 5  # subsampled dual ascent steps per outer iteration
     psi_lr: float = 1.0  # step on psi (the gradient is O(1/J))
     psi_batch: int = 4096  # source patches drawn per psi step and scale
-    # A step moves each visited psi_j by psi_lr / (rows in the step): at a coarse level of a
-    # small crop (25 patches at the 5th level of 128^2) that is 160x the finest level's move,
-    # far above the costs there, so the assignment follows psi more than the patches. a > 0: a
-    # level with fewer rows than psi_batch steps by psi_lr x (rows / psi_batch)^a (1: the same
-    # move per visit at every level; 0: every level steps by psi_lr).
-    psi_lr_rows_exponent: float = 0.0
     chunk: int = 2048  # source rows per matmul: memory chunk x J
     # The loss's argmin over all N source patches gives the exact dF/dpsi: step psi with it too.
     # With it, 5 subsampled steps match the reference's 10 in quality at 0.7x the time
@@ -229,14 +219,11 @@ def sample_target_patches(
     exemplar: torch.Tensor, cfg: OTConfig, generator: torch.Generator
 ) -> list[torch.Tensor]:
     """J random exemplar patches per pyramid level (all of them where there are fewer)."""
-    counts = cfg.level_targets or [cfg.n_target] * cfg.scales
-    if len(counts) != cfg.scales or min(counts) < 1:
-        raise ValueError(f"level_targets {counts}: need {cfg.scales} positive counts")
     targets = []
-    for level, n_target in zip(gaussian_pyramid(exemplar, cfg.scales, periodic=False), counts):
+    for level in gaussian_pyramid(exemplar, cfg.scales, periodic=False):
         patches = extract_patches(level, cfg.patch, periodic=False)
-        if patches.shape[0] > n_target:
-            keep = torch.randperm(patches.shape[0], generator=generator)[:n_target]
+        if patches.shape[0] > cfg.n_target:
+            keep = torch.randperm(patches.shape[0], generator=generator)[: cfg.n_target]
             patches = patches[keep.to(patches.device)]
         targets.append(patches.contiguous())
     return targets
@@ -319,12 +306,6 @@ class PatchOTLoss:
     def loss(self, image: torch.Tensor) -> torch.Tensor:
         return self.patch_loss(self.source_patches(image, self.cfg.loss_stride))
 
-    def psi_lr(self, rows: int) -> float:
-        """The psi step for a level whose steps see `rows` source patches (OTConfig)."""
-        return (
-            self.cfg.psi_lr * min(1.0, rows / self.cfg.psi_batch) ** self.cfg.psi_lr_rows_exponent
-        )
-
     def weigh(self, patches: torch.Tensor) -> torch.Tensor:
         """Patches in the weighted cost's space (each channel times sqrt(w_c)); as is without
         weights. Applied to the targets once and to the sources in fit_patches / patch_loss."""
@@ -340,8 +321,8 @@ class PatchOTLoss:
     ) -> None:
         weights = weights if weights is not None else [None] * len(self.scales)
         for ot, x, w in zip(self.scales, patches, weights):
-            lr = self.psi_lr(x.shape[0])
-            ot.ascend(self.weigh(x), self.cfg.psi_steps, lr, self.cfg.psi_batch, self.generator, w)
+            c = self.cfg
+            ot.ascend(self.weigh(x), c.psi_steps, c.psi_lr, c.psi_batch, self.generator, w)
 
     def patch_loss(
         self, patches: list[torch.Tensor], weights: list[torch.Tensor | None] | None = None
@@ -349,7 +330,7 @@ class PatchOTLoss:
         weights = weights if weights is not None else [None] * len(self.scales)
         step = self.cfg.loss_psi_step
         losses = [
-            ot.loss(self.weigh(x), w, self.psi_lr(x.shape[0]) if step else 0.0)
+            ot.loss(self.weigh(x), w, self.cfg.psi_lr if step else 0.0)
             for ot, x, w in zip(self.scales, patches, weights)
         ]
         stacked = torch.stack(losses)

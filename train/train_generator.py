@@ -89,10 +89,6 @@ class TrainConfig:
     # average below beat it on 7 of the 8 yardstick textures for the network alone, 6 of 8 with
     # the projection (docs/history/models.md, 'the learning rate').
     lr: float = 0.002
-    # The lr rises linearly over the first `warmup` iterations (0: none). At lr 0.01 from the
-    # first step the loss jumps 100-10^4x within 20 iterations (grass: 19.6 -> 5e5); 100 warm-up
-    # iterations removed the jump but the networks ended worse.
-    warmup: int = 0
     decay_start: float = 0.5  # fraction of the run after which lr decays (1.0: constant lr)
     lr_final: float = 0.1  # lr at the last iteration, as a fraction of lr (cosine decay)
     seed: int = 0  # weights, exemplar patches, training noise and psi subsampling
@@ -115,7 +111,6 @@ class TrainConfig:
     # exemplar (choose_projection; they help most textures and spoil a few); "off"; or the
     # levels, e.g. "2,1", kept whatever they measure. Materials too (`coarse_levels`).
     coarse: str = "auto"
-    coarse_targets: int = 0  # exemplar patches of each coarse stage (0: `projection`'s)
     gen: GeneratorConfig = field(default_factory=GeneratorConfig)
     # 15 averaged psi steps plus the exact step the loss's argmin gives, and the finest level's
     # loss on a stride-2 grid. The stride and the exact step cost nothing in quality;
@@ -135,14 +130,18 @@ class TrainConfig:
         gen = dict(d.pop("gen", {}))
         gen.setdefault("norm", "batch")  # checkpoints from before weight standardisation
         gen.setdefault("residual", 0.0)  # checkpoints from before residual joins
-        gen = GeneratorConfig(**gen)
+        gen.pop("coarse_targets", None)  # an experiment older checkpoints recorded (unused)
         ot = dict(d.pop("ot", {}))
         ot.setdefault("loss_psi_step", False)  # checkpoints from before these existed: off
         d.setdefault("ema", 0.0)
         d.setdefault("projection", 0)  # checkpoints from before it existed
         d.setdefault("coarse", "off")  # checkpoints from before coarse projections
         d.setdefault("freeze", 0.0)
-        d.setdefault("warmup", 0)  # checkpoints from before it existed
+        for gone in ("warmup", "coarse_targets"):  # experiments older checkpoints recorded
+            d.pop(gone, None)
+        for gone in ("level_targets", "psi_lr_rows_exponent"):
+            ot.pop(gone, None)
+        gen = GeneratorConfig(**gen)
         ot = OTConfig(**ot)
         return cls(**d, gen=gen, ot=ot)
 
@@ -150,9 +149,9 @@ class TrainConfig:
         """What a resumed run must share with the original (all but iters, lr, device and the
         projection, which comes after the loop)."""
         d = self.to_dict()
-        for k in ("iters", "lr", "device", "projection", "coarse", "coarse_targets"):
+        for k in ("iters", "lr", "device", "projection", "coarse"):
             d.pop(k)
-        for k in ("relevel", "coarse", "coarse_targets"):  # the projection's too
+        for k in ("relevel", "coarse"):  # the projection's too
             d["gen"].pop(k)
         return d
 
@@ -280,11 +279,7 @@ def freeze_start(cfg: TrainConfig) -> int:
 
 
 def learning_rate(cfg: TrainConfig, it: int) -> float:
-    """lr for iteration `it` (1-based): a linear warm-up, constant, then a cosine decay to
-    lr * lr_final."""
-    warmup = min(cfg.warmup, cfg.iters // 10)  # never more than a tenth of the run
-    if it <= warmup:
-        return cfg.lr * it / warmup
+    """lr for iteration `it` (1-based): constant, then a cosine decay to lr * lr_final."""
     start = cfg.decay_start * cfg.iters
     if it <= start or cfg.iters <= start:
         return cfg.lr
@@ -544,10 +539,11 @@ def attach_projection(
     if not cfg.projection:
         return without_projection(network), None
     levels, auto = coarse_levels(cfg)
-    kw = {"coarse_targets": cfg.coarse_targets or None, "tick": tick}
     if auto:
-        return choose_projection(network, exemplar, cfg.projection, cfg.seed, levels, **kw)
-    return fit_projection(network, exemplar, cfg.projection, cfg.seed, coarse=levels, **kw), None
+        return choose_projection(network, exemplar, cfg.projection, cfg.seed, levels, tick=tick)
+    return fit_projection(
+        network, exemplar, cfg.projection, cfg.seed, coarse=levels, tick=tick
+    ), None
 
 
 def projection_steps(cfg: TrainConfig) -> int:
@@ -571,7 +567,6 @@ def fit_projection(
     steps: int = 30,
     coarse: list[int] | None = None,
     tick: Callable[[], None] | None = None,
-    coarse_targets: int | None = None,
 ) -> TextureGenerator:
     """`model`'s network (folded) followed by its projection stages: coarse levels `coarse`,
     then the final PatchProjection, each onto `n_targets` random patches of the exemplar (pooled
@@ -582,7 +577,7 @@ def fit_projection(
     with fewer, and the better fitted psi takes the yardstick's mean from 1.97x to 1.73x synth
     (docs/history/models.md, 'under-fitted')."""
     network = without_projection(model)
-    out = with_projection(network, n_targets, coarse, coarse_targets)
+    out = with_projection(network, n_targets, coarse)
     device = next(model.parameters()).device
     gen = torch.Generator().manual_seed(seed)
     p = PatchProjection.PATCH
@@ -596,10 +591,9 @@ def fit_projection(
     def as_levels(x: torch.Tensor) -> torch.Tensor:  # what a projection scores: 8-bit levels
         return torch.round(x.clamp(0, 1) * 255) / 255
 
-    stage_cfg = replace(cfg, n_target=coarse_targets or n_targets)
     for stage in out.coarse:
         pooled = F.avg_pool2d(torch.round(ex.clamp(0, 1) * 255), stage.factor) / 255
-        ot = SemiDiscreteOT(as_levels(sample_target_patches(pooled, stage_cfg, gen)[0]))
+        ot = SemiDiscreteOT(as_levels(sample_target_patches(pooled, cfg, gen)[0]))
         for raw, _ in windows:
             d = torch.round(stage.pooled_levels(raw)) / 255
             ot.ascend(extract_patches(d, p, periodic=False), steps, 1.0, 4096, gen)
@@ -641,7 +635,6 @@ def choose_projection(
     size: int = 256,
     tick: Callable[[], None] | None = None,
     samples: int = FIT_SAMPLES,
-    coarse_targets: int | None = None,
 ) -> tuple[TextureGenerator, dict]:
     """The final projection alone or after coarse stages at `coarse` levels, whichever brings
     `checks` held-out samples (size^2, the same noise for both) closer to the exemplar
@@ -662,16 +655,7 @@ def choose_projection(
         return float(np.mean(scores))
 
     alone = fit_projection(model, exemplar, n_targets, seed, samples, tick=tick)
-    chained = fit_projection(
-        model,
-        exemplar,
-        n_targets,
-        seed,
-        samples,
-        coarse=coarse,
-        tick=tick,
-        coarse_targets=coarse_targets,
-    )
+    chained = fit_projection(model, exemplar, n_targets, seed, samples, coarse=coarse, tick=tick)
     d_alone, d_chained = distance(alone), distance(chained)
     keep = d_chained < d_alone
     report = {

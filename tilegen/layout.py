@@ -1,0 +1,150 @@
+"""A world's layout: an image whose pixels name which model paints where (tilegen world).
+
+    legend = parse_labels(["#3a7d2c=grass.onnx", "2=rock.onnx"])
+    layout = read_layout("map.png", legend)      # labels (H, W) uint8: index into layout.models
+
+A label is matched by exact colour (`#rrggbb`, RGB layouts and palette layouts), by palette index
+(palette layouts) or by value (greyscale layouts, 8 or 16 bit). Keys naming the same model file
+give one label, so there is no transition between them. Every layout pixel must be named by the
+legend: an unknown colour is a one-line error naming it and where it first appears.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from tilegen import memory
+from tilegen.errors import UserError
+
+MAX_LABELS = 64  # a label map beyond this is noise, not a layout
+_COLOUR = re.compile(r"#?([0-9a-fA-F]{6})")
+
+
+@dataclass(frozen=True)
+class Legend:
+    """--label KEY=MODEL, in the order given: keys ("#rrggbb" or "17") and model paths."""
+
+    keys: tuple[str, ...]
+    paths: tuple[str, ...]
+
+    @property
+    def models(self) -> tuple[str, ...]:
+        """The distinct model files, in order of first mention: label i paints models[i]."""
+        return tuple(dict.fromkeys(self.paths))
+
+
+@dataclass(frozen=True)
+class Layout:
+    labels: np.ndarray  # (H, W) uint8, index into `models`
+    models: tuple[str, ...]
+    sha256: str  # of the layout file's bytes
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return int(self.labels.shape[0]), int(self.labels.shape[1])
+
+
+def parse_labels(specs: list[str]) -> Legend:
+    """`--label KEY=MODEL` options: a one-line UserError for a malformed one, a key given twice
+    or a model file that does not exist."""
+    if not specs:
+        raise UserError("no --label given: name each layout colour's model, e.g. "
+                        "--label '#3a7d2c=grass.onnx'")  # fmt: skip
+    keys, paths = [], []
+    for spec in specs:
+        key, sep, path = spec.partition("=")
+        key, path = key.strip(), path.strip()
+        if not sep or not key:
+            raise UserError(f"--label {spec!r}: use COLOUR=MODEL.onnx ('#3a7d2c=grass.onnx') or "
+                            "VALUE=MODEL.onnx (a palette index or grey value)")  # fmt: skip
+        if not path:
+            raise UserError(f"--label {spec!r}: the label {key} has no model after '='")
+        key = _key(key, spec)
+        if key in keys:
+            raise UserError(f"--label {spec!r}: {key} is given twice")
+        if not Path(path).is_file():
+            raise UserError(f"--label {spec!r}: no model file {path}")
+        keys.append(key)
+        paths.append(str(Path(path).resolve()))
+    if len(set(paths)) > MAX_LABELS:
+        raise UserError(f"--label: {len(set(paths))} models; a world takes at most {MAX_LABELS}")
+    return Legend(tuple(keys), tuple(paths))
+
+
+def _key(text: str, spec: str) -> str:
+    """'#3A7D2C' -> '#3a7d2c'; '17' -> '17'."""
+    if text.isdigit():
+        return str(int(text))
+    m = _COLOUR.fullmatch(text)
+    if m is None:
+        raise UserError(f"--label {spec!r}: {text!r} is neither a colour #rrggbb nor an integer")
+    return "#" + m.group(1).lower()
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def read_layout(path: str | os.PathLike, legend: Legend) -> Layout:
+    """The layout's labels (index into legend.models per pixel), every pixel checked against the
+    legend: one line for an unreadable image, an unknown colour or value, or one too large."""
+    from PIL import Image
+
+    path = Path(path)
+    try:
+        with Image.open(path) as im:
+            h, w = im.height, im.width
+            memory.require(16 * h * w, f"reading the layout {path.name} ({h}x{w})",
+                           "use a smaller layout and a larger --cell")  # fmt: skip
+            keys, kind = _decoded(im)
+    except OSError as e:
+        raise UserError(f"layout {path}: not a readable PNG/TIFF image ({e})")
+    index = {k: legend.models.index(p) for k, p in zip(legend.keys, legend.paths)}
+    codes, inverse = np.unique(keys, return_inverse=True)
+    lut = np.empty(len(codes), np.uint8)
+    for i, code in enumerate(codes):
+        names = [n for n in _names(int(code), kind) if n in index]
+        name = _names(int(code), kind)[0]
+        if not names:
+            y, x = np.argwhere(keys == code)[0]
+            raise UserError(
+                f"layout {path.name}: {_what(kind)} {name} (first at row {y}, column {x}) has "
+                f"no model: add --label '{name}=MODEL.onnx'"
+            )
+        lut[i] = index[names[0]]
+    labels = lut[inverse.reshape(keys.shape)]
+    return Layout(labels, legend.models, file_sha256(path))
+
+
+def _decoded(im) -> tuple[np.ndarray, str]:
+    """(H, W) integer keys and how to name them: "colour" (0xRRGGBB), "value" (grey or palette
+    index, named by number; a palette index is also reachable by its colour)."""
+    if getattr(im, "n_frames", 1) > 1:
+        raise OSError("an animated image or a stack")
+    if im.mode == "P":
+        index = np.asarray(im, np.int64)
+        pal = np.asarray(im.getpalette() or [], np.int64).reshape(-1, 3)
+        colour = (pal[:, 0] << 16) | (pal[:, 1] << 8) | pal[:, 2]
+        return (index << 24) | colour[np.minimum(index, len(colour) - 1)], "palette"
+    if im.mode in ("L", "I;16", "I;16B", "I;16L", "I"):
+        return np.asarray(im, np.int64), "value"
+    rgb = np.asarray(im.convert("RGB"), np.int64)
+    return (rgb[..., 0] << 16) | (rgb[..., 1] << 8) | rgb[..., 2], "colour"
+
+
+def _names(code: int, kind: str) -> list[str]:
+    """What a legend may call a key: its colour, and a palette entry also by its index."""
+    if kind == "value":
+        return [str(code)]
+    colour = f"#{code & 0xFFFFFF:06x}"
+    return [colour, str(code >> 24)] if kind == "palette" else [colour]
+
+
+def _what(kind: str) -> str:
+    return {"value": "value", "palette": "colour", "colour": "colour"}[kind]
