@@ -333,17 +333,14 @@ def export_integer_verified(
     the self-contained form, its tiles against the tiler's (exact), then move it into place
     with its sidecar. Returns (proto, ParityReport, the mean level deviation from the float
     network)."""
-    import os
     from pathlib import Path
 
     from tilegen.errors import UserError
     from tilegen.export.onnx_export import (
         ParityReport,
         _check_outputs,
-        _info_of,
-        save,
         verify_self_contained,
-        write_sidecar,
+        write_verified,
     )
     from tilegen.train.quantize import quantize_generator
 
@@ -361,24 +358,12 @@ def export_integer_verified(
 
         proto = build_self_contained(windowed, replace(info, arithmetic=arithmetic(qg)),
                                      info.tile, info.period)  # fmt: skip
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise UserError(f"cannot write {path}: {e.strerror or e}")
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    wtmp = path.with_name(f".{path.name}.{os.getpid()}.windowed.tmp")
-    try:
-        save(proto, tmp)
-        save(windowed, wtmp)
-        report = verify_integer(qg, wtmp, ParityReport())
+
+    def check(file: Path, windowed_file: Path) -> tuple[ParityReport, float]:
+        report = verify_integer(qg, windowed_file, ParityReport())
         if info.form == "self-contained":
-            verify_self_contained(None, tmp, windowed, tile_tol=0.0, report=report)
-        deviation = float_deviation(model, qg)
-        os.replace(tmp, path)
-        write_sidecar(path, _info_of(path))
-    except OSError as e:
-        raise UserError(f"cannot write {path}: {e.strerror or e}")
-    finally:
-        tmp.unlink(missing_ok=True)
-        wtmp.unlink(missing_ok=True)
+            verify_self_contained(None, file, windowed, tile_tol=0.0, report=report)
+        return report, float_deviation(model, qg)
+
+    report, deviation = write_verified(path, proto, windowed, check)
     return proto, report, deviation

@@ -406,6 +406,25 @@ def export_verified(
     path = Path(path)
     _check_outputs(path, overwrite)
     proto, windowed = export_protos(model, info, opset)
+
+    def check(file: Path, windowed_file: Path) -> ParityReport:
+        report = ParityReport()
+        for origin, size in PARITY_CASES:
+            verify_parity(model, windowed_file, [size], origin=origin, report=report)
+        p = 2 * info.arch.stride
+        verify_parity(model, windowed_file, [(p, p)], origin=(-p // 2, 3), period=(p, p),
+                      report=report)  # fmt: skip
+        if info.form == "self-contained":
+            verify_self_contained(model, file, windowed, report=report)
+        return report
+
+    return proto, write_verified(path, proto, windowed, check)
+
+
+def write_verified(path: Path, proto: onnx.ModelProto, windowed: onnx.ModelProto, check):
+    """Save `proto` (and its windowed graph) beside `path` under temporary names, return
+    `check(file, windowed_file)`, and only then move the file into place with its sidecar: a
+    file that fails a check is never left at `path`."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as e:
@@ -415,13 +434,7 @@ def export_verified(
     try:
         save(proto, tmp)
         save(windowed, wtmp)
-        report = ParityReport()
-        for origin, size in PARITY_CASES:
-            verify_parity(model, wtmp, [size], origin=origin, report=report)
-        p = 2 * info.arch.stride
-        verify_parity(model, wtmp, [(p, p)], origin=(-p // 2, 3), period=(p, p), report=report)
-        if info.form == "self-contained":
-            verify_self_contained(model, tmp, windowed, report=report)
+        result = check(tmp, wtmp)
         os.replace(tmp, path)
         write_sidecar(path, _info_of(path))
     except OSError as e:
@@ -429,7 +442,7 @@ def export_verified(
     finally:
         tmp.unlink(missing_ok=True)
         wtmp.unlink(missing_ok=True)
-    return proto, report
+    return result
 
 
 def _check_outputs(path: Path, overwrite: bool) -> None:
