@@ -20,7 +20,7 @@ from tilegen.commandline import O
 from tilegen.errors import UserError
 from tilegen.evaluate import EvaluateJob
 from tilegen.tiler import GenerateConfig
-from tilegen.train.jobs import BlendJob, InpaintJob, PixelJob, SampleJob, SynthJob, TrainJob
+from train.jobs import BlendJob, InpaintJob, PixelJob, SampleJob, SynthJob, TrainJob
 
 app = typer.Typer(
     help="Learn a texture from one example image with patch optimal transport, then paint "
@@ -459,7 +459,7 @@ def export_cmd(
     """
     from dataclasses import replace
 
-    from tilegen.export.onnx_export import check_options, wrap_verified
+    from export.onnx_export import check_options, wrap_verified
 
     check_output(output, overwrite)
     tile = check_options(self_contained, tile, period, opset)
@@ -476,8 +476,8 @@ def export_cmd(
             f"{output}.json; tiles vs the tiler's, max |diff| {report.max_diff:.3g}"
         )
         return
-    from tilegen.export.onnx_export import export_verified, model_info
-    from tilegen.train.checkpoint import load_generator
+    from export.onnx_export import export_verified, model_info
+    from train.checkpoint import load_generator
 
     gen, meta = load_generator(model, "cpu")
     info = model_info(gen, meta)
@@ -485,7 +485,7 @@ def export_cmd(
         info = replace(info, form="self-contained", tile=tile,
                        period=options.period(period, gen.cfg.arch))  # fmt: skip
     if integer:
-        from tilegen.export.integer import export_integer_verified
+        from export.integer import export_integer_verified
 
         log = lambda message: typer.echo(message, err=True)  # noqa: E731
         proto, report, deviation = export_integer_verified(

@@ -25,9 +25,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 
-from tilegen.export.onnx_export import model_info, save, torch_to_onnx  # noqa: E402
+from export.onnx_export import model_info, save, torch_to_onnx  # noqa: E402
 from tilegen.model import open_model, render_region  # noqa: E402
-from tilegen.train.checkpoint import load_generator  # noqa: E402
+from train.checkpoint import load_generator  # noqa: E402
 
 
 def main() -> None:

@@ -42,15 +42,15 @@ import torch.nn.functional as F  # noqa: E402
 from bench.generator_quality import OUT, exemplar_path, structure_scorer  # noqa: E402
 from tilegen.evaluate import Evaluator  # noqa: E402
 from tilegen.imageio import read_image, write_image  # noqa: E402
-from tilegen.train.checkpoint import load_generator  # noqa: E402
-from tilegen.train.generator import sample_tile, without_projection  # noqa: E402
-from tilegen.train.patch_ot import (  # noqa: E402
+from train.checkpoint import load_generator  # noqa: E402
+from train.generator import sample_tile, without_projection  # noqa: E402
+from train.patch_ot import (  # noqa: E402
     OTConfig,
     SemiDiscreteOT,
     extract_patches,
     sample_target_patches,
 )
-from tilegen.train.synth import to_tensor  # noqa: E402
+from train.synth import to_tensor  # noqa: E402
 
 
 def pool(x: torch.Tensor, k: int) -> torch.Tensor:

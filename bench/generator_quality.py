@@ -19,7 +19,7 @@ OTHER`, takes OTHER's network and fits only its projection anew), then scores at
 
 Scores: the debiased multiscale patch-OT distance of `tilegen.evaluate` (1000 patches a draw, 3
 draws, 4 levels; bench/synth_quality.py uses the same) and the structure figure of
-`tilegen.train.structure` (Portilla-Simoncelli statistics against 24 real SIZE^2 pieces, 1.0 a
+`train.structure` (Portilla-Simoncelli statistics against 24 real SIZE^2 pieces, 1.0 a
 typical real piece). A row passes the pieces bar when the mean of the samples with the
 projection is <= 1.5 x synth's or the median real piece's, and below the median blurred
 piece's, and the structure bar when their mean structure figure is <= 2.0 (target 1.5;
@@ -107,7 +107,7 @@ def parse_sets(items: list[str]) -> dict:
 
 def train_config(sets: dict):
     """TrainConfig() on the CPU with `sets` applied (keys 'name', 'gen.name' or 'ot.name')."""
-    from tilegen.train.train_generator import TrainConfig
+    from train.train_generator import TrainConfig
 
     cfg = TrainConfig(device="cpu")
     top = {k: v for k, v in sets.items() if "." not in k}
@@ -121,9 +121,9 @@ _STRUCTURE: dict = {}
 
 def structure_scorer(name: str):
     """The structure figure's scorer for SIZE^2 images of texture `name` (24 real pieces,
-    seed 0; tilegen.train.structure), one per process."""
+    seed 0; train.structure), one per process."""
     from tilegen.imageio import read_image
-    from tilegen.train.structure import StructureScorer
+    from train.structure import StructureScorer
 
     if name not in _STRUCTURE:
         _STRUCTURE[name] = StructureScorer(read_image(exemplar_path(name)), SIZE, SIZE, seed=0)
@@ -143,7 +143,7 @@ def synth_row(name: str, threads: int) -> dict:
 
     from tilegen.evaluate import Evaluator
     from tilegen.imageio import read_image, write_image
-    from tilegen.train.synth import SynthConfig, synthesize
+    from train.synth import SynthConfig, synthesize
 
     _threads(threads)
     cache = OUT / "synth" / f"{name}.json"
@@ -224,9 +224,9 @@ def generator_row(
 
     from tilegen.evaluate import Evaluator
     from tilegen.imageio import read_image, write_image
-    from tilegen.train.checkpoint import load_generator, save_generator
-    from tilegen.train.generator import without_projection
-    from tilegen.train.train_generator import (
+    from train.checkpoint import load_generator, save_generator
+    from train.generator import without_projection
+    from train.train_generator import (
         attach_projection,
         check_modes,
         fit_projection,

@@ -34,8 +34,8 @@ sys.path.insert(0, str(ROOT))
 
 from tilegen.evaluate import gaussian_blur, patch_ot_distance  # noqa: E402
 from tilegen.imageio import quantize, write_image  # noqa: E402
-from tilegen.train.blend import BlendConfig, blend  # noqa: E402
-from tilegen.train.inpaint import InpaintConfig, inpaint  # noqa: E402
+from train.blend import BlendConfig, blend  # noqa: E402
+from train.inpaint import InpaintConfig, inpaint  # noqa: E402
 
 WEIGHTS = (0.25, 0.5, 0.75)
 HOLE = (slice(64, 128), slice(96, 160))

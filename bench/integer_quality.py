@@ -34,9 +34,9 @@ def score_row(name: str, model_path: str, exemplar: str) -> dict:
 
     from tilegen.evaluate import Evaluator
     from tilegen.imageio import read_image, write_image
-    from tilegen.train.checkpoint import load_generator
-    from tilegen.train.quantize import calibrate, quantize_generator, sample_tile_integer
-    from tilegen.train.train_generator import sample, to_image
+    from train.checkpoint import load_generator
+    from train.quantize import calibrate, quantize_generator, sample_tile_integer
+    from train.train_generator import sample, to_image
 
     model, _ = load_generator(model_path)
     score = Evaluator(read_image(exemplar), n=gq.PATCHES)

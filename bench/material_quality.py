@@ -147,7 +147,7 @@ def table(results: list[dict]) -> str:
 def synth_one(
     ex: np.ndarray, layout: dict, size: int, iters: int, weights: list[str] | None, scales: int = 4
 ):
-    from tilegen.train.synth import SynthConfig, synthesize
+    from train.synth import SynthConfig, synthesize
 
     cfg = SynthConfig(size=(size, size), iters=iters, device="cpu")
     roles = [m["role"] for m in layout["maps"]]
@@ -184,8 +184,8 @@ def preview(model: Path, size: int = 256, seed: int = 1) -> None:
     """The README's picture: a periodic sample of a material model as albedo | normal | height |
     lit, written to docs/images/material_preview.png."""
     from tilegen.imageio import write_image
-    from tilegen.train.checkpoint import load_generator
-    from tilegen.train.train_generator import sample
+    from train.checkpoint import load_generator
+    from train.train_generator import sample
 
     gen, meta = load_generator(model, "cpu")
     layout = meta["material"]
@@ -291,8 +291,8 @@ def main() -> None:
                 shown[f"{name} {s}"] = (ex, img, layout)
                 print(table(results[-1:]), flush=True)
         else:
-            from tilegen.train.checkpoint import load_generator
-            from tilegen.train.train_generator import sample
+            from train.checkpoint import load_generator
+            from train.train_generator import sample
 
             gen, meta = load_generator(a.model, "cpu")
             layout = meta["material"]

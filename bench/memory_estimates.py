@@ -37,7 +37,7 @@ def tree_rss(p: psutil.Process) -> int:
 
 def peak_of(args: list[str]) -> tuple[int, str]:
     """(peak summed RSS in bytes, stderr) of `tilegen ARGS`."""
-    cmd = [sys.executable, "-c", "from tilegen import cli; cli.main()", *args]
+    cmd = [sys.executable, "-c", "import cli; cli.main()", *args]
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True)  # fmt: skip
     ps, peak = psutil.Process(proc.pid), 0

@@ -39,7 +39,7 @@ def layout_spread(images: torch.Tensor) -> float:
 @torch.no_grad()
 def level_changes(model, size: int, samples: int, seed: int = 0) -> list[tuple[float, float]]:
     """(rms change, rms change of the 16x16 averages) per noise level, coarsest first."""
-    from tilegen.train.generator import training_noise
+    from train.generator import training_noise
 
     gen = torch.Generator().manual_seed(seed)
     noise = training_noise(model.cfg, samples, size, gen)
@@ -63,8 +63,8 @@ def main() -> None:
     torch.set_num_threads(1)
 
     from tilegen.imageio import read_image
-    from tilegen.train.checkpoint import load_generator
-    from tilegen.train.generator import training_noise, without_projection
+    from train.checkpoint import load_generator
+    from train.generator import training_noise, without_projection
 
     model, _ = load_generator(args.model)
     model = without_projection(model).eval()

@@ -35,9 +35,9 @@ import numpy as np  # noqa: E402
 import onnxruntime as ort  # noqa: E402
 import torch  # noqa: E402
 
+from export.onnx_export import export_onnx, noise_feeds  # noqa: E402
 from tilegen.contract import ModelInfo  # noqa: E402
-from tilegen.export.onnx_export import export_onnx, noise_feeds  # noqa: E402
-from tilegen.train.generator import (  # noqa: E402
+from train.generator import (  # noqa: E402
     GeneratorConfig,
     TextureGenerator,
     fold,
@@ -81,11 +81,11 @@ def main() -> None:
         return float_vs_integer(args)
 
     if args.model:
-        from tilegen.train.checkpoint import load_generator
+        from train.checkpoint import load_generator
 
         model, _ = load_generator(args.model, "cpu")
         if args.network_only:
-            from tilegen.train.generator import without_projection
+            from train.generator import without_projection
 
             model = without_projection(model)
     else:
@@ -139,11 +139,11 @@ def main() -> None:
 
 def float_vs_integer(args) -> None:
     """ms per output megapixel of the network and the projection, float and integer exports."""
-    from tilegen.export.integer import integer_graph, network_only
-    from tilegen.export.onnx_export import export_protos, model_info, session
-    from tilegen.train.checkpoint import load_generator
-    from tilegen.train.generator import without_projection
-    from tilegen.train.quantize import quantize_generator
+    from export.integer import integer_graph, network_only
+    from export.onnx_export import export_protos, model_info, session
+    from train.checkpoint import load_generator
+    from train.generator import without_projection
+    from train.quantize import quantize_generator
 
     model, meta = load_generator(args.model, "cpu")
     info = model_info(model, meta)

@@ -72,7 +72,7 @@ def main() -> None:
     ap.add_argument("--no-browser", action="store_true")
     ap.add_argument("--threads", type=int, default=1, help="Node runtimes' threads")
     args = ap.parse_args()
-    from tilegen.export.onnx_export import wrap_verified
+    from export.onnx_export import wrap_verified
     from tilegen.model import open_model
 
     info = open_model(args.model).info

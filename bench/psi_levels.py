@@ -25,11 +25,11 @@ import torch  # noqa: E402
 
 from bench.generator_quality import parse_sets  # noqa: E402
 from tilegen.imageio import read_image  # noqa: E402
-from tilegen.train.checkpoint import load_generator  # noqa: E402
-from tilegen.train.generator import training_noise, without_projection  # noqa: E402
-from tilegen.train.patch_ot import PatchOTLoss  # noqa: E402
-from tilegen.train.synth import to_tensor  # noqa: E402
-from tilegen.train.train_generator import TrainConfig, crop_training  # noqa: E402
+from train.checkpoint import load_generator  # noqa: E402
+from train.generator import training_noise, without_projection  # noqa: E402
+from train.patch_ot import PatchOTLoss  # noqa: E402
+from train.synth import to_tensor  # noqa: E402
+from train.train_generator import TrainConfig, crop_training  # noqa: E402
 
 
 def main() -> None:

@@ -3,7 +3,7 @@ block shuffle and a sigma = 2 blur, on every yardstick texture (issue #32, item 
 
     python bench/structure_ranking.py [--textures NAME ...] [--count 6] [--size 256]
 
-Per texture: the structure scorer of `tilegen.train.structure` (24 reference pieces, seed 0),
+Per texture: the structure scorer of `train.structure` (24 reference pieces, seed 0),
 then `count` other real pieces (cut from another stream) scored as images, and the same pieces
 cut into b x b blocks put back in a random order (b = 32, 16), and blurred (sigma = 2, the
 evaluate module's blur). Prints the median of each row and whether the order holds for the
@@ -28,7 +28,7 @@ import torch  # noqa: E402
 from bench.generator_quality import YARDSTICK, exemplar_path  # noqa: E402
 from tilegen.evaluate import gaussian_blur, real_pieces  # noqa: E402
 from tilegen.imageio import read_image  # noqa: E402
-from tilegen.train.structure import StructureScorer, shuffle_blocks  # noqa: E402
+from train.structure import StructureScorer, shuffle_blocks  # noqa: E402
 
 
 def rank_texture(name: str, size: int, count: int, seed: int = 0) -> dict:

@@ -27,8 +27,8 @@ sys.path.insert(0, str(ROOT))
 
 from tilegen.evaluate import Evaluator  # noqa: E402
 from tilegen.imageio import quantize, read_image  # noqa: E402
-from tilegen.train.patch_ot import OTConfig  # noqa: E402
-from tilegen.train.synth import SynthConfig, synthesize  # noqa: E402
+from train.patch_ot import OTConfig  # noqa: E402
+from train.synth import SynthConfig, synthesize  # noqa: E402
 
 VARIANTS = {
     "default": {},

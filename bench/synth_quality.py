@@ -38,7 +38,7 @@ from tilegen.evaluate import (  # noqa: E402
     w2_squared,
 )
 from tilegen.imageio import read_image, write_image  # noqa: E402
-from tilegen.train.synth import SynthConfig, synthesize  # noqa: E402
+from train.synth import SynthConfig, synthesize  # noqa: E402
 
 PATCHES = 1000  # patches per draw in evaluate (its default is 2000): 4x cheaper exact OT solves
 

@@ -31,14 +31,14 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from tilegen.imageio import read_image  # noqa: E402
-from tilegen.train.patch_ot import (  # noqa: E402
+from train.patch_ot import (  # noqa: E402
     OTConfig,
     PatchOTLoss,
     extract_patches,
     gaussian_pyramid,
     sample_target_patches,
 )
-from tilegen.train.synth import to_tensor  # noqa: E402
+from train.synth import to_tensor  # noqa: E402
 
 EXEMPLAR = ROOT / "tilegen" / "assets" / "exemplars" / "bark.png"
 REFERENCE_PSI_STEPS = 10  # the reference schedule (DESIGN.md section 2), whatever our default

@@ -39,10 +39,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from tilegen.imageio import read_image  # noqa: E402
-from tilegen.train.generator import GeneratorConfig, training_noise  # noqa: E402
-from tilegen.train.patch_ot import OTConfig, PatchOTLoss  # noqa: E402
-from tilegen.train.synth import to_tensor  # noqa: E402
-from tilegen.train.train_generator import (  # noqa: E402
+from train.generator import GeneratorConfig, training_noise  # noqa: E402
+from train.patch_ot import OTConfig, PatchOTLoss  # noqa: E402
+from train.synth import to_tensor  # noqa: E402
+from train.train_generator import (  # noqa: E402
     TrainConfig,
     crop_training,
     default_schedule,

@@ -32,8 +32,8 @@ def network_at(checkpoint: Path, cfg):
     """The folded network as checkpointed (its weight average when the run keeps one)."""
     import torch
 
-    from tilegen.train.checkpoint import load_checkpoint
-    from tilegen.train.generator import TextureGenerator, fold
+    from train.checkpoint import load_checkpoint
+    from train.generator import TextureGenerator, fold
 
     ckpt = load_checkpoint(checkpoint)
     model = TextureGenerator(cfg.gen)
@@ -57,7 +57,7 @@ def main() -> None:
 
     from tilegen.evaluate import Evaluator
     from tilegen.imageio import read_image, write_image
-    from tilegen.train.train_generator import for_exemplar, sample, train
+    from train.train_generator import for_exemplar, sample, train
 
     torch.set_num_threads(1)
     exemplar = read_image(exemplar_path(args.texture))

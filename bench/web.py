@@ -186,7 +186,7 @@ def main() -> None:
     ap.add_argument("--store", type=Path)
     ap.add_argument("--tile", type=int, default=512)
     args = ap.parse_args()
-    from tilegen.export.onnx_export import wrap_verified
+    from export.onnx_export import wrap_verified
 
     with tempfile.TemporaryDirectory() as d:
         web = Path(d) / "web.onnx"

@@ -30,9 +30,9 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+from export.chunked import CHUNK_ROWS, _loop_nodes, integer_scores
 from tilegen.contract import ModelInfo
-from tilegen.export.chunked import CHUNK_ROWS, _loop_nodes, integer_scores
-from tilegen.train.quantize import LEAK, IntegerGenerator, QConv, QParams
+from train.quantize import LEAK, IntegerGenerator, QConv, QParams
 
 PAD_SCORE = 2**30  # padding columns' score: above every real one (|real| < 3.2e6)
 ARITHMETIC_VERSION = 1
@@ -168,7 +168,7 @@ def _network(g: _Graph, qg: IntegerGenerator, inputs: list[str]) -> str:
 
 def _projection(g: _Graph, qg: IntegerGenerator, levels: str, chunk: int) -> str:
     """The final patch projection of whole levels: float32 (1, C, H - 4, W - 4) in [0, 1]."""
-    from tilegen.train.generator import PatchProjection
+    from train.generator import PatchProjection
 
     p, s, t, block = PatchProjection.PATCH, PatchProjection.STRIDE, PatchProjection.TRIM, 50
     c = qg.cfg.out_channels
@@ -212,8 +212,8 @@ def integer_graph(
 ) -> onnx.ModelProto:
     """The windowed ONNX model of an integer generator, with `info`'s metadata (and
     tilegen.arithmetic), checked by onnx's checker; not written anywhere."""
+    from export.onnx_export import ir_version_for
     from tilegen.contract import to_metadata
-    from tilegen.export.onnx_export import ir_version_for
 
     g = _Graph()
     names = info.input_names()
@@ -258,7 +258,7 @@ def network_only(qg: IntegerGenerator) -> IntegerGenerator:
 def levels_session(qg: IntegerGenerator, threads: int = 1):
     """noises -> the network's whole levels (numpy float64), by onnxruntime on the integer
     graph: the reference's numbers (the graph is exact), many times faster than torch."""
-    from tilegen.export.onnx_export import session
+    from export.onnx_export import session
 
     net = network_only(qg)
     info = ModelInfo(arch=net.cfg.arch, noise_channels=net.cfg.noise_channels,
@@ -276,8 +276,8 @@ def verify_integer(qg: IntegerGenerator, path, report=None, seed: int = 0):  # -
     """onnxruntime on the integer file at `path` against the reference arithmetic
     (IntegerGenerator.image) on the export's parity windows: every output value must be equal
     (a one-line UserError otherwise)."""
+    from export.onnx_export import PARITY_CASES, ParityReport, _info_of, session
     from tilegen.errors import UserError
-    from tilegen.export.onnx_export import PARITY_CASES, ParityReport, _info_of, session
     from tilegen.model import noise_feeds
 
     report = report or ParityReport()
@@ -306,9 +306,9 @@ def float_deviation(model, qg: IntegerGenerator, size: int = 256, seed: int = 0)
     integer network's on one size^2 window: how far quantisation moved the network."""
     import torch
 
-    from tilegen.export.onnx_export import prepared
+    from export.onnx_export import prepared
     from tilegen.noise import tile_noise
-    from tilegen.train.generator import without_projection
+    from train.generator import without_projection
 
     net = without_projection(prepared(model))
     noises, _ = tile_noise(qg.arch, qg.cfg.noise_channels, seed, 0, 0, size, size)
@@ -335,14 +335,14 @@ def export_integer_verified(
     network)."""
     from pathlib import Path
 
-    from tilegen.errors import UserError
-    from tilegen.export.onnx_export import (
+    from export.onnx_export import (
         ParityReport,
         _check_outputs,
         verify_self_contained,
         write_verified,
     )
-    from tilegen.train.quantize import quantize_generator
+    from tilegen.errors import UserError
+    from train.quantize import quantize_generator
 
     path = Path(path)
     _check_outputs(path, overwrite)
@@ -354,7 +354,7 @@ def export_integer_verified(
     windowed = integer_graph(qg, plain, opset=opset)
     proto = windowed
     if info.form == "self-contained":
-        from tilegen.export.self_contained import build_self_contained
+        from export.self_contained import build_self_contained
 
         proto = build_self_contained(windowed, replace(info, arithmetic=arithmetic(qg)),
                                      info.tile, info.period)  # fmt: skip

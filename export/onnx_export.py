@@ -37,14 +37,14 @@ from typing import TYPE_CHECKING
 import numpy as np
 import onnx
 
+from export.chunked import CHUNK_ROWS, chunk_projections
 from tilegen import __version__, options
 from tilegen.contract import ModelInfo, from_metadata, runtime_contract, to_metadata
 from tilegen.errors import UserError, one_line
-from tilegen.export.chunked import CHUNK_ROWS, chunk_projections
 from tilegen.model import noise_feeds
 
 if TYPE_CHECKING:  # torch is imported where it is used: wrapping an .onnx file needs none
-    from tilegen.train.generator import TextureGenerator
+    from train.generator import TextureGenerator
 
 DEFAULT_OPSET = 18  # the oldest opset the self-contained form can use (BitwiseXor)
 PARITY_TOL = 1e-4  # max |onnxruntime - torch| an export accepts
@@ -68,7 +68,7 @@ def prepared(model: TextureGenerator) -> TextureGenerator:
     """A CPU float32 eval-mode copy with its normalisation folded into plain convolutions."""
     import torch
 
-    from tilegen.train.generator import fold, is_folded
+    from train.generator import fold, is_folded
 
     m = copy.deepcopy(model).to("cpu", torch.float32)
     if not is_folded(m):
@@ -171,7 +171,7 @@ def torch_to_onnx(
         quiet.setLevel(level)
     proto = _clean(program.model_proto, info, opset)
     if chunk_rows:
-        from tilegen.train.generator import PatchProjection
+        from train.generator import PatchProjection
 
         chunk_projections(proto, PatchProjection.BLOCK, chunk_rows)
     if bn_nodes(proto):
@@ -189,7 +189,7 @@ def export_protos(
         return windowed, windowed
     if info.form != "self-contained":
         raise ValueError(f"unknown tilegen form {info.form!r}")
-    from tilegen.export.self_contained import build_self_contained
+    from export.self_contained import build_self_contained
 
     return build_self_contained(windowed, info, info.tile, info.period), windowed
 
@@ -340,7 +340,7 @@ def verify_self_contained(
             report.cases.append((what + " vs the tiler", d_tiler))
             _fail(what, d_tiler, tile_tol, "the tiler's windowed path")
             if m is not None:
-                from tilegen.train.generator import sample_tile
+                from train.generator import sample_tile
 
                 ref = sample_tile(m, seed, y0, x0, h, w, period).numpy()
                 d_torch = float(np.abs(got - ref).max())
@@ -462,7 +462,7 @@ def wrap_verified(
     """`tilegen export WINDOWED.onnx --self-contained`: wrap an exported windowed file into the
     self-contained form (fixed `tile`, or dynamic for None) without torch, check its tiles
     against the tiler's (bit-identical expected), then write it and its sidecar."""
-    from tilegen.export.self_contained import build_self_contained
+    from export.self_contained import build_self_contained
     from tilegen.inspect import load
 
     path = Path(path)

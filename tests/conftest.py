@@ -19,7 +19,7 @@ def fixture_generator(levels: int = 4, width: int = 8, seed: int = 0):
     """A random-init, BN-folded generator whose outputs span [0, 1] (torch needed)."""
     import torch
 
-    from tilegen.train.generator import GeneratorConfig, TextureGenerator, fold, training_noise
+    from train.generator import GeneratorConfig, TextureGenerator, fold, training_noise
 
     torch.manual_seed(seed)
     cfg = GeneratorConfig(levels=levels, width=width)
@@ -50,8 +50,8 @@ def fixture_models(
 ) -> tuple[Path, Path | None]:
     """Write `fixture_l{levels}w{width}.onnx` (windowed) and, when `tile` is given, the
     self-contained form `..._sc.onnx` of the same generator. Returns their paths."""
+    from export.onnx_export import export_protos, save
     from tilegen.contract import ModelInfo
-    from tilegen.export.onnx_export import export_protos, save
 
     model = fixture_generator(levels, width, seed)
     cfg = model.cfg

@@ -10,7 +10,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def cli(*args, timeout=300):
     """The real console entry point in a subprocess: (returncode, stdout, stderr)."""
     p = subprocess.run(
-        [sys.executable, "-c", "from tilegen import cli; cli.main()", *map(str, args)],
+        [sys.executable, "-c", "import cli; cli.main()", *map(str, args)],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -21,7 +21,7 @@ def cli(*args, timeout=300):
 
 def cli_inproc(monkeypatch, capsys, *args) -> tuple[int, str, str]:
     """The console entry point in this process (fast): (exit code, stdout, stderr)."""
-    from tilegen import cli as cli_mod
+    import cli as cli_mod
 
     monkeypatch.setattr(sys, "argv", ["tilegen", *map(str, args)])
     code = 0

@@ -109,7 +109,7 @@ def model_pt(tmp_path_factory) -> Path:
     """A small trained-format model (a folded random generator; training is not the point)."""
     from conftest import fixture_generator
 
-    from tilegen.train.checkpoint import save_generator
+    from train.checkpoint import save_generator
 
     path = tmp_path_factory.mktemp("pt") / "small.pt"
     save_generator(path, fixture_generator(4, 8), {"exemplar_sha256": "", "training": {}})
@@ -117,7 +117,7 @@ def model_pt(tmp_path_factory) -> Path:
 
 
 def run_inproc(monkeypatch, capsys, *args) -> tuple[int, str, str]:
-    from tilegen import cli
+    import cli
 
     code = 0
     try:
@@ -456,7 +456,7 @@ def _interrupt(
     callable `ready` says so), send SIGINT."""
     err_path = tmp_path / "stderr.txt"
     with open(err_path, "w") as err:
-        cmd = [sys.executable, "-c", "from tilegen import cli; cli.main()", *map(str, args)]
+        cmd = [sys.executable, "-c", "import cli; cli.main()", *map(str, args)]
         p = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=err,
                              preexec_fn=_default_sigint)  # fmt: skip
         t0 = time.time()
@@ -551,7 +551,7 @@ def test_ctrl_c_generate_tiles_sample_export(onnx_model, model_pt, tmp_path):
     assert_one_line(code, err, "was not written", 130)
     from conftest import fixture_generator
 
-    from tilegen.train.checkpoint import save_generator
+    from train.checkpoint import save_generator
 
     big = tmp_path / "big.pt"  # the bundled model's shape: its export takes tens of seconds
     save_generator(big, fixture_generator(6, 16), {"exemplar_sha256": "", "training": {}})

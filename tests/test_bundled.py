@@ -30,7 +30,7 @@ def test_default_generate_paints_a_seamless_texture_of_its_exemplar(tmp_path):
         [
             sys.executable,
             "-m",
-            "tilegen.cli",
+            "cli",
             "generate",
             "-o",
             str(out),
@@ -69,8 +69,8 @@ def test_bundled_material_model_paints_every_map(tmp_path):
 
     pytest.importorskip("torch")
     from tilegen.material import normal_height_consistency, read_material
-    from tilegen.train.checkpoint import load_generator
-    from tilegen.train.jobs import SampleJob
+    from train.checkpoint import load_generator
+    from train.jobs import SampleJob
 
     path = ASSETS / "pebbles_material.pt"
     assert path.stat().st_size < 5 * 2**20

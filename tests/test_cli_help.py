@@ -5,7 +5,7 @@ import click
 import typer
 from typer.testing import CliRunner
 
-from tilegen.cli import app
+from cli import app
 
 COMMANDS = typer.main.get_command(app).commands
 

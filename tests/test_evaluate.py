@@ -33,7 +33,7 @@ def texture(name: str) -> np.ndarray:
 
 def tilegen(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "tilegen.cli", *args], capture_output=True, text=True, cwd=ROOT
+        [sys.executable, "-m", "cli", *args], capture_output=True, text=True, cwd=ROOT
     )
 
 
@@ -43,7 +43,7 @@ def tilegen(*args: str) -> subprocess.CompletedProcess:
 @pytest.mark.parametrize("shape", [(37, 50, 3), (64, 64, 1), (33, 20, 4)])
 def test_pyramid_matches_the_training_pyramid(shape):
     torch = pytest.importorskip("torch")
-    from tilegen.train.patch_ot import gaussian_pyramid
+    from train.patch_ot import gaussian_pyramid
 
     img = np.random.default_rng(0).random(shape, dtype=np.float32)
     ours = gaussian_pyramid_np(img, 3)

@@ -18,15 +18,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from tilegen.contract import (  # noqa: E402  # noqa: E402
-    FORMAT_VERSION,
-    ModelInfo,
-    from_metadata,
-    runtime_contract,
-    to_metadata,
-)
-from tilegen.errors import UserError  # noqa: E402
-from tilegen.export.onnx_export import (  # noqa: E402
+from export.onnx_export import (  # noqa: E402
     bn_nodes,
     export_protos,
     ir_version_for,
@@ -37,10 +29,18 @@ from tilegen.export.onnx_export import (  # noqa: E402
     tiler_tile,
     verify_parity,
 )
-from tilegen.export.self_contained import build_self_contained  # noqa: E402
+from export.self_contained import build_self_contained  # noqa: E402
+from tilegen.contract import (  # noqa: E402  # noqa: E402
+    FORMAT_VERSION,
+    ModelInfo,
+    from_metadata,
+    runtime_contract,
+    to_metadata,
+)
+from tilegen.errors import UserError  # noqa: E402
 from tilegen.inspect import describe, format_text, load  # noqa: E402
 from tilegen.noise import mix32, noise_window  # noqa: E402
-from tilegen.train.generator import (  # noqa: E402
+from train.generator import (  # noqa: E402
     GeneratorConfig,
     TextureGenerator,
     fold,
@@ -408,7 +408,7 @@ def test_tilers_loader_rejects_bad_files(exported, tmp_path):
 
 def _cli(*args: str, block_torch: bool = False) -> subprocess.CompletedProcess:
     code = "import sys; " + ("sys.modules['torch'] = None; " if block_torch else "")
-    code += "from tilegen import cli; sys.argv = ['tilegen'] + sys.argv[1:]; cli.main()"
+    code += "import cli; sys.argv = ['tilegen'] + sys.argv[1:]; cli.main()"
     return subprocess.run(
         [sys.executable, "-c", code, *args], cwd=ROOT, capture_output=True, text=True, timeout=300
     )
@@ -433,7 +433,7 @@ def test_inspect_cli_without_torch(exported, self_contained, tmp_path):
 
 @pytest.fixture(scope="module")
 def model_pt(tmp_path_factory):
-    checkpoint = pytest.importorskip("tilegen.train.checkpoint")
+    checkpoint = pytest.importorskip("train.checkpoint")
     path = tmp_path_factory.mktemp("pt") / "model.pt"
     meta = {"exemplar_sha256": "ab" * 32, "training": {"iters": 3}, "channels": "RGB"}
     checkpoint.save_generator(path, make_generator(0, folded=True), meta)
@@ -441,7 +441,7 @@ def model_pt(tmp_path_factory):
 
 
 def _run_cli(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
-    from tilegen import cli
+    import cli
 
     monkeypatch.setattr(sys, "argv", ["tilegen", *args])
     code = 0
@@ -456,7 +456,7 @@ def _run_cli(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
 def _reuse_export(monkeypatch, proto: onnx.ModelProto) -> None:
     """Skip the second torch export (slow on 2 shared cores): the CLI gets the fixture's graph
     (same weights as model_pt) with its own metadata; everything else runs for real."""
-    import tilegen.export.onnx_export as ox
+    import export.onnx_export as ox
 
     def fake(model, info, opset=18):
         p = onnx.ModelProto()
@@ -582,7 +582,7 @@ def test_noise_reference_json_matches_tilegen_noise():
 
 
 def test_noise_reference_json_is_current():
-    from tilegen.export.noise_reference import dumps, reference
+    from export.noise_reference import dumps, reference
 
     assert (ROOT / "docs" / "noise_reference.json").read_text() == dumps(reference())
 

@@ -190,7 +190,7 @@ def _signalled(args: list, ready: str, tmp_path: Path, sig: int, timeout: float 
     `ready` says so), send `sig`; (exit code, stdout, stderr)."""
     out_path, err_path = tmp_path / "stdout.txt", tmp_path / "stderr.txt"
     with open(out_path, "w") as out, open(err_path, "w") as err:
-        cmd = [sys.executable, "-c", "from tilegen import cli; cli.main()", *map(str, args)]
+        cmd = [sys.executable, "-c", "import cli; cli.main()", *map(str, args)]
         p = subprocess.Popen(cmd, cwd=ROOT, stdout=out, stderr=err, preexec_fn=_default_sigint)
         t0 = time.time()
         seen = (
@@ -300,7 +300,7 @@ def test_one_writer_at_a_time(onnx_model, tmp_path):
     both = tmp_path / "both.zarr"
     args = ["generate", onnx_model, "-o", both, "--size", 1024, 1024, "--chunk", 64, "--shard",
             128, "--no-progress", "--threads", 1]  # fmt: skip
-    cmd = [sys.executable, "-c", "from tilegen import cli; cli.main()"]
+    cmd = [sys.executable, "-c", "import cli; cli.main()"]
     pipes = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, "text": True, "cwd": ROOT}
     procs = [subprocess.Popen([*cmd, *map(str, args), "--seed", str(s)], **pipes) for s in (1, 2)]
     results = [(p.wait(timeout=300), p.stderr.read()) for p in procs]

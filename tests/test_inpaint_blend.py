@@ -21,10 +21,10 @@ from PIL import Image
 
 from tilegen.errors import UserError
 from tilegen.imageio import read_image, write_image
-from tilegen.train.blend import BlendConfig, blend, ramp_weights
-from tilegen.train.inpaint import InpaintConfig, inpaint
-from tilegen.train.patch_ot import OTConfig, PatchOTLoss, SemiDiscreteOT
-from tilegen.train.synth import SynthConfig, synthesize
+from train.blend import BlendConfig, blend, ramp_weights
+from train.inpaint import InpaintConfig, inpaint
+from train.patch_ot import OTConfig, PatchOTLoss, SemiDiscreteOT
+from train.synth import SynthConfig, synthesize
 
 DATA = Path(__file__).parent / "data"
 OT = OTConfig(scales=3, n_target=400, psi_batch=512)
@@ -46,7 +46,7 @@ def load(name: str) -> np.ndarray:
 
 
 def tilegen(*args: str) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", "tilegen.cli", *args]
+    cmd = [sys.executable, "-m", "cli", *args]
     return subprocess.run(cmd, capture_output=True, text=True)
 
 
@@ -54,7 +54,7 @@ def tilegen_in_process(*args: str):
     """The CLI without a new interpreter (no torch import to pay for); errors are raised."""
     from typer.testing import CliRunner
 
-    from tilegen.cli import app
+    from cli import app
 
     return CliRunner().invoke(app, list(args), catch_exceptions=True)
 

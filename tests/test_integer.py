@@ -12,15 +12,15 @@ import pytest
 import torch
 from helpers import cli
 
+from export.integer import export_integer_verified, integer_graph, network_only
+from export.onnx_export import model_info, save, session, wrap_verified
 from tilegen.contract import ModelInfo
-from tilegen.export.integer import export_integer_verified, integer_graph, network_only
-from tilegen.export.onnx_export import model_info, save, session, wrap_verified
 from tilegen.imageio import read_image
 from tilegen.inspect import describe, load
 from tilegen.model import noise_feeds, open_model, quantize_planar, render_tile
-from tilegen.train.checkpoint import save_generator
-from tilegen.train.generator import GeneratorConfig, fold, sample_tile
-from tilegen.train.quantize import (
+from train.checkpoint import save_generator
+from train.generator import GeneratorConfig, fold, sample_tile
+from train.quantize import (
     LEAK,
     MAX_SUM,
     calibrate,
@@ -28,7 +28,7 @@ from tilegen.train.quantize import (
     refit_potentials,
     sample_tile_integer,
 )
-from tilegen.train.train_generator import fit_projection, new_generator
+from train.train_generator import fit_projection, new_generator
 
 ROOT = Path(__file__).resolve().parents[1]
 EXEMPLAR = ROOT / "tests" / "data" / "grass_128.png"

@@ -184,7 +184,7 @@ def test_bad_material_input_is_one_line(case, words, tmp_path, monkeypatch, caps
 def test_channel_weights_scale_each_map_in_the_patch_cost():
     torch = pytest.importorskip("torch")
     from tilegen.material import channel_weights, layout_of
-    from tilegen.train.patch_ot import OTConfig, PatchOTLoss
+    from train.patch_ot import OTConfig, PatchOTLoss
 
     layout = layout_of(read_material(MATERIAL))
     w = channel_weights(layout, ["normal=2", "ao=0"])
@@ -248,7 +248,7 @@ def test_model_metadata_names_every_channel(material_model):
     assert [m["role"] for m in info.material["maps"]] == ROLES
     sidecar = json.loads(Path(str(onnx_path) + ".json").read_text())
     assert sidecar["material"] == info.material and sidecar["tilegen_format_version"] == 3
-    from tilegen.train.checkpoint import load_generator
+    from train.checkpoint import load_generator
 
     # the projected height (channel 7, after albedo, normal, roughness) is re-levelled, after
     # a coarse stage at level 1 (--coarse 1): the model's tiles stay exact (tests below)

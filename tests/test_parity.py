@@ -44,7 +44,7 @@ CASES: list[Case] = [  # (seed, y0, x0, height, width, period)
 def web_model(tmp_path_factory) -> Path:
     """The bundled model in the dynamic self-contained form (wrapped without torch), as the page
     and the Node example take it."""
-    from tilegen.export.onnx_export import wrap_verified
+    from export.onnx_export import wrap_verified
 
     out = tmp_path_factory.mktemp("parity") / "default_web.onnx"
     wrap_verified(BUNDLED, out, None)

@@ -5,7 +5,7 @@ import ot
 import pytest
 import torch
 
-from tilegen.train.patch_ot import (
+from train.patch_ot import (
     OTConfig,
     PatchOTLoss,
     SemiDiscreteOT,

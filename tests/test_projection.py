@@ -9,9 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from tilegen.contract import ModelInfo, from_metadata
-from tilegen.evaluate import patch_ot_distance
-from tilegen.export.onnx_export import (
+from export.onnx_export import (
     export_protos,
     save,
     session,
@@ -19,24 +17,26 @@ from tilegen.export.onnx_export import (
     verify_parity,
     verify_self_contained,
 )
+from tilegen.contract import ModelInfo, from_metadata
+from tilegen.evaluate import patch_ot_distance
 from tilegen.imageio import read_image
 from tilegen.inspect import describe, format_text, load
 from tilegen.model import open_model, render_region, render_tile
-from tilegen.train.checkpoint import load_generator, save_generator
-from tilegen.train.generator import (
+from tilegen.windows import axis_window, projection_crops
+from train.checkpoint import load_generator, save_generator
+from train.generator import (
     GeneratorConfig,
     PatchProjection,
     fold,
     sample_tile,
     without_projection,
 )
-from tilegen.train.train_generator import (
+from train.train_generator import (
     choose_projection,
     fit_projection,
     new_generator,
     sample,
 )
-from tilegen.windows import axis_window, projection_crops
 
 ROOT = Path(__file__).resolve().parents[1]
 EXEMPLAR = ROOT / "tests" / "data" / "grass_128.png"

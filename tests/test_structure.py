@@ -1,4 +1,4 @@
-"""The structure figure (tilegen.train.structure): Portilla-Simoncelli statistics z-scored
+"""The structure figure (train.structure): Portilla-Simoncelli statistics z-scored
 against real pieces of the exemplar, 1.0 = a typical real piece. On the real 128^2 test
 textures, 64^2 images (3 pyramid scales)."""
 
@@ -14,7 +14,7 @@ pytest.importorskip("plenoptic")
 from tilegen.errors import UserError  # noqa: E402
 from tilegen.evaluate import Evaluator, gaussian_blur, real_pieces  # noqa: E402
 from tilegen.imageio import read_image  # noqa: E402
-from tilegen.train.structure import StructureScorer, luminance, scales_for, shuffle_blocks  # noqa: E402
+from train.structure import StructureScorer, luminance, scales_for, shuffle_blocks  # noqa: E402
 
 DATA = Path(__file__).parent / "data"
 BAR = 2.0  # the yardstick's structure bar
@@ -103,7 +103,7 @@ def test_evaluator_adds_it_or_says_why_not(monkeypatch):
     assert r["structure"] < 1.5
     whole = ev(ex)  # the exemplar's own size: no distinct pieces to compare with
     assert "structure" not in whole and "too small to cut distinct" in whole["notes"][0]
-    monkeypatch.setitem(sys.modules, "tilegen.train.structure", None)  # as without torch
+    monkeypatch.setitem(sys.modules, "train.structure", None)  # as without torch
     r = Evaluator(ex, n=200, seeds=1, scales=2, structure=True)(others("bark", 1)[0])
     assert "structure" not in r
     assert r["notes"] == [

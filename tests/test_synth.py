@@ -10,8 +10,8 @@ import torch
 from PIL import Image
 
 from tilegen.imageio import read_image, write_image
-from tilegen.train.patch_ot import OTConfig, SemiDiscreteOT, extract_patches, gaussian_pyramid
-from tilegen.train.synth import SynthConfig, synthesize, to_tensor
+from train.patch_ot import OTConfig, SemiDiscreteOT, extract_patches, gaussian_pyramid
+from train.synth import SynthConfig, synthesize, to_tensor
 
 DATA = Path(__file__).parent / "data"
 SMALL = OTConfig(scales=3, n_target=500)  # a 64x64 exemplar has few coarse patches anyway
@@ -23,7 +23,7 @@ def crop64(name: str) -> np.ndarray:
 
 def tilegen(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "tilegen.cli", *args], capture_output=True, text=True, cwd=cwd
+        [sys.executable, "-m", "cli", *args], capture_output=True, text=True, cwd=cwd
     )
 
 

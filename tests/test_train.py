@@ -25,12 +25,12 @@ from tilegen.errors import UserError  # noqa: E402
 from tilegen.evaluate import patch_ot_distance  # noqa: E402
 from tilegen.imageio import read_image, write_image  # noqa: E402
 from tilegen.noise import noise_window  # noqa: E402
-from tilegen.train.checkpoint import (  # noqa: E402
+from train.checkpoint import (  # noqa: E402
     load_checkpoint,
     load_generator,
     save_generator,
 )
-from tilegen.train.generator import (  # noqa: E402
+from train.generator import (  # noqa: E402
     NORMS,
     GeneratorConfig,
     fold,
@@ -38,8 +38,8 @@ from tilegen.train.generator import (  # noqa: E402
     sample_tile,
     training_noise,
 )
-from tilegen.train.patch_ot import OTConfig  # noqa: E402
-from tilegen.train.train_generator import (  # noqa: E402
+from train.patch_ot import OTConfig  # noqa: E402
+from train.train_generator import (  # noqa: E402
     TrainConfig,
     check_modes,
     default_schedule,
@@ -359,7 +359,7 @@ def test_divergence_is_reported_and_keeps_the_last_checkpoint(tmp_path, exemplar
             model_params[0].data.fill_(float("nan"))
 
     model_params = []
-    import tilegen.train.train_generator as tg
+    import train.train_generator as tg
 
     original = tg.new_generator
 
@@ -476,7 +476,7 @@ def test_cli_resume_after_kill_or_ctrl_c(tmp_path, sig):
 
     killed = tmp_path / "killed.pt"
     proc = subprocess.Popen(
-        [sys.executable, "-c", "from tilegen import cli; cli.main()", "train", str(EXEMPLAR), "-o",
+        [sys.executable, "-c", "import cli; cli.main()", "train", str(EXEMPLAR), "-o",
          str(killed), *args],
         cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # as in a terminal
@@ -541,7 +541,7 @@ def test_learning_rate_is_constant_then_decays():
 
 def test_cli_psi_steps_reach_the_training_and_the_saved_settings(tmp_path):
     """--psi-steps sets the potentials' ascent steps (the default 15), and the model says so."""
-    from tilegen.train.checkpoint import load_generator
+    from train.checkpoint import load_generator
 
     assert TrainConfig().ot.psi_steps == 15
     out = tmp_path / "m.pt"
@@ -554,8 +554,8 @@ def test_cli_psi_steps_reach_the_training_and_the_saved_settings(tmp_path):
 def test_coarse_option_names_levels_and_refuses_others(tmp_path):
     """--coarse: auto tries levels 2,1 (those the model's stride allows; a material's too),
     off, or levels kept whatever they measure; they reach the model and its settings."""
-    from tilegen.train.checkpoint import load_generator
-    from tilegen.train.train_generator import coarse_levels
+    from train.checkpoint import load_generator
+    from train.train_generator import coarse_levels
 
     cfg = TrainConfig()
     assert cfg.coarse == "auto" and coarse_levels(cfg) == ([2, 1], True)

@@ -55,7 +55,7 @@ def _no_node() -> str | None:
 @pytest.fixture(scope="module")
 def web_model(onnx_model, tmp_path_factory) -> Path:
     """The fixture generator in the dynamic self-contained form (wrapped without torch)."""
-    from tilegen.export.onnx_export import wrap_verified
+    from export.onnx_export import wrap_verified
 
     out = tmp_path_factory.mktemp("webmodel") / "fixture_web.onnx"
     wrap_verified(onnx_model, out, None)
@@ -371,7 +371,7 @@ def test_browser_runs_a_projecting_model(browser, tmp_path):
     """The bundled model ends with a patch projection, its scores in a Loop over chunks of rows
     (export/chunked.py), in integer arithmetic (docs/FORMAT.md section 11): the browser's
     runtime paints the tiler's bytes exactly (tests/test_parity.py: whole canvases)."""
-    from tilegen.export.onnx_export import wrap_verified
+    from export.onnx_export import wrap_verified
 
     bundled = ROOT / "tilegen" / "assets" / "default.onnx"
     web = tmp_path / "default_web.onnx"
@@ -383,7 +383,7 @@ def test_browser_runs_a_projecting_model(browser, tmp_path):
 def test_web_side_needs_no_torch(store, tmp_path):
     """tiles --format and view run where torch cannot be imported."""
     code = (
-        "import sys; sys.modules['torch'] = None; from tilegen import cli; "
+        "import sys; sys.modules['torch'] = None; import cli; "
         "sys.argv = ['tilegen'] + sys.argv[1:]; cli.main()"
     )
     import sys

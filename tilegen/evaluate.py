@@ -499,10 +499,10 @@ class Evaluator:
 
 
 def structure_scorer(exemplar: np.ndarray, height: int, width: int, seed: int = 0):
-    """tilegen.train.structure.StructureScorer for height x width images, or a one-line note
+    """train.structure.StructureScorer for height x width images, or a one-line note
     when it cannot be had: the statistic needs torch (this module does not import it)."""
     try:
-        from tilegen.train.structure import StructureScorer
+        from train.structure import StructureScorer
     except ImportError:
         return "no structure figure: it needs torch and plenoptic (pip install 'tilegen[train]')"
     try:

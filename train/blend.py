@@ -34,10 +34,10 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from tilegen.train.device import pick_device
-from tilegen.train.patch_ot import OTConfig, PatchOTLoss, gaussian_pyramid
-from tilegen.train.pixels import optimise_pixels
-from tilegen.train.synth import check_sizes, to_image, to_tensor
+from train.device import pick_device
+from train.patch_ot import OTConfig, PatchOTLoss, gaussian_pyramid
+from train.pixels import optimise_pixels
+from train.synth import check_sizes, to_image, to_tensor
 
 RAMPS = ("horizontal", "vertical")
 RAMP_MARGIN = 0.125  # the first and last eighth of the image keep the pure end textures

@@ -32,7 +32,7 @@ import torch.nn as nn
 
 from tilegen import __version__
 from tilegen.errors import UserError, one_line
-from tilegen.train.generator import GeneratorConfig, TextureGenerator, fold, is_folded
+from train.generator import GeneratorConfig, TextureGenerator, fold, is_folded
 
 FORMAT = "tilegen"
 FORMAT_VERSION = 1

@@ -26,10 +26,10 @@ import torch
 import torch.nn.functional as F
 
 from tilegen import options
-from tilegen.train.device import pick_device
-from tilegen.train.patch_ot import OTConfig, PatchOTLoss, extract_patches, gaussian_pyramid
-from tilegen.train.pixels import optimise_pixels
-from tilegen.train.synth import to_tensor
+from train.device import pick_device
+from train.patch_ot import OTConfig, PatchOTLoss, extract_patches, gaussian_pyramid
+from train.pixels import optimise_pixels
+from train.synth import to_tensor
 
 
 @dataclass

@@ -47,7 +47,7 @@ def projection_choice_line(choice: dict) -> str:
 
 
 def _on_cpu(device: str) -> bool:
-    from tilegen.train.device import pick_device
+    from train.device import pick_device
 
     return pick_device(device).type == "cpu"
 
@@ -153,7 +153,7 @@ class PixelJob:
     def ot(self, layout: dict | None = None):
         """The loss's settings; a material's per-channel weights from its layout."""
         from tilegen.material import channel_weights
-        from tilegen.train.patch_ot import OTConfig
+        from train.patch_ot import OTConfig
 
         weights = channel_weights(layout, self.map_weights)
         return OTConfig(patch=self.patch, scales=self.scales, weights=weights)
@@ -173,7 +173,7 @@ class PixelJob:
     def start(self) -> None:
         """Before reading inputs: the settings, then torch's threads."""
         self.check()
-        from tilegen.train.device import use_threads
+        from train.device import use_threads
 
         use_threads(self.threads)
 
@@ -214,7 +214,7 @@ class SynthJob(PixelJob):
     bits: int | None = None  # None: 8, or a material's maps at their source depth
 
     def ot(self, layout: dict | None = None):
-        from tilegen.train.synth import SYNTH_CUTS
+        from train.synth import SYNTH_CUTS
 
         return replace(super().ot(layout), **SYNTH_CUTS)
 
@@ -233,7 +233,7 @@ class SynthJob(PixelJob):
         self.start()
         from tilegen.imageio import write_image
         from tilegen.material import viewable
-        from tilegen.train.synth import SynthConfig, check_sizes, synthesize, to_image
+        from train.synth import SynthConfig, check_sizes, synthesize, to_image
 
         img, layout = self.read(self.exemplar)
         size = options.size(self.size) if self.size else img.shape[:2]
@@ -305,7 +305,7 @@ class InpaintJob(PixelJob):
     def run(self) -> str:
         self.start()
         from tilegen.imageio import exact_bits
-        from tilegen.train.inpaint import InpaintConfig, check_mask, inpaint
+        from train.inpaint import InpaintConfig, check_mask, inpaint
 
         img, layout = self.read(self.image)
         hw = img.shape[:2]
@@ -350,7 +350,7 @@ class BlendJob(PixelJob):
         return out
 
     def check(self) -> None:
-        from tilegen.train.blend import RAMPS
+        from train.blend import RAMPS
 
         for p in self.exemplars:  # --weights 0.5 0.5 leaves the second 0.5 as an exemplar
             try:
@@ -382,7 +382,7 @@ class BlendJob(PixelJob):
     def run(self) -> str:
         self.start()
         from tilegen.imageio import read_image, write_image
-        from tilegen.train.blend import BlendConfig, blend
+        from train.blend import BlendConfig, blend
 
         w = self.parsed_weights()
         imgs = [read_image(p) for p in self.exemplars]
@@ -426,9 +426,9 @@ class SampleJob:
 
     def run(self) -> str:
         self.check()
-        from tilegen.train.checkpoint import load_generator
-        from tilegen.train.device import pick_device, use_threads
-        from tilegen.train.train_generator import sample
+        from train.checkpoint import load_generator
+        from train.device import pick_device, use_threads
+        from train.train_generator import sample
 
         use_threads(self.threads)
         gen, meta = load_generator(self.model, pick_device(self.device))
@@ -485,8 +485,8 @@ class TrainJob:
     def config(self, img, layout: dict | None = None):
         """(TrainConfig, checkpoint or None): the defaults or the checkpoint's, merged; a
         material's map weights (a resumed run keeps its own unless --map-weight is given)."""
-        from tilegen.train.checkpoint import load_checkpoint
-        from tilegen.train.train_generator import TrainConfig, check_resume, default_schedule
+        from train.checkpoint import load_checkpoint
+        from train.train_generator import TrainConfig, check_resume, default_schedule
 
         given, state = dict(self.given), None
         if self.resume:
@@ -518,7 +518,7 @@ class TrainJob:
         return cfg, state
 
     def interrupted(self, at: int) -> Interrupted:
-        from tilegen.train.checkpoint import load_checkpoint
+        from train.checkpoint import load_checkpoint
 
         try:  # what is on disk, whenever the Ctrl-C came
             kept = load_checkpoint(self.checkpoint)["iteration"] if self.checkpoint_every else 0
@@ -538,10 +538,10 @@ class TrainJob:
         self.check()
         from tilegen.imageio import write_image
         from tilegen.material import channel_labels, read_exemplar, viewable
-        from tilegen.train.checkpoint import save_generator
-        from tilegen.train.device import use_threads
-        from tilegen.train.synth import to_image
-        from tilegen.train.train_generator import (
+        from train.checkpoint import save_generator
+        from train.device import use_threads
+        from train.synth import to_image
+        from train.train_generator import (
             check_modes,
             preview_image,
             projection_steps,

@@ -39,7 +39,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from tilegen.train.generator import (
+from train.generator import (
     PatchProjection,
     TextureGenerator,
     fold,
@@ -406,7 +406,7 @@ def refit_potentials(
     `levels_of(noises)` computes the network's levels (default: `qg.levels`, the reference;
     export/integer.py passes onnxruntime on the integer graph, the same numbers faster)."""
     from tilegen.noise import tile_noise
-    from tilegen.train.patch_ot import SemiDiscreteOT, extract_patches
+    from train.patch_ot import SemiDiscreteOT, extract_patches
 
     if qg.targets is None:
         return qg
@@ -437,7 +437,7 @@ def quantize_generator(
     qg = calibrate(model)
     log(f"quantised the network to 8 bits in {time.perf_counter() - t:.0f} s")
     if qg.targets is not None:
-        from tilegen.export.integer import levels_session
+        from export.integer import levels_session
 
         t = time.perf_counter()
         refit_potentials(qg, samples=fit_samples, levels_of=levels_session(qg))

@@ -15,9 +15,9 @@ import numpy as np
 import torch
 
 from tilegen import options
-from tilegen.train.device import pick_device
-from tilegen.train.patch_ot import OTConfig, PatchOTLoss
-from tilegen.train.pixels import optimise_pixels
+from train.device import pick_device
+from train.patch_ot import OTConfig, PatchOTLoss
+from train.pixels import optimise_pixels
 
 # Work synth skips because it buys no quality (bench/RESULTS.md, "Cutting work": 128^2 x 200
 # iterations, 3 textures x 2 seeds, distance within 0.5%, 1.9x less CPU per iteration): the

@@ -51,9 +51,10 @@ from tilegen.errors import UserError
 from tilegen.grid import tiles
 from tilegen.imageio import pixels_sha256
 from tilegen.noise import tile_noise
-from tilegen.train.checkpoint import save_checkpoint
-from tilegen.train.device import pick_device
-from tilegen.train.generator import (
+from tilegen.windows import Arch, axis_window
+from train.checkpoint import save_checkpoint
+from train.device import pick_device
+from train.generator import (
     GeneratorConfig,
     PatchProjection,
     TextureGenerator,
@@ -65,15 +66,14 @@ from tilegen.train.generator import (
     with_projection,
     without_projection,
 )
-from tilegen.train.patch_ot import (
+from train.patch_ot import (
     OTConfig,
     PatchOTLoss,
     SemiDiscreteOT,
     extract_patches,
     sample_target_patches,
 )
-from tilegen.train.synth import to_image, to_tensor
-from tilegen.windows import Arch, axis_window
+from train.synth import to_image, to_tensor
 
 CHANNEL_NAMES = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}
 
