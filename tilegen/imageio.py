@@ -27,6 +27,10 @@ Image.MAX_IMAGE_PIXELS = memory.MAX_PIXELS
 # Every PNG and TIFF tilegen writes says so (PNG tEXt / TIFF tag "Software"), which is how
 # `generate --overwrite` tells its own image from a photo it must never replace.
 SOFTWARE = f"tilegen {__version__}"
+# The image files tilegen reads and writes (error messages list them in this order), and the
+# lossless ones: what keeps pixels bit for bit (generate's single images, inpaint's output).
+IMAGE_SUFFIXES = (".png", ".tif", ".tiff", ".jpg", ".jpeg")
+LOSSLESS_SUFFIXES = (".png", ".tif", ".tiff")
 
 
 def _png_bitdepth(path: Path) -> int:

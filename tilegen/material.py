@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from tilegen.errors import UserError
-from tilegen.imageio import _png_bitdepth, image_header, read_image
+from tilegen.imageio import IMAGE_SUFFIXES, _png_bitdepth, image_header, read_image
 
 ROLES: dict[str, int] = {  # role -> channels, in stacking order
     "albedo": 3,
@@ -46,7 +46,6 @@ _WORDS: dict[str, tuple[str, str | None]] = {
     **dict.fromkeys(["ao", "ambientocclusion", "occlusion"], ("ao", None)),
     **dict.fromkeys(["metallic", "metalness", "metal"], ("metallic", None)),
 }
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
 
 
 def detect_role(path: str | Path) -> tuple[str, str | None] | None:

@@ -21,9 +21,8 @@ from pathlib import Path
 
 from tilegen import memory, options
 from tilegen.errors import Interrupted, UserError, raise_if_interrupted
-
-IMAGE_SUFFIXES = (".png", ".tif", ".tiff", ".jpg", ".jpeg")
-EXACT_SUFFIXES = (".png", ".tif", ".tiff")  # lossless: inpaint keeps known pixels bit for bit
+from tilegen.imageio import IMAGE_SUFFIXES
+from tilegen.imageio import LOSSLESS_SUFFIXES as EXACT_SUFFIXES
 
 
 def _bar(total: int, desc: str, initial: int = 0, enabled: bool = True):
