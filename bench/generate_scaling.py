@@ -60,9 +60,9 @@ def bench_model() -> tuple[Path, str]:
 def single_window(model_path: Path, size: int = 2048, reps: int = 3) -> dict:
     """One evaluation of a size^2 window using every core (onnxruntime intra-op threads)."""
     from tilegen.model import noise_feeds, open_model
-    from tilegen.tiler import cores
+    from tilegen.threads import usable_cores
 
-    model = open_model(model_path, cores(), "cpu")
+    model = open_model(model_path, usable_cores(), "cpu")
     run_only, with_noise = [], []
     for i in range(reps + 1):
         t0 = time.perf_counter()
@@ -76,7 +76,7 @@ def single_window(model_path: Path, size: int = 2048, reps: int = 3) -> dict:
     mp = size * size / 1e6
     return {
         "window": size,
-        "threads": cores(),
+        "threads": usable_cores(),
         "run_only_mp_s": mp / statistics.median(run_only),
         "with_noise_mp_s": mp / statistics.median(with_noise),
     }
@@ -154,11 +154,11 @@ def main() -> None:
 
     OUT.mkdir(parents=True, exist_ok=True)
     models = [(m, str(m)) for m in args.model] if args.model else [bench_model()]
-    from tilegen.tiler import cores
+    from tilegen.threads import usable_cores
 
     what = "; ".join(w for _, w in models)
     print(f"models: {what}\nmachine: {platform.processor() or platform.machine()}, "
-          f"{cores()} cores, load average {os.getloadavg()[0]:.1f}", flush=True)  # fmt: skip
+          f"{usable_cores()} cores, load average {os.getloadavg()[0]:.1f}", flush=True)  # fmt: skip
 
     def window(model: Path) -> dict:
         # In a child process: a 2048^2 window of a model with a projection holds ~8 GB in

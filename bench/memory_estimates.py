@@ -60,10 +60,10 @@ def generate_estimate(err: str) -> float:
 def tiles_estimate(n: int, tile: int) -> float:
     """MB that `tiles` checks against the free memory for an n x n RGB uint8 store."""
     from tilegen import memory
-    from tilegen.tiler import cores
+    from tilegen.threads import usable_cores
 
     side = min(tile, n)
-    at_once = min(cores(), (-(-n // tile)) ** 2)
+    at_once = min(usable_cores(), (-(-n // tile)) ** 2)
     return (memory.BASE + memory.tiles_bytes(side, side, 3, 1, at_once)) / 1e6
 
 

@@ -39,7 +39,7 @@ def level(store, lvl=0):
 
 def run(model, out, size, **kw):
     """generate (stores) or generate_image (.png/.tif) through the library API."""
-    from tilegen.tiler import generate_image
+    from tilegen.single_image import generate_image
 
     kw.setdefault("progress", False)
     kw.setdefault("log", lambda msg: None)
@@ -389,7 +389,7 @@ def test_cuda_request_without_cuda(onnx_model):
 def test_png_and_tiff_outputs(onnx_model, tmp_path, monkeypatch, capsys):
     import tifffile
 
-    from tilegen import tiler
+    from tilegen import single_image
     from tilegen.imageio import read_image
 
     png = tmp_path / "t.png"
@@ -403,8 +403,8 @@ def test_png_and_tiff_outputs(onnx_model, tmp_path, monkeypatch, capsys):
     got = np.rint(read_image(png) * 255).astype(np.uint8).transpose(2, 0, 1)
     assert np.array_equal(got, ref)
     # a large TIFF is written tiled (BigTIFF) from an iterator of tiles
-    monkeypatch.setattr(tiler, "TIFF_STRIPE_MP", 0)
-    monkeypatch.setattr(tiler, "TIFF_TILE", 64)
+    monkeypatch.setattr(single_image, "TIFF_STRIPE_MP", 0)
+    monkeypatch.setattr(single_image, "TIFF_TILE", 64)
     tif = tmp_path / "t.tif"
     run(onnx_model, tif, (150, 200), seed=3, dtype="uint16")
     with tifffile.TiffFile(tif) as f:

@@ -30,6 +30,9 @@ from pathlib import Path
 import numpy as np
 
 from tilegen.errors import Interrupted, UserError, os_error_text
+from tilegen.parallel import ordered_map
+from tilegen.progress import Progress
+from tilegen.threads import usable_cores
 from tilegen.webtiles import (
     IMAGE_TYPES,
     _blocks,
@@ -114,8 +117,6 @@ def write_pmtiles(
     from pmtiles.tile import zxy_to_tileid
     from pmtiles.writer import Writer
 
-    from tilegen.tiler import Progress, cores, ordered_map
-
     if image not in IMAGE_TYPES:
         raise UserError(f"--image {image}: use png or jpg")
     if tile < 16 or tile > 4096 or tile & (tile - 1):
@@ -143,7 +144,7 @@ def write_pmtiles(
         return bh * bw, sorted(tiles)
 
     tmp = out.with_name(f".{out.name}.{os.getpid()}.partial")
-    n = threads or cores()
+    n = threads or usable_cores()
     bar = Progress(sum(j[4] * j[5] for j in jobs), 0, "pmtiles", progress)
     count = 0
     try:

@@ -1,4 +1,5 @@
-"""How many CPU threads the torch paths use: decided here, once per command.
+"""How many CPU threads a command uses: the cores this process may run on (`usable_cores`, what
+the tiler and the tile cutters spread over), and the torch paths' threads, decided once per command.
 
 Measured on a 2-core machine (bench/RESULTS.md, "Threads"): torch's OpenMP threads busy-wait at
 every barrier (GNU OpenMP spins 300,000 times by default). On an idle machine two threads make a

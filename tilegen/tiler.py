@@ -1,372 +1,32 @@
-"""The Dask tiler: one task per whole shard, on threads, processes or a dask.distributed cluster.
+"""`tilegen generate` into a store: one task per whole shard, then the pyramid, resumable.
 
+    run(GenerateConfig) -> the line that reports it   (a store, or a PNG/TIFF: single_image.py)
     generate(GenerateConfig) -> Summary
 
 Level 0: each task renders one shard (in evaluations of at most the model's tile size, quantised
 piece by piece) and writes it with one zarr write, so no two tasks ever touch one shard. Pyramid
 level l: one task per level-l shard, 2x2-mean downsampled from level l-1 once that level is done.
-Tasks carry only paths and numbers; every worker process opens (and caches) its own onnxruntime
-session. Jobs are submitted in bounded batches (local schedulers) or a bounded sliding window
-(distributed), so memory does not grow with the output size. Progress (megapixels/s, ETA) comes
-from Dask's task callbacks locally and from `distributed.as_completed` on a cluster.
-
-Threads: parallel tasks x onnxruntime intra-op threads <= cores (see `plan_threads`).
+The tasks are tilegen/shard_tasks.py's, run by tilegen/runners.py's executors as
+tilegen/planning.py spreads them; a rerun verifies the shards already written against the ledger
+and renders only the missing or damaged ones.
 """
 
 from __future__ import annotations
 
-import math
-import os
 import sys
-import threading
 import time
-import warnings
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from itertools import islice
 from pathlib import Path
 
-import numpy as np
-
 from tilegen import ledger, memory, options, zarr_store
-from tilegen.errors import Interrupted, UserError, os_error_text
-from tilegen.grid import grid_shape, tiles
-from tilegen.imageio import written_by_tilegen
-from tilegen.model import file_sha256, open_model, render_region
-
-LOCAL_SCHEDULERS = ("threads", "processes", "local", "sync")
-# Set when a run in this process is interrupted: shard tasks on its threads stop between tiles
-# instead of finishing their shard (other processes get their own SIGINT).
-CANCEL = threading.Event()
-BATCH = 256  # jobs per local Dask graph
-
-
-def cores() -> int:
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # pragma: no cover - macOS / Windows
-        return max(1, os.cpu_count() or 1)
-
-
-@dataclass(frozen=True)
-class Job:
-    """One task: a whole shard of one level (pixels y0, x0, h, w; shard row yi, column xi)."""
-
-    level: int
-    y0: int
-    x0: int
-    h: int
-    w: int
-    yi: int
-    xi: int
-
-    @property
-    def pixels(self) -> int:
-        return self.h * self.w
-
-    @property
-    def key(self) -> str:
-        return f"tilegen-L{self.level}-y{self.y0}-x{self.x0}"
-
-
-@dataclass(frozen=True)
-class TaskConfig:
-    """What a task needs (picklable: paths and numbers only)."""
-
-    model_path: str
-    store_path: str
-    seed: int
-    period: tuple[int, int] | None
-    dtype: str
-    device: str
-    ort_threads: int | tuple[tuple[str, int], ...]  # per-worker-address on a cluster
-    tile: int | None = None
-    model_sha256: str | None = None  # workers check they read the same model file
-    store_uid: str = ""  # tells cached zarr arrays of a replaced store apart
-    world: object = None  # a tilegen.world.WorldSpec: paint a layout's models instead
-
-
-def _threads_here(cfg: TaskConfig) -> int:
-    if isinstance(cfg.ort_threads, int):
-        return cfg.ort_threads
-    try:
-        from distributed import get_worker
-
-        return dict(cfg.ort_threads).get(get_worker().address, 1)
-    except (ImportError, ValueError):
-        return 1
-
-
-def render_shard(cfg: TaskConfig, job: Job) -> tuple[int, str]:
-    """Task: render one level-0 shard and write it. Returns (pixels, provider used)."""
-    if cfg.world is not None:
-        from tilegen import world as worlds
-
-        model = worlds.open_world(cfg.world, cfg.seed, _threads_here(cfg), cfg.device)
-        paint = worlds.render_region
-    else:
-        model = open_model(cfg.model_path, _threads_here(cfg), cfg.device, cfg.model_sha256)
-        paint = render_region
-    data = paint(model, cfg.seed, job.y0, job.x0, job.h, job.w, cfg.period, cfg.tile, cfg.dtype,
-                 CANCEL)  # fmt: skip
-    zarr_store.write_region(cfg.store_path, 0, job.y0, job.x0, data, cfg.store_uid)
-    ledger.record_shard(cfg.store_path, 0, job.yi, job.xi)
-    return job.pixels, model.providers[0]
-
-
-def pyramid_shard(cfg: TaskConfig, job: Job) -> tuple[int, str]:
-    """Task: one shard of a pyramid level from the finished level above it."""
-    path, uid = cfg.store_path, cfg.store_uid
-    data = zarr_store.downsample_region(path, job.level, job.y0, job.x0, job.h, job.w, uid)
-    zarr_store.write_region(path, job.level, job.y0, job.x0, data, uid)
-    ledger.record_shard(path, job.level, job.yi, job.xi)
-    return job.pixels, ""
-
-
-# --- progress ---------------------------------------------------------------------------------
-
-
-class Progress:
-    """A tqdm bar counting pixels, shown in megapixels with MP/s and ETA, fed from the main
-    thread (dask callbacks locally, as_completed on a cluster)."""
-
-    def __init__(self, total: int, done: int, desc: str, enabled: bool = True):
-        self.bar = None
-        if enabled and total > 0:
-            from tqdm import tqdm
-
-            self.bar = tqdm(
-                total=int(total),
-                initial=int(done),
-                desc=desc,
-                unit="MP",
-                unit_scale=1e-6,
-                dynamic_ncols=True,
-                file=sys.stderr,
-                bar_format="{desc}: {percentage:3.0f}%|{bar}| {n:.1f}/{total:.1f} MP "
-                "[{elapsed}<{remaining}, {rate_noinv_fmt}]",
-                smoothing=0.1,
-            )
-
-    def advance(self, pixels: int) -> None:
-        if self.bar is not None:
-            self.bar.update(int(pixels))
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
-
-
-# --- executors --------------------------------------------------------------------------------
-
-OnDone = Callable[[Job, tuple[int, str]], None]
-
-
-def _ignore_stop_signals() -> None:
-    """In a worker process: Ctrl-C or SIGTERM sent to the whole group is the main process's to
-    handle (it cancels, lets running shards finish whole and reports); a worker that died of it
-    would only break the pool."""
-    import signal
-
-    from tilegen.errors import STOP_SIGNALS
-
-    for sig in STOP_SIGNALS:
-        signal.signal(sig, signal.SIG_IGN)
-
-
-class LocalRunner:
-    """Dask's local schedulers ("threads", "processes", "sync"), graphs of at most BATCH jobs.
-
-    The pool is created once and reused by every batch, so worker processes keep their sessions.
-    """
-
-    def __init__(self, scheduler: str, workers: int):
-        self.scheduler, self.workers = scheduler, max(1, workers)
-        self.pool = None
-        if scheduler == "threads":
-            from concurrent.futures import ThreadPoolExecutor
-
-            self.pool = ThreadPoolExecutor(self.workers, thread_name_prefix="tilegen")
-        elif scheduler == "processes":
-            import multiprocessing as mp
-            from concurrent.futures import ProcessPoolExecutor
-
-            self.pool = ProcessPoolExecutor(
-                self.workers, mp_context=mp.get_context("spawn"), initializer=_ignore_stop_signals
-            )
-
-    def describe(self) -> str:
-        if self.scheduler == "sync":
-            return "dask synchronous scheduler"
-        return f"dask {self.scheduler} scheduler, {self.workers} workers"
-
-    def run(self, fn, cfg: TaskConfig, jobs: Iterable[Job], on_done: OnDone) -> None:
-        import dask
-        from dask.callbacks import Callback
-
-        it = iter(jobs)
-        while batch := list(islice(it, BATCH)):
-            by_key = {job.key: job for job in batch}
-
-            def posttask(key, result, dsk, state, worker_id, by_key=by_key):
-                if key in by_key:
-                    on_done(by_key[key], result)
-
-            tasks = [dask.delayed(fn, pure=False)(cfg, j, dask_key_name=j.key) for j in batch]
-            kwargs = {"scheduler": self.scheduler}
-            if self.pool is not None:
-                kwargs.update(pool=self.pool, num_workers=self.workers)
-            with Callback(posttask=posttask):
-                dask.compute(*tasks, **kwargs)
-
-    def close(self) -> None:
-        if self.pool is not None:
-            self.pool.shutdown(wait=True, cancel_futures=True)
-
-
-def connect(address: str, timeout: float):
-    """A dask.distributed Client of the scheduler at `address`, or a one-line UserError within
-    about `timeout` seconds: a host that does not resolve or a port that refuses fails at once,
-    and a peer that accepts but never answers the handshake (Client's own timeout does not cover
-    it) is given up after the deadline."""
-    import socket
-    import threading
-    from urllib.parse import urlsplit
-
-    from distributed import Client
-
-    where = urlsplit(address if "://" in address else f"tcp://{address}")
-    try:
-        host, port = where.hostname, where.port or 8786
-    except ValueError as e:
-        raise UserError(f"--scheduler {address}: not an address such as tcp://host:8786 ({e})")
-    try:
-        if where.scheme in ("tcp", "tls"):  # not inproc://, a scheduler in this process
-            socket.create_connection((host, port), timeout=timeout).close()
-    except socket.gaierror as e:
-        raise UserError(f"--scheduler {address}: cannot resolve {host} ({e.strerror or e})")
-    except OSError as e:
-        raise UserError(
-            f"cannot reach the Dask scheduler at {address}: {e.strerror or e}; is it running?"
-        )
-    box: dict = {}
-
-    def handshake() -> None:
-        try:
-            box["client"] = Client(address, timeout=f"{timeout}s")
-        except Exception as e:  # distributed raises OSError, TimeoutError and its own types
-            box["error"] = e
-
-    thread = threading.Thread(target=handshake, daemon=True, name="tilegen-connect")
-    thread.start()
-    thread.join(timeout + 2)
-    if "client" in box:
-        return box["client"]
-    why = f"{box['error']}" if "error" in box else f"no answer within {timeout:g} s"
-    raise UserError(
-        f"the Dask scheduler at {address} did not complete the handshake ({why}): is it a "
-        "dask.distributed scheduler? (--connect-timeout sets the wait)"
-    )
-
-
-class DistributedRunner:
-    """A dask.distributed Client: a LocalCluster we start, or an existing scheduler's address.
-    At most `window` jobs are in flight; results are handled with `as_completed`."""
-
-    def __init__(self, address: str | None, workers: int, threads: int, client=None):
-        try:
-            from distributed import Client, LocalCluster
-        except ImportError:  # pragma: no cover
-            raise UserError("dask.distributed is not installed: pip install distributed")
-        self.cluster = None
-        if address is None:
-            # The scheduler's HTTP server falls back to a free port when 8787 is taken (another
-            # cluster, a notebook): nothing the user must act on, so no 4-line warning.
-            warnings.filterwarnings("ignore", message="Port .* is already in use")
-            self.cluster = LocalCluster(
-                n_workers=workers,
-                threads_per_worker=threads,
-                processes=True,
-                dashboard_address=None,
-                silence_logs=40,
-            )
-            self.client = Client(self.cluster)
-        else:
-            self.client = client
-        info = self.client.scheduler_info()["workers"]
-        if not info:
-            raise UserError(f"the Dask cluster at {address or 'localhost'} has no workers")
-        self.workers = info
-        self.slots = sum(w.get("nthreads", 1) for w in info.values())
-
-    def describe(self) -> str:
-        where = "local cluster" if self.cluster else f"cluster {self.client.scheduler.address}"
-        return f"dask.distributed {where}, {len(self.workers)} workers, {self.slots} threads"
-
-    def ort_threads(self) -> tuple[tuple[str, int], ...]:
-        """onnxruntime threads per worker: the host's cores over the Dask threads it runs."""
-        cpus = self.client.run(os.cpu_count)
-        per_host: dict[str, int] = {}
-        for w in self.workers.values():
-            per_host[w["host"]] = per_host.get(w["host"], 0) + w.get("nthreads", 1)
-        return tuple(
-            (addr, max(1, (cpus.get(addr) or 1) // per_host[w["host"]]))
-            for addr, w in self.workers.items()
-        )
-
-    def run(self, fn, cfg: TaskConfig, jobs: Iterable[Job], on_done: OnDone) -> None:
-        from distributed import as_completed
-
-        it = iter(jobs)
-        window = 2 * self.slots + 2
-        futures = {}
-
-        def submit(job: Job):
-            fut = self.client.submit(fn, cfg, job, key=job.key, pure=False, retries=0)
-            futures[fut.key] = job
-            return fut
-
-        ac = as_completed([submit(j) for j in islice(it, window)])
-        try:
-            for fut in ac:
-                result = fut.result()  # re-raises a task's exception here
-                on_done(futures.pop(fut.key), result)
-                nxt = next(it, None)
-                if nxt is not None:
-                    ac.add(submit(nxt))
-        except BaseException:
-            self.client.cancel(list(ac.futures))
-            raise
-
-    def close(self) -> None:
-        self.client.close()
-        if self.cluster is not None:
-            self.cluster.close()
-
-
-# --- planning ---------------------------------------------------------------------------------
-
-
-DEFAULT_SHARD = 2048  # 12 MB of uint8 RGB: a task holds about 4x that while it encodes
-
-
-def default_shard(height: int, width: int, chunk: int, parallel: int | None = None) -> int:
-    """DEFAULT_SHARD whatever the output size (so memory does not grow with it), or smaller (never
-    below 1024 or 2 chunks) so that small images still give every core two shards to work on."""
-    parallel = parallel or cores()
-    shard = DEFAULT_SHARD
-    floor = max(1024, 2 * chunk)
-    while shard > floor and math.ceil(height / shard) * math.ceil(width / shard) < 2 * parallel:
-        shard //= 2
-    return max(chunk, shard - shard % chunk)
-
-
-def plan_threads(n_jobs: int, parallel: int, total: int | None = None) -> tuple[int, int]:
-    """(Dask tasks at once, onnxruntime threads each) so that their product <= cores: fewer
-    tasks than slots give each task more onnxruntime threads."""
-    total = total or cores()
-    tasks = max(1, min(parallel, n_jobs))
-    return tasks, max(1, total // tasks)
+from tilegen.errors import Interrupted, UserError
+from tilegen.imageio import LOSSLESS_SUFFIXES, written_by_tilegen
+from tilegen.model import file_sha256, open_model
+from tilegen.planning import default_shard, plan
+from tilegen.progress import Progress
+from tilegen.runners import LOCAL_SCHEDULERS, check_scheduler, connect, make_runner
+from tilegen.shard_tasks import CANCEL, Job, TaskConfig, pyramid_shard, render_shard
 
 
 @dataclass
@@ -407,7 +67,7 @@ class GenerateConfig:
 
     @property
     def single_image(self) -> bool:
-        return Path(self.output).suffix.lower() in IMAGE_SUFFIXES
+        return Path(self.output).suffix.lower() in LOSSLESS_SUFFIXES
 
 
 @dataclass
@@ -428,50 +88,6 @@ class Summary:
         return self.megapixels / self.seconds if self.seconds > 0 else float("nan")
 
 
-@dataclass(frozen=True)
-class Plan:
-    """How a local run spreads its tasks: `processes` worker processes (0: threads of this
-    process) running `tasks` tasks at once, each with `ort` onnxruntime threads."""
-
-    scheduler: str
-    tasks: int
-    ort: int
-    processes: int = 0
-    threads_per_worker: int = 1
-
-
-def plan(cfg: GenerateConfig, n_jobs: int) -> Plan | None:
-    """The local schedulers' plan for `n_jobs` tasks (None for a remote cluster, whose workers
-    are its own): what the runner starts and what the memory check counts."""
-    sched = cfg.scheduler
-    if sched in ("threads", "processes"):
-        parallel = (cfg.threads if sched == "threads" else cfg.workers) or cores()
-        tasks, ort = plan_threads(n_jobs, parallel)
-        return Plan(sched, tasks, ort, tasks if sched == "processes" else 0)
-    if sched == "sync":
-        return Plan(sched, 1, cores())
-    if sched == "local":
-        threads = cfg.threads or 1
-        workers = cfg.workers or max(1, cores() // threads)
-        workers = max(1, min(workers, math.ceil(n_jobs / threads)))
-        return Plan(sched, workers * threads, max(1, cores() // (workers * threads)), workers,
-                    threads)  # fmt: skip
-    return None
-
-
-def _make_runner(cfg: GenerateConfig, n_jobs: int, remote=None):
-    """The executor and the onnxruntime threads per task (`remote`: a connected Client of the
-    scheduler --scheduler names)."""
-    p = plan(cfg, n_jobs)
-    if p is None:
-        client = remote or connect(cfg.scheduler, cfg.connect_timeout)
-        runner = DistributedRunner(cfg.scheduler, 0, 0, client=client)
-        return runner, runner.ort_threads()
-    if p.scheduler == "local":
-        return DistributedRunner(None, p.processes, p.threads_per_worker), p.ort
-    return LocalRunner(p.scheduler, p.tasks), p.ort
-
-
 def effective_period(model, period: tuple[int, int] | None) -> tuple[int, int] | None:
     """The output period: the one asked for (checked against the model's stride), or the one a
     self-contained model has baked in."""
@@ -489,15 +105,6 @@ def effective_period(model, period: tuple[int, int] | None) -> tuple[int, int] |
     return (int(period[0]), int(period[1]))
 
 
-def check_scheduler(name: str) -> str:
-    if name in LOCAL_SCHEDULERS or "://" in name or ":" in name:
-        return name
-    raise UserError(
-        f"--scheduler {name!r}: use threads, processes, local or a dask.distributed address "
-        "such as tcp://host:8786"
-    )
-
-
 def run(cfg: GenerateConfig) -> str:
     """`tilegen generate`: the store or the image, and the line that reports it."""
     out, (h, w) = Path(cfg.output), cfg.size
@@ -510,6 +117,8 @@ def run(cfg: GenerateConfig) -> str:
                 f"{out} already exists: pass --overwrite or choose another -o"
             )  # fmt: skip
         options.output(out, True)
+        from tilegen.single_image import generate_image  # it builds on this module
+
         s, what = generate_image(cfg), f"{h}x{w}"
     elif out.suffix.lower() == ".zarr" or out.is_dir():
         s = generate(cfg)
@@ -633,7 +242,7 @@ def _render(
         if state != "complete":
             mark_complete(store_path, spec, name, total)
         return summary
-    runner, ort = _make_runner(cfg, max(left[0], 1), remote)
+    runner, ort = make_runner(cfg, max(left[0], 1), remote)
     summary.scheduler, summary.ort_threads = runner.describe(), ort
     if state == "resume":
         cfg.log(f"resuming {cfg.output}: {done_before} of {total} shards already written")
@@ -768,154 +377,3 @@ def check_task_memory(cfg: GenerateConfig, spec, model) -> str:
     memory.require(need, "generate", "use a smaller --shard or fewer --workers")
     where = f" in {p.processes} worker processes" if p.processes else ""
     return f"{line}, {p.tasks} at once{where}: about {memory.fmt(need + memory.BASE)} in all"
-
-
-# --- single-file outputs (PNG, TIFF) -----------------------------------------------------------
-
-IMAGE_SUFFIXES = (".png", ".tif", ".tiff")
-PNG_MAX_MP = 256  # beyond this, a single PNG is impractical: write .zarr or a tiled .tif
-TIFF_STRIPE_MP = 64  # above this a .tif is written tiled from an iterator (BigTIFF)
-TIFF_TILE = 1024
-
-
-def ordered_map(fn, items: Iterable, workers: int, ahead: int) -> Iterator:
-    """fn over items on a thread pool, results in order, at most `ahead` pending (bounded)."""
-    from collections import deque
-    from concurrent.futures import ThreadPoolExecutor
-
-    with ThreadPoolExecutor(workers, thread_name_prefix="tilegen") as pool:
-        pending: deque = deque()
-        it = iter(items)
-        for item in islice(it, ahead):
-            pending.append(pool.submit(fn, item))
-        while pending:
-            yield pending.popleft().result()
-            nxt = next(it, None)
-            if nxt is not None:
-                pending.append(pool.submit(fn, nxt))
-
-
-def generate_image(cfg: GenerateConfig) -> Summary:
-    """Write a PNG or TIFF (small images whole, large TIFFs tiled BigTIFF from an iterator)."""
-    out = Path(cfg.output)
-    suffix = out.suffix.lower()
-    cfg.check()
-    h, w = cfg.size
-    mp = h * w / 1e6
-    if suffix == ".png" and mp > PNG_MAX_MP:
-        raise UserError(
-            f"{h}x{w} is too large for one PNG ({mp:.0f} MP > {PNG_MAX_MP}): write a .zarr "
-            "store or a tiled .tif, then 'tilegen tiles' for PNG tiles"
-        )
-    if cfg.scheduler not in ("threads", "sync"):
-        raise UserError(f"-o {out.name}: PNG/TIFF outputs are rendered locally (threads)")
-    model_path = str(Path(cfg.model).resolve())
-    parallel = 1 if cfg.scheduler == "sync" else (cfg.threads or cores())
-    tile = cfg.tile or TIFF_TILE
-    rows, cols = grid_shape(0, 0, h, w, tile)
-    regions = [t[2:] for t in tiles(0, 0, h, w, tile)] if rows * cols < 1 << 20 else None
-    if regions is None:
-        raise UserError(
-            f"{h}x{w} is too large for one image file: write a .zarr store (it streams)"
-        )
-    tasks, ort = plan_threads(len(regions), parallel)
-    model = open_model(model_path, ort, cfg.device)
-    if model.info.material is not None:
-        raise UserError(
-            f"-o {out.name}: a material model writes a .zarr store (its maps' channels, "
-            "labelled); then 'tilegen tiles STORE -o DIR' writes one file per map"
-        )
-    period = effective_period(model, cfg.period)
-    bits = 8 if cfg.dtype == "uint8" else 16
-    c = model.info.out_channels
-    raw = h * w * c * (bits // 8)
-    check_disk(str(out), raw * 8, str(out))  # written uncompressed or nearly so
-    tiled = suffix in (".tif", ".tiff") and mp > TIFF_STRIPE_MP
-    held = tasks * task_bytes((tile, tile), c, bits // 8, tile) + (0 if tiled else 3 * raw)
-    memory.require(held, f"writing {out.name} ({h}x{w})", "write a .zarr store (it streams)")
-    cfg.log(
-        f"{h}x{w} {cfg.dtype}, seed {cfg.seed}{', periodic' if period else ''}; "
-        f"{tasks} threads, onnxruntime {model.providers[0]}, {ort} intra-op threads each"
-    )
-
-    paint, source = render_region, model
-    if cfg.world is not None:
-        from tilegen import world as worlds
-
-        paint = worlds.render_region
-        source = worlds.open_world(cfg.world, cfg.seed, ort, cfg.device)
-
-    def render(r):
-        y, x, th, tw = r
-        return paint(source, cfg.seed, y, x, th, tw, period, None, cfg.dtype)
-
-    t0 = time.perf_counter()
-    bar = Progress(h * w, 0, "render", cfg.progress)
-    from tilegen.imageio import write_image
-
-    pieces = ordered_map(render, regions, tasks, 2 * tasks)
-    try:
-        if tiled:
-            _write_tiled_tiff(out, h, w, c, cfg.dtype, tile, bar, pieces)
-        else:
-            img = np.empty((h, w, c), cfg.dtype)
-            for (y, x, th, tw), piece in zip(regions, pieces):
-                img[y : y + th, x : x + tw] = piece.transpose(1, 2, 0)
-                bar.advance(th * tw)
-            write_image(out, img, bits)
-    except OSError as e:
-        raise UserError(os_error_text(e, out))
-    except KeyboardInterrupt:
-        raise Interrupted(
-            f"interrupted: {out} was not written (one image file is written whole, at the end); "
-            "rerun the same command, or write a .zarr store, which resumes where it stopped"
-        )
-    finally:
-        pieces.close()  # the pool's running pieces finish before we report
-        bar.close()
-    dt = time.perf_counter() - t0
-    return Summary(
-        "new",
-        len(regions),
-        0,
-        len(regions),
-        mp,
-        dt,
-        {model.providers[0]},
-        f"{tasks} threads",
-        ort,
-        1,
-    )
-
-
-def _write_tiled_tiff(path: Path, h, w, c, dtype, tile, bar: Progress, pieces) -> None:
-    import tifffile
-
-    def tiles():
-        for piece in pieces:
-            _, th, tw = piece.shape
-            bar.advance(th * tw)
-            full = np.zeros((tile, tile, c), dtype)
-            full[:th, :tw] = piece.transpose(1, 2, 0)
-            yield full
-
-    from tilegen.imageio import SOFTWARE, remove_quietly
-
-    tmp = path.with_name(path.name + ".partial")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tifffile.imwrite(
-            tmp,
-            data=tiles(),
-            shape=(h, w, c),
-            dtype=dtype,
-            tile=(tile, tile),
-            bigtiff=True,
-            photometric="rgb" if c == 3 else "minisblack",
-            planarconfig="contig",
-            compression="zlib",
-            software=SOFTWARE,
-        )
-        os.replace(tmp, path)
-    finally:
-        remove_quietly(tmp)

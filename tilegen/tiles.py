@@ -30,6 +30,9 @@ from tilegen import memory, zarr_store
 from tilegen.errors import UserError
 from tilegen.grid import tiles
 from tilegen.imageio import convert_bits, write_image
+from tilegen.parallel import ordered_map
+from tilegen.progress import Progress
+from tilegen.threads import usable_cores
 
 FORMATS = {"png": ".png", "tif": ".tif", "jpg": ".jpg"}
 INDEX = "tiles.json"
@@ -65,8 +68,6 @@ def cut_tiles(
     progress: bool = True,
 ) -> dict:
     """Write the tiles and tiles.json; returns the index."""
-    from tilegen.tiler import Progress, cores, ordered_map
-
     store = Path(store)
     attrs, spec = zarr_store.open_store(store)  # one line for anything not a tilegen store
     if not attrs.get("complete"):
@@ -93,7 +94,7 @@ def cut_tiles(
             f"--region {y0} {x0} {h} {w} is not inside level {level} ({height}x{width})"
         )
     rows, cols = -(-h // tile), -(-w // tile)
-    at_once = min(threads or cores(), rows * cols)
+    at_once = min(threads or usable_cores(), rows * cols)
     itemsize = max(arr.dtype.itemsize, bits // 8)
     need = memory.tiles_bytes(min(tile, h), min(tile, w), c, itemsize, at_once)
     memory.require(need, f"cutting {tile}-pixel tiles ({at_once} at once)", "use a smaller --tile")
@@ -129,7 +130,7 @@ def cut_tiles(
 
     bar = Progress(h * w, 0, "tiles", progress)
     files = []
-    pieces = ordered_map(cut, jobs, threads or cores(), 2 * (threads or cores()))
+    pieces = ordered_map(cut, jobs, threads or usable_cores(), 2 * (threads or usable_cores()))
     try:
         for entry in pieces:
             files.append(entry)

@@ -33,6 +33,9 @@ import numpy as np
 from tilegen import memory, zarr_store
 from tilegen.errors import UserError
 from tilegen.imageio import convert_bits, write_atomic
+from tilegen.parallel import ordered_map
+from tilegen.progress import Progress
+from tilegen.threads import usable_cores
 
 WEB_FORMATS = ("xyz", "dzi")
 IMAGE_TYPES = {"png": ".png", "jpg": ".jpg"}
@@ -232,8 +235,6 @@ def write_web_tiles(
     """Cut a finished store into an xyz or dzi pyramid in `out_dir`; returns the descriptor's
     facts (format, width, height, tile, levels, tiles written, tiles kept from a previous run).
     `url`: the address the xyz folder will be served at, for absolute URLs in tilejson.json."""
-    from tilegen.tiler import Progress, cores, ordered_map
-
     if fmt not in WEB_FORMATS:
         raise UserError(f"--format {fmt}: use xyz or dzi for web tiles")
     if image not in IMAGE_TYPES:
@@ -290,7 +291,7 @@ def write_web_tiles(
             )
         return bh * bw, len(todo), len(cells) - len(todo)
 
-    n = threads or cores()
+    n = threads or usable_cores()
     itemsize = 1 if attrs.get("dtype") == "uint8" else 2
     memory.require(memory.tiles_bytes(BLOCK, BLOCK, channels, itemsize, n), f"{fmt} tiles",
                    "use fewer threads")  # fmt: skip
