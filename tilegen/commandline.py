@@ -82,9 +82,9 @@ MaterialBits = O(int | None, "8 or 16 bits per channel (16 needs .png/.tif) [def
 
 def _click_exceptions() -> tuple[tuple[type, ...], tuple[type, ...]]:
     """(usage errors, aborts) of click and of the copy of click typer may carry."""
-    import click
+    from click.exceptions import Abort, ClickException
 
-    usage, abort = [click.ClickException], [click.exceptions.Abort]
+    usage, abort = [ClickException], [Abort]
     try:
         from typer import _click  # typer >= 0.2x vendors click
 
