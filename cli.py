@@ -127,7 +127,16 @@ def evaluate(
     shows a relation) beside the exemplar's own.
     """
     kw = {k: v for k, v in locals().items() if k != "images"}
-    EvaluateJob(images=images or [], **kw).run(typer.echo)
+    EvaluateJob(images=images or [], structure_scorer=_structure_scorer, **kw).run(typer.echo)
+
+
+def _structure_scorer(exemplar, height: int, width: int, seed: int = 0):
+    """evaluate's structure figure comes from train/ (torch), which tilegen does not import."""
+    try:
+        from train.structure import structure_scorer
+    except ImportError:
+        return "no structure figure: it needs torch and plenoptic (pip install 'tilegen[train]')"
+    return structure_scorer(exemplar, height, width, seed)
 
 
 # --- generate, tiles (the torch-free tiler) ---------------------------------------------------

@@ -40,7 +40,7 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
 from bench.generator_quality import OUT, exemplar_path, structure_scorer  # noqa: E402
-from tilegen.evaluate import Evaluator  # noqa: E402
+from tilegen.evaluator import Evaluator  # noqa: E402
 from tilegen.imageio import read_image, write_image  # noqa: E402
 from train.checkpoint import load_generator  # noqa: E402
 from train.generator import sample_tile, without_projection  # noqa: E402

@@ -132,7 +132,7 @@ def structure_scorer(name: str):
 
 def blurred_8bit(img: np.ndarray) -> np.ndarray:
     """The sigma = 1 blur of an image as an 8-bit file of it reads back: the baselines' blur."""
-    from tilegen.evaluate import gaussian_blur
+    from tilegen.baselines import gaussian_blur
     from tilegen.imageio import quantize
 
     return quantize(gaussian_blur(img, 1.0), 8).astype(np.float32) / 255.0
@@ -141,7 +141,7 @@ def blurred_8bit(img: np.ndarray) -> np.ndarray:
 def synth_row(name: str, threads: int) -> dict:
     """synth at SIZE^2 (cached in OUT/synth/) and the crop baselines, scored."""
 
-    from tilegen.evaluate import Evaluator
+    from tilegen.evaluator import Evaluator
     from tilegen.imageio import read_image, write_image
     from train.synth import SynthConfig, synthesize
 
@@ -178,16 +178,17 @@ def _threads(threads: int) -> None:
     """torch's threads and the evaluator's exact-OT threads in this worker."""
     import torch
 
-    from tilegen import evaluate
+    from tilegen import metrics
 
     torch.set_num_threads(threads)
-    evaluate.PARALLEL["max"] = threads
+    metrics.PARALLEL["max"] = threads
 
 
 def pieces_row(name: str, threads: int = 1) -> dict:
     """PIECES real SIZE^2 pieces of the exemplar and their sigma = 1 blurs, scored as the
     samples are (cached in OUT/synth/): what the material itself scores at the samples' size."""
-    from tilegen.evaluate import Evaluator, real_pieces
+    from tilegen.baselines import real_pieces
+    from tilegen.evaluator import Evaluator
     from tilegen.imageio import read_image
 
     _threads(threads)
@@ -222,7 +223,7 @@ def generator_row(
     anew (attach_projection as `train` does now, with `sets`; its training time is carried
     over)."""
 
-    from tilegen.evaluate import Evaluator
+    from tilegen.evaluator import Evaluator
     from tilegen.imageio import read_image, write_image
     from train.checkpoint import load_generator, save_generator
     from train.generator import without_projection

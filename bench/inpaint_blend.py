@@ -14,7 +14,7 @@ Textures (default ../shared/textures) are resized to --exemplar-size (192, Lancz
 3. Ramp: A -> B left to right, 128x512 -> docs/images/blend_ramp.png, with the distance of its
    left and right quarters to A and B.
 
-Distances: tilegen.evaluate.patch_ot_distance, debiased, 4 scales, 1000 patches x 3 draws.
+Distances: tilegen.metrics.patch_ot_distance, debiased, 4 scales, 1000 patches x 3 draws.
 """
 
 from __future__ import annotations
@@ -32,8 +32,9 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tilegen.evaluate import gaussian_blur, patch_ot_distance  # noqa: E402
+from tilegen.baselines import gaussian_blur  # noqa: E402
 from tilegen.imageio import quantize, write_image  # noqa: E402
+from tilegen.metrics import patch_ot_distance  # noqa: E402
 from train.blend import BlendConfig, blend  # noqa: E402
 from train.inpaint import InpaintConfig, inpaint  # noqa: E402
 

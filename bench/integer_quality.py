@@ -32,7 +32,7 @@ def score_row(name: str, model_path: str, exemplar: str) -> dict:
     """Patch distances of the float model, its integer export and the unrefitted one."""
     import generator_quality as gq
 
-    from tilegen.evaluate import Evaluator
+    from tilegen.evaluator import Evaluator
     from tilegen.imageio import read_image, write_image
     from train.checkpoint import load_generator
     from train.quantize import calibrate, quantize_generator, sample_tile_integer

@@ -39,7 +39,7 @@ sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 
-from tilegen.evaluate import MaterialEvaluator  # noqa: E402
+from tilegen.evaluator import MaterialEvaluator  # noqa: E402
 from tilegen.material import (  # noqa: E402
     channel_weights,
     finish,
@@ -87,7 +87,7 @@ def score(ex: np.ndarray, layout: dict, images: dict[str, np.ndarray]) -> dict:
     blurred real piece of the surface as large as the results, bench/generator_quality.py's
     baseline; a smooth height map's whole-exemplar blur scores below what any 256x256 piece of
     the exemplar itself can, see `floor`)."""
-    from tilegen.evaluate import gaussian_blur
+    from tilegen.baselines import gaussian_blur
 
     ev = MaterialEvaluator(ex, layout, **EVAL)
     out = {k: ev(quantised(finish(v, layout)), k) for k, v in images.items()}
@@ -205,7 +205,8 @@ def floor(sets: list[str], size: int, kind: str) -> None:
     sys.path.insert(0, str(ROOT / "bench"))
     from synth_quality import size_floor
 
-    from tilegen.evaluate import Evaluator, baseline_images
+    from tilegen.baselines import baseline_images
+    from tilegen.evaluator import Evaluator
 
     for name in sets:
         ex, layout = exemplar(name, kind)
@@ -219,10 +220,10 @@ def floor(sets: list[str], size: int, kind: str) -> None:
 
 def pieces(sets: list[str], size: int, count: int = 12) -> None:
     """`count` real size x size pieces of each exemplar, cut at random places
-    (tilegen.evaluate.real_pieces, seed 0), and their sigma = 1 blurs, scored like results: per
+    (tilegen.baselines.real_pieces, seed 0), and their sigma = 1 blurs, scored like results: per
     map the median piece and the median blurred piece as multiples of the crop's blur (the
     bar), and normal~height's median as a ratio to the whole exemplar's."""
-    from tilegen.evaluate import gaussian_blur, real_pieces
+    from tilegen.baselines import gaussian_blur, real_pieces
 
     for name in sets:
         ex, layout = exemplar(name)

@@ -26,7 +26,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from bench.generator_quality import YARDSTICK, exemplar_path  # noqa: E402
-from tilegen.evaluate import gaussian_blur, real_pieces  # noqa: E402
+from tilegen.baselines import gaussian_blur, real_pieces  # noqa: E402
 from tilegen.imageio import read_image  # noqa: E402
 from train.structure import StructureScorer, shuffle_blocks  # noqa: E402
 

@@ -25,7 +25,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tilegen.evaluate import Evaluator  # noqa: E402
+from tilegen.evaluator import Evaluator  # noqa: E402
 from tilegen.imageio import quantize, read_image  # noqa: E402
 from train.patch_ot import OTConfig  # noqa: E402
 from train.synth import SynthConfig, synthesize  # noqa: E402

@@ -31,13 +31,10 @@ sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 
-from tilegen.evaluate import (  # noqa: E402
-    Evaluator,
-    baseline_images,
-    gaussian_pyramid_np,
-    w2_squared,
-)
+from tilegen.baselines import baseline_images  # noqa: E402
+from tilegen.evaluator import Evaluator  # noqa: E402
 from tilegen.imageio import read_image, write_image  # noqa: E402
+from tilegen.metrics import gaussian_pyramid_np, w2_squared  # noqa: E402
 from train.synth import SynthConfig, synthesize  # noqa: E402
 
 PATCHES = 1000  # patches per draw in evaluate (its default is 2000): 4x cheaper exact OT solves

@@ -155,7 +155,7 @@ def full_run(iters: int, size: int) -> dict:
 def quality(iters: int, size: int = 128, seed: int = 1, device: str = "cpu") -> dict:
     """Both styles for the same number of iterations from the same start, scored by evaluate.
     `seed` picks the start image and (with seed - 1) the target patches and psi subsamples."""
-    from tilegen.evaluate import patch_ot_distance
+    from tilegen.metrics import patch_ot_distance
 
     ex_np = read_image(EXEMPLAR)
     ex = to_tensor(ex_np, torch.device(device))

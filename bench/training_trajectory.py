@@ -55,7 +55,7 @@ def main() -> None:
 
     import torch
 
-    from tilegen.evaluate import Evaluator
+    from tilegen.evaluator import Evaluator
     from tilegen.imageio import read_image, write_image
     from train.train_generator import for_exemplar, sample, train
 

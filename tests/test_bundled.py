@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 
 from tilegen.contract import from_metadata
-from tilegen.evaluate import patch_ot_distance
 from tilegen.imageio import read_image
+from tilegen.metrics import patch_ot_distance
 
 ASSETS = Path(__file__).resolve().parents[1] / "tilegen" / "assets"
 

@@ -8,19 +8,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tilegen.baselines import baseline_images, real_pieces
 from tilegen.errors import UserError
-from tilegen.evaluate import (
-    Evaluator,
-    baseline_images,
+from tilegen.evaluator import Evaluator
+from tilegen.imageio import read_image, write_image
+from tilegen.metrics import (
     color_w1,
     gaussian_pyramid_np,
     patch_ot_distance,
     random_patches,
-    real_pieces,
     spectrum_distance,
     w2_squared,
 )
-from tilegen.imageio import read_image, write_image
 
 DATA = Path(__file__).parent / "data"
 ROOT = Path(__file__).parent.parent

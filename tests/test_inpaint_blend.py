@@ -3,7 +3,7 @@
 Small on purpose (images of 32 to 96 px, 3 scales, J <= 400 target patches, <= 100 iterations,
 the CLI run in-process but once): these optimisations are the slowest tests of the suite.
 
-Scores are the debiased multiscale patch-OT distance of tilegen/evaluate.py (3 levels, 500
+Scores are the debiased multiscale patch-OT distance of tilegen/metrics.py (3 levels, 500
 patches, 3 draws). The "blurred (sigma = 1) fill" an inpainting must beat is the hole's *true*
 content (the test image is a crop of a whole photo) blurred with sigma = 1: it has the right
 colours and layout and only lacks the finest detail, a stronger baseline than a blurred diffusion
@@ -60,13 +60,13 @@ def tilegen_in_process(*args: str):
 
 
 def distance(exemplar: np.ndarray, image: np.ndarray) -> float:
-    from tilegen.evaluate import patch_ot_distance
+    from tilegen.metrics import patch_ot_distance
 
     return patch_ot_distance(exemplar, image, scales=3, n=500, seeds=3)["debiased"]
 
 
 def blurred(img: np.ndarray) -> np.ndarray:
-    from tilegen.evaluate import gaussian_blur
+    from tilegen.baselines import gaussian_blur
 
     return gaussian_blur(img, 1.0)
 

@@ -18,9 +18,9 @@ from export.onnx_export import (
     verify_self_contained,
 )
 from tilegen.contract import ModelInfo, from_metadata
-from tilegen.evaluate import patch_ot_distance
 from tilegen.imageio import read_image
 from tilegen.inspect import describe, format_text, load
+from tilegen.metrics import patch_ot_distance
 from tilegen.model import open_model, render_region, render_tile
 from tilegen.windows import axis_window, projection_crops
 from train.checkpoint import load_generator, save_generator

@@ -11,10 +11,17 @@ import pytest
 pytest.importorskip("torch")
 pytest.importorskip("plenoptic")
 
+from tilegen.baselines import gaussian_blur, real_pieces  # noqa: E402
 from tilegen.errors import UserError  # noqa: E402
-from tilegen.evaluate import Evaluator, gaussian_blur, real_pieces  # noqa: E402
+from tilegen.evaluator import Evaluator  # noqa: E402
 from tilegen.imageio import read_image  # noqa: E402
-from train.structure import StructureScorer, luminance, scales_for, shuffle_blocks  # noqa: E402
+from train.structure import (  # noqa: E402
+    StructureScorer,
+    luminance,
+    scales_for,
+    shuffle_blocks,
+    structure_scorer,
+)
 
 DATA = Path(__file__).parent / "data"
 BAR = 2.0  # the yardstick's structure bar
@@ -98,13 +105,15 @@ def test_sizes_it_refuses():
 
 def test_evaluator_adds_it_or_says_why_not(monkeypatch):
     ex = texture("bark")
-    ev = Evaluator(ex, n=200, seeds=1, scales=2, structure=True)
+    ev = Evaluator(ex, n=200, seeds=1, scales=2, structure=structure_scorer)
     r = ev(others("bark", 1)[0])
     assert r["structure"] < 1.5
     whole = ev(ex)  # the exemplar's own size: no distinct pieces to compare with
     assert "structure" not in whole and "too small to cut distinct" in whole["notes"][0]
+    from cli import _structure_scorer  # the factory `tilegen evaluate` passes
+
     monkeypatch.setitem(sys.modules, "train.structure", None)  # as without torch
-    r = Evaluator(ex, n=200, seeds=1, scales=2, structure=True)(others("bark", 1)[0])
+    r = Evaluator(ex, n=200, seeds=1, scales=2, structure=_structure_scorer)(others("bark", 1)[0])
     assert "structure" not in r
     assert r["notes"] == [
         "no structure figure: it needs torch and plenoptic (pip install 'tilegen[train]')"

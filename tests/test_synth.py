@@ -36,7 +36,7 @@ def bark_synth() -> tuple[np.ndarray, np.ndarray]:
 
 
 def test_synth_lowers_the_patch_distance_fivefold(bark_synth):
-    from tilegen.evaluate import patch_ot_distance
+    from tilegen.metrics import patch_ot_distance
 
     exemplar, result = bark_synth
     start = np.random.default_rng(3).random(exemplar.shape, dtype=np.float32)  # uniform init

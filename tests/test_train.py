@@ -22,8 +22,8 @@ torch = pytest.importorskip("torch")
 from helpers import cli  # noqa: E402
 
 from tilegen.errors import UserError  # noqa: E402
-from tilegen.evaluate import patch_ot_distance  # noqa: E402
 from tilegen.imageio import read_image, write_image  # noqa: E402
+from tilegen.metrics import patch_ot_distance  # noqa: E402
 from tilegen.noise import noise_window  # noqa: E402
 from train.checkpoint import (  # noqa: E402
     load_checkpoint,

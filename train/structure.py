@@ -2,7 +2,7 @@
 real pieces of the exemplar, as a multiple of what a typical real piece scores (docs/EVALUATE.md
 section 4b).
 
-The patch-OT distance (tilegen/evaluate.py) compares 4x4 patches over four pyramid levels, so
+The patch-OT distance (tilegen/metrics.py) compares 4x4 patches over four pyramid levels, so
 nothing larger than about 32 pixels enters it, and a patch projection that copies exemplar
 patches makes it right whatever the layout. Portilla & Simoncelli's texture statistics
 (plenoptic's `PortillaSimoncelli`: a complex steerable pyramid of S scales and K orientations on
@@ -12,7 +12,7 @@ structure: a crack is a magnitude correlated along its direction and across scal
 
 Normalisation. The statistics have every unit and range (moments, correlations, variances), so
 each is z-scored against N real pieces r_1..r_N of the exemplar the size of the image (cut at
-places drawn from the seed, `tilegen.evaluate.real_pieces`):
+places drawn from the seed, `tilegen.baselines.real_pieces`):
 
     z_k(x) = (s_k(x) - mean_n s_k(r_n)) / (std_n s_k(r_n) + eps_k)      (std with N - 1)
     D(x)   = || z(x) ||_2                                                the raw distance
@@ -27,8 +27,8 @@ pieces), and the figure reported is
 so a typical real piece scores 1.0; the exemplar cut into 32-pixel blocks and shuffled scores
 about 1.5-2, into 16-pixel blocks more, a sigma = 2 blur far more (bench/structure_ranking.py).
 
-Needs torch and plenoptic (the `train` extra); tilegen/evaluate.py imports this module only
-when asked and says so in one line when they are missing.
+Needs torch and plenoptic (the `train` extra). tilegen imports nothing of train/: the command
+line hands `structure_scorer` to `tilegen evaluate` (or a one-line note when torch is missing).
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ from tilegen.errors import UserError
 
 SCALES, ORIENTATIONS = 5, 4
 PIECES = 24
-_LUMA = (0.2126, 0.7152, 0.0722)  # Rec. 709, as the spectrum figure of tilegen/evaluate.py
+_LUMA = (0.2126, 0.7152, 0.0722)  # Rec. 709, as the spectrum figure of tilegen/metrics.py
 _EPS = 1e-3  # eps_k as a fraction of the median spread of the statistics over real pieces
 
 
@@ -113,7 +113,7 @@ class StructureScorer:
         seed: int = 0,
         scales: int = SCALES,
     ):
-        from tilegen.evaluate import real_pieces
+        from tilegen.baselines import real_pieces
 
         if pieces < 3:
             raise UserError(f"the structure statistic needs at least 3 real pieces, not {pieces}")
@@ -174,6 +174,16 @@ def structure_distance(
     """The structure figure of one image (see the module docstring)."""
     h, w = np.asarray(image).shape[:2]
     return StructureScorer(exemplar, h, w, pieces, seed)(image)
+
+
+def structure_scorer(exemplar: np.ndarray, height: int, width: int, seed: int = 0):
+    """A StructureScorer for height x width images, or a one-line note saying why there is none
+    (plenoptic missing, an image too small, or too large for the exemplar): the scorer factory
+    `tilegen evaluate` gives tilegen.evaluator.Evaluator."""
+    try:
+        return StructureScorer(exemplar, height, width, seed=seed)
+    except UserError as e:
+        return f"no structure figure for {height}x{width} images: {e}"
 
 
 def shuffle_blocks(image: np.ndarray, block: int, rng: np.random.Generator) -> np.ndarray:

@@ -641,7 +641,7 @@ def choose_projection(
     (tilegen.evaluate, debiased). The coarse stages mend middle-scale structure on most
     textures and spoil some (rusty_metal's large flat areas: docs/history/models.md), so the
     choice is measured on the user's own exemplar. Returns the model and what was measured."""
-    from tilegen.evaluate import Evaluator
+    from tilegen.evaluator import Evaluator
 
     score = Evaluator(exemplar, n=1000)
     seeds = [2**19 + i for i in range(checks)]  # neither the fit's nor the usual small seeds
@@ -713,7 +713,7 @@ def check_modes(exemplar: np.ndarray, result: TrainResult) -> dict:
     the model in training mode and through the folded inference-mode model, and their largest
     pixel difference: the function sampled should be the function trained. With a patch
     projection, also a sample of the whole model (network + projection) of the same size."""
-    from tilegen.evaluate import patch_ot_distance
+    from tilegen.metrics import patch_ot_distance
 
     train_img, eval_img = to_image(result.train_mode_sample), to_image(result.eval_mode_sample)
     kw = {"scales": 4, "n": 1000, "seeds": 2}
