@@ -69,20 +69,7 @@ def cut_tiles(
 ) -> dict:
     """Write the tiles and tiles.json; returns the index."""
     store = Path(store)
-    attrs, spec = zarr_store.open_store(store)  # one line for anything not a tilegen store
-    if not attrs.get("complete"):
-        raise UserError(
-            f"{store} is incomplete (its generate run did not finish): rerun that generate "
-            "command to complete it, then cut the tiles"
-        )
-    if fmt not in FORMATS:
-        raise UserError(f"--format {fmt}: use png, tif or jpg (or xyz, dzi for web maps)")
-    if tile < 1:
-        raise UserError(f"--tile {tile}: must be positive")
-    if not 0 <= level < len(spec.level_shapes()):
-        raise UserError(f"--level {level}: {store} has levels 0 .. {len(spec.level_shapes()) - 1}")
-    zarr_store.damaged_shards(store, spec, [level])
-    arr = zarr_store.open_level(store, level, "r")
+    attrs, arr = _open_level(store, fmt, tile, level)
     c, height, width = arr.shape
     explicit_bits = bits is not None
     bits = bits or (8 if arr.dtype == np.uint8 else 16)
@@ -99,45 +86,11 @@ def cut_tiles(
     need = memory.tiles_bytes(min(tile, h), min(tile, w), c, itemsize, at_once)
     memory.require(need, f"cutting {tile}-pixel tiles ({at_once} at once)", "use a smaller --tile")
     out_dir = Path(out_dir)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise UserError(f"-o {out_dir}: exists and is not a folder")
-    ours = our_tiles(out_dir)
-    if ours and not overwrite:
-        raise UserError(f"{out_dir} already holds tiles: pass --overwrite or choose another -o")
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        for f in ours:  # a smaller grid must not leave the last run's tiles beside the new index
-            f.unlink(missing_ok=True)
-    except OSError as e:
-        raise UserError(f"cannot write {out_dir}: {e.strerror or e}")
-    ext = FORMATS[fmt]
-    jobs = tiles(y0, x0, h, w, tile)  # (row, col, y, x, h, w), row-major
-
+    _clear_folder(out_dir, overwrite)
     layout = attrs.get("material")
     given_bits = bits if explicit_bits else None  # a material: each map's own, unless --bits
-
-    def cut(job):
-        r, q, y, x, th, tw = job
-        data = zarr_store.read_region(str(store), level, y, x, th, tw)
-        name = tile_name(r, q, rows, cols, ext)
-        entry = {"file": name, "row": r, "col": q, "y": y, "x": x, "h": th, "w": tw}
-        if layout is not None:
-            entry["maps"] = write_material_tile(out_dir, name, data, layout, given_bits, fmt)
-            entry["file"] = next(iter(entry["maps"].values()))
-            return entry
-        write_image(out_dir / name, convert_bits(data, bits).transpose(1, 2, 0), bits)
-        return entry
-
-    bar = Progress(h * w, 0, "tiles", progress)
-    files = []
-    pieces = ordered_map(cut, jobs, threads or usable_cores(), 2 * (threads or usable_cores()))
-    try:
-        for entry in pieces:
-            files.append(entry)
-            bar.advance(entry["h"] * entry["w"])
-    finally:
-        pieces.close()  # tiles being written finish whole before an error or Ctrl-C is reported
-        bar.close()
+    cut = _tile_cutter(store, out_dir, level, rows, cols, fmt, bits, layout, given_bits)
+    files = _cut_all(cut, tiles(y0, x0, h, w, tile), h * w, threads, progress)
     index = {
         "store": str(store),
         "level": level,
@@ -154,6 +107,73 @@ def cut_tiles(
         index["material"] = layout
     (out_dir / INDEX).write_text(json.dumps(index, indent=1) + "\n")
     return index
+
+
+def _open_level(store: Path, fmt: str, tile: int, level: int):
+    """(the store's attributes, level `level` to read) of a complete store, the options checked."""
+    attrs, spec = zarr_store.open_store(store)  # one line for anything not a tilegen store
+    if not attrs.get("complete"):
+        raise UserError(
+            f"{store} is incomplete (its generate run did not finish): rerun that generate "
+            "command to complete it, then cut the tiles"
+        )
+    if fmt not in FORMATS:
+        raise UserError(f"--format {fmt}: use png, tif or jpg (or xyz, dzi for web maps)")
+    if tile < 1:
+        raise UserError(f"--tile {tile}: must be positive")
+    if not 0 <= level < len(spec.level_shapes()):
+        raise UserError(f"--level {level}: {store} has levels 0 .. {len(spec.level_shapes()) - 1}")
+    zarr_store.damaged_shards(store, spec, [level])
+    return attrs, zarr_store.open_level(store, level, "r")
+
+
+def _clear_folder(out_dir: Path, overwrite: bool) -> None:
+    """Make the tiles folder, removing the tiles of an earlier run (only with --overwrite)."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UserError(f"-o {out_dir}: exists and is not a folder")
+    ours = our_tiles(out_dir)
+    if ours and not overwrite:
+        raise UserError(f"{out_dir} already holds tiles: pass --overwrite or choose another -o")
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        for f in ours:  # a smaller grid must not leave the last run's tiles beside the new index
+            f.unlink(missing_ok=True)
+    except OSError as e:
+        raise UserError(f"cannot write {out_dir}: {e.strerror or e}")
+
+
+def _tile_cutter(store, out_dir, level, rows, cols, fmt, bits, layout, given_bits):
+    """job (row, col, y, x, h, w) -> its tiles.json entry, the tile's file(s) written."""
+    ext = FORMATS[fmt]
+
+    def cut(job):
+        r, q, y, x, th, tw = job
+        data = zarr_store.read_region(str(store), level, y, x, th, tw)
+        name = tile_name(r, q, rows, cols, ext)
+        entry = {"file": name, "row": r, "col": q, "y": y, "x": x, "h": th, "w": tw}
+        if layout is not None:
+            entry["maps"] = write_material_tile(out_dir, name, data, layout, given_bits, fmt)
+            entry["file"] = next(iter(entry["maps"].values()))
+            return entry
+        write_image(out_dir / name, convert_bits(data, bits).transpose(1, 2, 0), bits)
+        return entry
+
+    return cut
+
+
+def _cut_all(cut, jobs, pixels: int, threads: int | None, progress: bool) -> list[dict]:
+    """Every job's entry, in order, cut on `threads` threads with a progress bar."""
+    bar = Progress(pixels, 0, "tiles", progress)
+    files = []
+    pieces = ordered_map(cut, jobs, threads or usable_cores(), 2 * (threads or usable_cores()))
+    try:
+        for entry in pieces:
+            files.append(entry)
+            bar.advance(entry["h"] * entry["w"])
+    finally:
+        pieces.close()  # tiles being written finish whole before an error or Ctrl-C is reported
+        bar.close()
+    return files
 
 
 def write_material_tile(

@@ -235,6 +235,34 @@ def write_web_tiles(
     """Cut a finished store into an xyz or dzi pyramid in `out_dir`; returns the descriptor's
     facts (format, width, height, tile, levels, tiles written, tiles kept from a previous run).
     `url`: the address the xyz folder will be served at, for absolute URLs in tilejson.json."""
+    url = _check_web_options(fmt, image, tile, url)
+    store, out = Path(store), Path(out_dir)
+    attrs = _check_store(store)
+    height, width = (int(v) for v in attrs["size"])
+    channels = int(attrs["channels"])
+    settings = {"store": str(store.resolve()), "uid": attrs.get("uid", ""), "format": fmt,
+                "image": image, "tile": tile}  # fmt: skip
+    _prepare_folder(out, settings, overwrite)
+    levels = levels_for(fmt, height, width, tile)
+    cut = _block_cutter(out, fmt, image, tile, block_reader(store, attrs))
+    jobs = []
+    for fl, lv in levels:
+        lh, lw = level_shape(height, width, lv)
+        jobs += [(fl, lv, *b) for b in _blocks(lh, lw, tile)]
+    n = threads or usable_cores()
+    itemsize = 1 if attrs.get("dtype") == "uint8" else 2
+    memory.require(memory.tiles_bytes(BLOCK, BLOCK, channels, itemsize, n), f"{fmt} tiles",
+                   "use fewer threads")  # fmt: skip
+    counts = _cut_blocks(cut, jobs, n, f"{fmt} tiles", progress, out)
+    top = levels[0][0]
+    facts = {"format": fmt, "width": width, "height": height, "tile": tile, "image": image,
+             "levels": top + 1, "channels": channels, **counts}  # fmt: skip
+    _write_descriptor(out, fmt, facts, store, url)
+    return facts
+
+
+def _check_web_options(fmt: str, image: str, tile: int, url: str | None) -> str | None:
+    """--format, --image, --tile and --url of a web pyramid; returns the URL (ending in '/')."""
     if fmt not in WEB_FORMATS:
         raise UserError(f"--format {fmt}: use xyz or dzi for web tiles")
     if image not in IMAGE_TYPES:
@@ -245,28 +273,16 @@ def write_web_tiles(
         )
     if url is not None and fmt != "xyz":
         raise UserError(f"--url is for --format xyz (the tile URLs in tilejson.json), not {fmt}")
-    url = check_url(url)
-    store, out = Path(store), Path(out_dir)
-    attrs = _check_store(store)
-    height, width = (int(v) for v in attrs["size"])
-    channels = int(attrs["channels"])
-    ext = IMAGE_TYPES[image]
-    settings = {"store": str(store.resolve()), "uid": attrs.get("uid", ""), "format": fmt,
-                "image": image, "tile": tile}  # fmt: skip
-    _prepare_folder(out, settings, overwrite)
-    pad = tile if fmt == "xyz" else None
-    levels = levels_for(fmt, height, width, tile)
-    read = block_reader(store, attrs)
+    return check_url(url)
 
-    jobs = []
-    for fl, lv in levels:
-        lh, lw = level_shape(height, width, lv)
-        jobs += [(fl, lv, *b) for b in _blocks(lh, lw, tile)]
-    total = sum(b[4] * b[5] for b in jobs)
-    counts = {"written": 0, "kept": 0}
+
+def _block_cutter(out: Path, fmt: str, image: str, tile: int, read) -> Callable:
+    """job (folder level, store level, y, x, h, w) -> (pixels, tiles written, tiles kept from an
+    earlier run): the block's tiles not on disk yet, encoded."""
+    ext = IMAGE_TYPES[image]
+    pad = tile if fmt == "xyz" else None
 
     def cut(job) -> tuple[int, int, int]:
-        """(pixels, tiles written, tiles kept from an earlier run) of one block."""
         fl, lv, by, bx, bh, bw = job
         cells = [
             (by + r, bx + q)
@@ -291,11 +307,13 @@ def write_web_tiles(
             )
         return bh * bw, len(todo), len(cells) - len(todo)
 
-    n = threads or usable_cores()
-    itemsize = 1 if attrs.get("dtype") == "uint8" else 2
-    memory.require(memory.tiles_bytes(BLOCK, BLOCK, channels, itemsize, n), f"{fmt} tiles",
-                   "use fewer threads")  # fmt: skip
-    bar = Progress(total, 0, f"{fmt} tiles", progress)
+    return cut
+
+
+def _cut_blocks(cut, jobs: list, n: int, desc: str, progress: bool, out: Path) -> dict[str, int]:
+    """Every block cut on `n` threads with a progress bar: {"written": tiles, "kept": tiles}."""
+    counts = {"written": 0, "kept": 0}
+    bar = Progress(sum(b[4] * b[5] for b in jobs), 0, desc, progress)
     try:
         for pixels, written, kept in ordered_map(cut, jobs, n, 2 * n):
             counts["written"] += written
@@ -307,11 +325,7 @@ def write_web_tiles(
         )
     finally:
         bar.close()
-    top = levels[0][0]
-    facts = {"format": fmt, "width": width, "height": height, "tile": tile, "image": image,
-             "levels": top + 1, "channels": channels, **counts}  # fmt: skip
-    _write_descriptor(out, fmt, facts, store, url)
-    return facts
+    return counts
 
 
 def check_url(url: str | None) -> str | None:
