@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from tilegen.errors import UserError
+from tilegen.imageio import as_saved
 from tilegen.metrics import as_hwc
 
 
@@ -33,7 +34,7 @@ def reduce_contrast(img: np.ndarray, factor: float = 0.7) -> np.ndarray:
 def baseline_images(exemplar: np.ndarray, bits: int | None = 8) -> dict[str, np.ndarray]:
     """Two degraded copies of the exemplar: a sigma = 1 blur and a x0.7 contrast.
 
-    Rounded to `bits` (8: as `tilegen synth` writes by default; None: left in float), because
+    Rounded to `bits` (8 or 16; 8: as `tilegen synth` writes by default; None: left in float), as
     the images they are read against come from image files: in float the blur's finest
     frequencies fall far below the 8-bit rounding floor, which would inflate its spectrum figure.
     """
@@ -42,11 +43,7 @@ def baseline_images(exemplar: np.ndarray, bits: int | None = 8) -> dict[str, np.
         "contrast_0.7": reduce_contrast(exemplar, 0.7),
     }
     if bits is not None:
-        top = 2**bits - 1
-        out = {
-            k: (np.rint(np.clip(v, 0.0, 1.0) * top) / top).astype(np.float32)
-            for k, v in out.items()
-        }
+        out = {k: as_saved(v, bits) for k, v in out.items()}
     return out
 
 

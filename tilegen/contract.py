@@ -44,7 +44,7 @@ from pathlib import Path
 from tilegen import __version__
 from tilegen.errors import UserError
 from tilegen.noise import NOISE_SPEC, NOISE_SPEC_VERSION
-from tilegen.windows import Arch
+from tilegen.windows import Arch, period_fits
 
 FORMAT_VERSION = 3  # the newest this tilegen reads; files are written at the oldest that fits
 PREFIX = "tilegen."
@@ -209,7 +209,7 @@ def _parse(meta: dict[str, str]) -> tuple[ModelInfo, dict]:
     if form not in ("windowed", "self-contained"):
         raise ValueError(f"form {form!r}: upgrade tilegen if a newer one wrote it")
     period = _pair(json.loads(meta["period"]), "period", 1, MAX_SIDE) if "period" in meta else None
-    if period and any(p % arch.stride for p in period):
+    if period and not all(period_fits(p, arch.stride) for p in period):
         raise ValueError(f"period {list(period)}, not a multiple of the stride {arch.stride}")
     training = _json(meta, "training", dict, "{}")
     channels = meta.get("channels", "")

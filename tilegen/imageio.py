@@ -173,6 +173,11 @@ def quantize(img: np.ndarray, bits: int = 8) -> np.ndarray:
     return q.astype(np.uint8 if bits == 8 else np.uint16)
 
 
+def as_saved(img: np.ndarray, bits: int = 8) -> np.ndarray:
+    """float [0, 1] -> float32 as a `bits`-bit file holds it: `quantize`, then back to [0, 1]."""
+    return quantize(img, bits) / np.float32(255 if bits == 8 else 65535)
+
+
 def convert_bits(pixels: np.ndarray, bits: int) -> np.ndarray:
     """Stored integers at another depth: 16 -> 8 rounds to the nearest level (v * 255 / 65535),
     8 -> 16 is exact (v * 257); anything else is returned as it is."""
@@ -288,7 +293,7 @@ def remove_quietly(path: Path) -> None:
 
 def exact_bits(img: np.ndarray) -> int:
     """8 when every value is an 8-bit level (so writing 8 bits changes no pixel), else 16."""
-    return 8 if np.array_equal(quantize(img, 8).astype(np.float32) / 255.0, img) else 16
+    return 8 if np.array_equal(as_saved(img, 8), img) else 16
 
 
 def pixels_sha256(img: np.ndarray) -> str:

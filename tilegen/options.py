@@ -109,10 +109,10 @@ def period(text: str | None, arch: object = None) -> tuple[int, int] | None:
     if len(vals) not in (1, 2) or min(vals) < 1:
         raise UserError(f"--period {text}: give P or PYxPX, positive integers")
     if arch is not None:
-        from tilegen.windows import level_periods
+        from tilegen.windows import check_period
 
         try:
-            [level_periods(arch, p) for p in vals]
+            [check_period(arch, p) for p in vals]
         except ValueError as e:
             raise UserError(f"--period {text}: {e}")
     return (vals[0], vals[-1])

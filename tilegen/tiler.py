@@ -95,11 +95,11 @@ def effective_period(model, period: tuple[int, int] | None) -> tuple[int, int] |
     if period is None:
         baked = model.info.period if model.self_contained else None
         return tuple(int(v) for v in baked) if baked else None
-    from tilegen.windows import level_periods
+    from tilegen.windows import check_period
 
     for p in period:
         try:
-            level_periods(model.info.arch, p)
+            check_period(model.info.arch, p)
         except ValueError as e:
             raise UserError(f"--periodic: {e}")
     return (int(period[0]), int(period[1]))

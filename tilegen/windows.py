@@ -86,13 +86,24 @@ def axis_window(arch: Arch, start: int, size: int) -> AxisWindow:
     return AxisWindow(out_start, out_size, start - out_start, tuple(noise))
 
 
-def level_periods(arch: Arch, period: int) -> tuple[int, ...]:
-    """Noise period of each level for an output period `period` (full-resolution pixels)."""
-    if period <= 0 or period % arch.stride:
+def period_fits(period: int, stride: int) -> bool:
+    """The one rule for an output period: a positive multiple of the model's stride, so that
+    every level's noise period (period / 2^(K-1-k)) is whole."""
+    return period > 0 and period % stride == 0
+
+
+def check_period(arch: Arch, period: int) -> None:
+    """ValueError, in words, unless `period` suits the model (`period_fits`)."""
+    if not period_fits(period, arch.stride):
         raise ValueError(
             f"a periodic size must be a positive multiple of {arch.stride} for this model, "
             f"got {period}"
         )
+
+
+def level_periods(arch: Arch, period: int) -> tuple[int, ...]:
+    """Noise period of each level for an output period `period` (full-resolution pixels)."""
+    check_period(arch, period)
     return tuple(period // 2 ** (arch.levels - 1 - k) for k in range(arch.levels))
 
 

@@ -49,9 +49,9 @@ import torch.nn.functional as F
 from tilegen import options
 from tilegen.errors import UserError
 from tilegen.grid import tiles
-from tilegen.imageio import pixels_sha256
+from tilegen.imageio import as_saved, pixels_sha256
 from tilegen.noise import tile_noise
-from tilegen.windows import Arch, axis_window
+from tilegen.windows import Arch, axis_window, period_fits
 from train.checkpoint import save_checkpoint
 from train.device import pick_device
 from train.generator import (
@@ -669,7 +669,7 @@ def choose_projection(
 
 def quantized(image: np.ndarray) -> np.ndarray:
     """The image as an 8-bit file holds it (what users and the yardstick score)."""
-    return (np.rint(np.clip(image, 0, 1) * 255) / 255).astype(np.float32)
+    return as_saved(image, 8)
 
 
 def sample(
@@ -685,7 +685,7 @@ def sample(
     a multiple of the model's stride). Computed in tiles of at most `tile` pixels a side to
     bound memory; tiles are exact crops of one big evaluation, so the result is the same."""
     stride = model.arch.stride
-    if periodic and (height % stride or width % stride):
+    if periodic and not (period_fits(height, stride) and period_fits(width, stride)):
         up = lambda n: -(-n // stride) * stride  # noqa: E731
         raise UserError(
             f"a periodic sample needs sides that are multiples of {stride} (the model's stride); "
