@@ -7,7 +7,7 @@ A world is a layout image (tilegen/layout.py) whose labels each name a model, th
 tilegen/warp.py that says how much of each label shows at every pixel, and a mix of the models'
 outputs inside the transitions (tilegen/mixing.py). Every pixel is a pure function of (seed,
 global coordinates, layout, models), so the store, its ledger, resume, pyramid, `tiles` and
-`view` are `generate`'s own (tilegen/tiler.py renders a world's shards with `render_region`).
+`view` are `generate`'s own (tilegen/shard_tasks.py renders a world's shards with `render_region`).
 
 Cost: a window evaluates a model only on the 64-pixel blocks where its label's weight is
 non-zero (DESIGN.md section 9), so away from transitions a world costs one model's generate.
