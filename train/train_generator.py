@@ -376,33 +376,60 @@ def train(
         history.append(value)
         if on_step is not None:
             on_step(it, value, image.detach())
-        if (
-            checkpoint is not None
-            and checkpoint_every
-            and (it % checkpoint_every == 0 or it == cfg.iters)
-        ):
-            save_checkpoint(
-                checkpoint,
-                iteration=it,
-                config=cfg.to_dict(),
-                exemplar_sha256=ex_hash,
-                model=model,
-                optimizer=opt,
-                potentials=[s.psi for s in ot_loss.scales],
-                rng_state=rng.get_state(),
-                history=history,
-                ema=ema,
-            )
+        if checkpoint is not None and checkpoint_due(it, checkpoint_every, cfg.iters):
+            write_checkpoint(checkpoint, it, cfg, ex_hash, model, opt, ot_loss, rng, ema, history)
             last_good = it
         if stop_after is not None and it >= stop_after:
             return None
 
     if ema is not None:
-        with torch.no_grad():
-            for name, p in model.named_parameters():
-                p.copy_(ema[name])
-    # One noise sample through the model as it was trained at the end (BatchNorm: the batch's
-    # own statistics, or the frozen ones) and, below, through the folded inference-mode model.
+        load_average(model, ema)
+    train_sample, eval_sample = fold_trained(model, cfg, frozen_from)
+    model, choice = attach_projection(model, exemplar, cfg, on_fit)
+    meta = training_meta(exemplar, ex_hash, cfg, history, choice)
+    return TrainResult(model, meta, history, train_sample, eval_sample)
+
+
+def checkpoint_due(it: int, every: int, iters: int) -> bool:
+    """Every `every` iterations (0: never) and at the last one."""
+    return bool(every) and (it % every == 0 or it == iters)
+
+
+def write_checkpoint(
+    path: Path,
+    it: int,
+    cfg: TrainConfig,
+    ex_hash: str,
+    model: TextureGenerator,
+    opt: torch.optim.Optimizer,
+    ot_loss: PatchOTLoss,
+    rng: torch.Generator,
+    ema: dict[str, torch.Tensor] | None,
+    history: list[float],
+) -> None:
+    """Everything a resumed run needs to continue bit-identically after iteration `it`."""
+    save_checkpoint(
+        path,
+        iteration=it,
+        config=cfg.to_dict(),
+        exemplar_sha256=ex_hash,
+        model=model,
+        optimizer=opt,
+        potentials=[s.psi for s in ot_loss.scales],
+        rng_state=rng.get_state(),
+        history=history,
+        ema=ema,
+    )
+
+
+def fold_trained(
+    model: TextureGenerator, cfg: TrainConfig, frozen_from: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Fold the trained network into plain convolutions, in place; returns one noise sample
+    through the model as it was trained at the end (BatchNorm: the batch's own statistics, or
+    the frozen ones) and the same noise through the folded inference-mode model, for
+    `check_modes`."""
+    gcfg = cfg.gen
     z = next(eval_noise(replace(cfg, size=2 * cfg.size), 1, cfg.seed + 2))
     frozen = frozen_from <= cfg.iters
     with torch.no_grad():
@@ -413,8 +440,18 @@ def train(
     fold(model)
     with torch.no_grad():
         eval_sample = crop_training(gcfg, model(*z), 2 * cfg.size).clone()
-    model, choice = attach_projection(model, exemplar, cfg, on_fit)
-    meta = {
+    return train_sample, eval_sample
+
+
+def training_meta(
+    exemplar: np.ndarray,
+    ex_hash: str,
+    cfg: TrainConfig,
+    history: list[float],
+    choice: dict | None,
+) -> dict:
+    """What save_generator records about the run."""
+    return {
         "exemplar_sha256": ex_hash,
         "exemplar_shape": list(exemplar.shape),
         "channels": CHANNEL_NAMES.get(exemplar.shape[2], ""),  # a material: TrainJob names them
@@ -423,12 +460,18 @@ def train(
         "final_loss": float(np.mean(history[-50:])) if history else None,
         "projection_choice": choice,
     }
-    return TrainResult(model, meta, history, train_sample, eval_sample)
 
 
 def average_weights(model: TextureGenerator) -> dict[str, torch.Tensor]:
     """A copy of the trainable weights, the start of their moving average."""
     return {name: p.detach().clone() for name, p in model.named_parameters()}
+
+
+@torch.no_grad()
+def load_average(model: TextureGenerator, ema: dict[str, torch.Tensor]) -> None:
+    """The model keeps the averaged weights, not Adam's last iterate."""
+    for name, p in model.named_parameters():
+        p.copy_(ema[name])
 
 
 @torch.no_grad()
