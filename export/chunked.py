@@ -4,7 +4,7 @@ A projection scores every patch row x_i against every exemplar patch y_j in one 
 scores = (x_i, 1) @ (-2 y_j ; ||y_j||^2 - psi_j), an (N, J) matrix that torch's exporter writes
 whole: 133 MB for a 256^2 tile with J = 2000, written to memory by the product and read back by
 the argmin. In chunks of CHUNK_ROWS rows it stays in the CPU's cache, and the product and the
-argmin run about 1.5x faster per row (bench/RESULTS.md, "Chunked projection").
+argmin run about 1.5x faster per row (docs/GENERATOR.md, section 3).
 
 ONNX has no loop over a dynamic size but `Loop`, so the rewrite is a graph pass after export:
 
@@ -79,7 +79,7 @@ def integer_scores(weights: str, bias: str):
     """scores (C, J) = rows @ weights + bias for uint8 rows, int8 weights and int32 biases:
     MatMulInteger's exact int32 sums and one int32 Add (the model's scores: train/quantize.py).
     An Add in int32 costs less than onnxruntime's Cast + Mul + Add in float32, which it does not
-    fuse into MatMulIntegerToFloat for constant scales (bench/RESULTS.md, "Integer model")."""
+    fuse into MatMulIntegerToFloat for constant scales."""
 
     def nodes(p: str, x: str, _scores_of: str) -> list[onnx.NodeProto]:
         return [
@@ -186,7 +186,7 @@ def chunk_projections(proto: onnx.ModelProto, block: int, chunk: int = CHUNK_ROW
         index = _target_index(g, product)
         region = _between(g, product, index)
         loop = _loop_nodes(f"chunked{k}_", product.input[0], product.input[1], index, chunk, block)
-        # The loop goes where the product was: everything it reads is computed by then.
+        # The loop takes the product's place: everything it reads is computed by then.
         nodes = list(g.node)
         first = min(i for i, n in enumerate(nodes) if n.output[0] in region)
         kept = [n for n in nodes if n.output[0] not in region]

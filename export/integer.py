@@ -54,9 +54,9 @@ def arithmetic(qg: IntegerGenerator) -> dict:
 
 def integer_kernel(c: QConv) -> bool:
     """Whether onnxruntime should run this convolution as QLinearConv (int8): only where it is
-    faster than its float32 kernel on the same exact values. Filters of at least 16 outputs and
-    16 inputs per tap were (the joins: 2-3x faster); the noise blocks' 3 -> 8 and 8 -> 8
-    filters ran 2-3x slower in int8 (bench/RESULTS.md, "Integer model")."""
+    faster than its float32 kernel on the same exact values: filters of at least 16 outputs and
+    16 inputs per tap (the joins: 2-3x faster); the noise blocks' 3 -> 8 and 8 -> 8 filters run
+    2-3x slower in int8 (docs/FORMAT.md, section 11)."""
     o, i = c.weight.shape[:2]
     return o >= 16 and i >= 16
 

@@ -205,76 +205,20 @@ def build_self_contained(
     for `tile` None."""
     arch = info.arch
     dynamic = tile is None
-    if dynamic and period is not None:
-        raise UserError(
-            "--period belongs to the fixed-tile form (--tile H W): the dynamic form takes the "
-            "period as its inputs period_y, period_x"
-        )
-    if not dynamic:
-        th, tw = (int(v) for v in tile)
-        if th < 1 or tw < 1:
-            raise UserError(f"--tile {th} {tw}: both sides must be positive")
-    if period is not None:
-        period = (int(period[0]), int(period[1]))
-        try:
-            level_periods(arch, period[0]), level_periods(arch, period[1])
-        except ValueError as e:
-            raise UserError(f"--period {period[0]}x{period[1]}: {e}")
-    opset = max(o.version for o in windowed.opset_import if o.domain in ("", "ai.onnx"))
-    if opset < MIN_OPSET:
-        raise UserError(
-            f"the self-contained form needs opset >= {MIN_OPSET} (BitwiseXor), got {opset}"
-        )
-    gin = [i.name for i in windowed.graph.input]
-    if gin != info.input_names() or [o.name for o in windowed.graph.output] != ["image"]:
-        raise ValueError(f"not a windowed tilegen graph: inputs {gin}")
-
-    meta_info = replace(
-        info, form="self-contained", tile=None if dynamic else (th, tw), period=period
-    )
+    tile, period = _check_request(windowed, info, tile, period)
+    meta_info = replace(info, form="self-contained", tile=tile, period=period)
     names = meta_info.graph_inputs()
     inputs = [helper.make_tensor_value_info(n, TensorProto.INT64, []) for n in names]
     b = _Builder("noise/")
     if dynamic:
         size, per = ("height", "width"), ("period_y", "period_x")
     else:
-        size, per = (th, tw), period
+        size, per = tile, period
     _, cy, cx = noise_subgraph(b, arch, info.noise_channels, size, per, "seed", "y0", "x0")
-
-    # The generator, unchanged, reading z0.. from the noise nodes; its output renamed WINDOW.
-    gen = onnx.GraphProto()
-    gen.CopyFrom(windowed.graph)
-    for node in gen.node:
-        node.output[:] = [WINDOW if o == "image" else o for o in node.output]
-        node.input[:] = [WINDOW if i == "image" else i for i in node.input]
-
+    gen = _generator_graph(windowed)
     c = _Builder("crop/")
-    starts = c.op(
-        "Concat", c.op("Unsqueeze", cy, c.i64([0])), c.op("Unsqueeze", cx, c.i64([0])), axis=0
-    )
-    if dynamic:
-        sizes = c.op("Concat", *(c.op("Unsqueeze", n, c.i64([0])) for n in size), axis=0)
-    else:
-        sizes = c.i64([th, tw])
-    ends = c.add(starts, sizes)
-    c.op("Slice", WINDOW, starts, ends, c.i64([2, 3]), out="image")
-    outputs = [
-        helper.make_tensor_value_info(
-            "image", TensorProto.FLOAT, [1, info.out_channels, *(size if dynamic else (th, tw))]
-        )
-    ]
-    if dynamic:  # the contract, for runtimes that cannot read metadata_props
-        doc = json.dumps(runtime_contract(meta_info)).encode()
-        c.op("Identity", c.const(np.frombuffer(doc, np.uint8), np.uint8), out=CONTRACT_OUTPUT)
-        outputs.append(
-            helper.make_tensor_value_info(CONTRACT_OUTPUT, TensorProto.UINT8, [len(doc)])
-        )
-
-    ours = {n.output[0] for n in b.nodes + c.nodes} | {t.name for t in b.inits + c.inits}
-    theirs = {o for n in gen.node for o in n.output} | {t.name for t in gen.initializer}
-    clash = (ours - set(info.input_names()) - {"image"}) & theirs
-    if clash or set(names) & theirs:
-        raise ValueError(f"name clash between noise and generator graphs: {sorted(clash)[:5]}")
+    outputs = _crop_outputs(c, meta_info, size, cy, cx)
+    _check_names(b, c, gen, info, names)
 
     graph = helper.make_graph(
         b.nodes + list(gen.node) + c.nodes,
@@ -283,19 +227,7 @@ def build_self_contained(
         outputs,
         initializer=b.inits + list(gen.initializer) + c.inits,
     )
-    if dynamic:
-        graph.doc_string = (
-            f"tilegen self-contained texture tile: {NOISE_SPEC} noise computed in-graph; output "
-            "pixels [y0, y0+height) x [x0, x0+width) for the given seed, periodic with period "
-            "period_y x period_x when they are positive (multiples of the stride); output "
-            "'contract': this model's contract as UTF-8 JSON"
-        )
-    else:
-        graph.doc_string = (
-            f"tilegen self-contained texture tile: {NOISE_SPEC} noise computed in-graph; "
-            f"output pixels [y0, y0+{th}) x [x0, x0+{tw}) for the given seed"
-            + (f", periodic with period {period[0]}x{period[1]}" if period else "")
-        )
+    graph.doc_string = _graph_doc(tile, period)
     model = helper.make_model(
         graph,
         opset_imports=list(windowed.opset_import),
@@ -309,3 +241,103 @@ def build_self_contained(
         model.metadata_props.append(onnx.StringStringEntryProto(key=k, value=v))
     onnx.checker.check_model(model)
     return model
+
+
+def _check_request(
+    windowed: onnx.ModelProto,
+    info: ModelInfo,
+    tile: tuple[int, int] | None,
+    period: tuple[int, int] | None,
+) -> tuple[tuple[int, int] | None, tuple[int, int] | None]:
+    """(tile, period) as ints, or UserError naming the option that cannot be built; ValueError
+    if `windowed` is not a windowed tilegen graph."""
+    if tile is None and period is not None:
+        raise UserError(
+            "--period belongs to the fixed-tile form (--tile H W): the dynamic form takes the "
+            "period as its inputs period_y, period_x"
+        )
+    if tile is not None:
+        tile = (int(tile[0]), int(tile[1]))
+        if tile[0] < 1 or tile[1] < 1:
+            raise UserError(f"--tile {tile[0]} {tile[1]}: both sides must be positive")
+    if period is not None:
+        period = (int(period[0]), int(period[1]))
+        try:
+            level_periods(info.arch, period[0]), level_periods(info.arch, period[1])
+        except ValueError as e:
+            raise UserError(f"--period {period[0]}x{period[1]}: {e}")
+    opset = max(o.version for o in windowed.opset_import if o.domain in ("", "ai.onnx"))
+    if opset < MIN_OPSET:
+        raise UserError(
+            f"the self-contained form needs opset >= {MIN_OPSET} (BitwiseXor), got {opset}"
+        )
+    gin = [i.name for i in windowed.graph.input]
+    if gin != info.input_names() or [o.name for o in windowed.graph.output] != ["image"]:
+        raise ValueError(f"not a windowed tilegen graph: inputs {gin}")
+    return tile, period
+
+
+def _generator_graph(windowed: onnx.ModelProto) -> onnx.GraphProto:
+    """The generator, unchanged, reading z0.. from the noise nodes; its output renamed WINDOW."""
+    gen = onnx.GraphProto()
+    gen.CopyFrom(windowed.graph)
+    for node in gen.node:
+        node.output[:] = [WINDOW if o == "image" else o for o in node.output]
+        node.input[:] = [WINDOW if i == "image" else i for i in node.input]
+    return gen
+
+
+def _crop_outputs(
+    c: _Builder, meta_info: ModelInfo, size: tuple[int, int] | tuple[str, str], cy: str, cx: str
+) -> list[onnx.ValueInfoProto]:
+    """Nodes cropping WINDOW at (cy, cx) to `size` as "image" (and, for the dynamic form, the
+    contract output); the graph's output declarations."""
+    starts = c.op(
+        "Concat", c.op("Unsqueeze", cy, c.i64([0])), c.op("Unsqueeze", cx, c.i64([0])), axis=0
+    )
+    if meta_info.dynamic:
+        sizes = c.op("Concat", *(c.op("Unsqueeze", n, c.i64([0])) for n in size), axis=0)
+    else:
+        sizes = c.i64(list(size))
+    ends = c.add(starts, sizes)
+    c.op("Slice", WINDOW, starts, ends, c.i64([2, 3]), out="image")
+    outputs = [
+        helper.make_tensor_value_info(
+            "image", TensorProto.FLOAT, [1, meta_info.out_channels, *size]
+        )
+    ]
+    if meta_info.dynamic:  # the contract, for runtimes that cannot read metadata_props
+        doc = json.dumps(runtime_contract(meta_info)).encode()
+        c.op("Identity", c.const(np.frombuffer(doc, np.uint8), np.uint8), out=CONTRACT_OUTPUT)
+        outputs.append(
+            helper.make_tensor_value_info(CONTRACT_OUTPUT, TensorProto.UINT8, [len(doc)])
+        )
+    return outputs
+
+
+def _check_names(
+    b: _Builder, c: _Builder, gen: onnx.GraphProto, info: ModelInfo, names: list[str]
+) -> None:
+    """ValueError if a noise or crop tensor would shadow one of the generator's."""
+    ours = {n.output[0] for n in b.nodes + c.nodes} | {t.name for t in b.inits + c.inits}
+    theirs = {o for n in gen.node for o in n.output} | {t.name for t in gen.initializer}
+    clash = (ours - set(info.input_names()) - {"image"}) & theirs
+    if clash or set(names) & theirs:
+        raise ValueError(f"name clash between noise and generator graphs: {sorted(clash)[:5]}")
+
+
+def _graph_doc(tile: tuple[int, int] | None, period: tuple[int, int] | None) -> str:
+    """The graph's doc_string: what the form computes, for someone reading the ONNX file."""
+    if tile is None:
+        return (
+            f"tilegen self-contained texture tile: {NOISE_SPEC} noise computed in-graph; output "
+            "pixels [y0, y0+height) x [x0, x0+width) for the given seed, periodic with period "
+            "period_y x period_x when they are positive (multiples of the stride); output "
+            "'contract': this model's contract as UTF-8 JSON"
+        )
+    th, tw = tile
+    return (
+        f"tilegen self-contained texture tile: {NOISE_SPEC} noise computed in-graph; "
+        f"output pixels [y0, y0+{th}) x [x0, x0+{tw}) for the given seed"
+        + (f", periodic with period {period[0]}x{period[1]}" if period else "")
+    )

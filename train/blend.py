@@ -101,6 +101,36 @@ def ramp_weights(
     return out
 
 
+def check_blend(
+    exemplars: Sequence[np.ndarray],
+    weights: Sequence[float] | None,
+    cfg: BlendConfig,
+    ramp: str | None,
+) -> bool:
+    """ValueError for a blend that cannot run; else whether its output tiles (periodic)."""
+    if not exemplars:
+        raise ValueError("blend needs at least one exemplar")
+    chans = {e.shape[2] for e in exemplars}
+    if len(chans) > 1:
+        raise ValueError(
+            f"the exemplars have {sorted(chans)} channels: give images with the same channels "
+            f"(all RGB, or all grayscale)"
+        )
+    for e in exemplars:
+        check_sizes(e.shape[:2], cfg.size, cfg.ot)
+    if ramp is None:
+        return True if cfg.periodic is None else cfg.periodic
+    if ramp not in RAMPS:
+        raise ValueError(f"unknown ramp {ramp!r}: use horizontal or vertical")
+    if weights is not None:
+        raise ValueError("a ramp sets the weights from the position: give no weights with it")
+    if len(exemplars) < 2:
+        raise ValueError("a ramp needs at least two exemplars")
+    if cfg.periodic:
+        raise ValueError("a ramp cannot tile (A's edge would meet B's): use periodic=False")
+    return False
+
+
 def blend(
     exemplars: Sequence[np.ndarray],
     weights: Sequence[float] | None,
@@ -114,28 +144,7 @@ def blend(
     share. None means equal weights. With `ramp` the weights come from the position instead and
     `weights` must be None. `on_step(iteration, image, loss)` runs after every outer iteration.
     """
-    if not exemplars:
-        raise ValueError("blend needs at least one exemplar")
-    chans = {e.shape[2] for e in exemplars}
-    if len(chans) > 1:
-        raise ValueError(
-            f"the exemplars have {sorted(chans)} channels: give images with the same channels "
-            f"(all RGB, or all grayscale)"
-        )
-    for e in exemplars:
-        check_sizes(e.shape[:2], cfg.size, cfg.ot)
-    if ramp is not None:
-        if ramp not in RAMPS:
-            raise ValueError(f"unknown ramp {ramp!r}: use horizontal or vertical")
-        if weights is not None:
-            raise ValueError("a ramp sets the weights from the position: give no weights with it")
-        if len(exemplars) < 2:
-            raise ValueError("a ramp needs at least two exemplars")
-        if cfg.periodic:
-            raise ValueError("a ramp cannot tile (A's edge would meet B's): use periodic=False")
-        periodic = False
-    else:
-        periodic = True if cfg.periodic is None else cfg.periodic
+    periodic = check_blend(exemplars, weights, cfg, ramp)
     w = normalise_weights(
         weights if weights is not None else [1.0] * len(exemplars), len(exemplars)
     )

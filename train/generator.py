@@ -48,19 +48,17 @@ class GeneratorConfig:
     # attached after training; 0: none.
     projection: int = 0
     # Channels whose projected patches are re-levelled (PatchProjection.relevelled): a material's
-    # height, where stitched patches of different levels made slopes its normals do not have
-    # (normal~height 0.70 of the exemplar's; 0.82-0.87 so: bench/RESULTS.md, "PBR materials").
+    # height, where stitched patches of different levels make slopes its normals do not have
+    # (docs/GENERATOR.md, section 3).
     relevel: list[int] | None = None
-    # Each join adds its output to `residual` x the coarser features upsampled bilinearly (a
-    # residual connection), so coarse noise has a short path to the image. Without it (0), 4 of
-    # the 8 yardstick networks stopped using every noise level but the finest and painted
-    # speckle without layout; at 1 the coarse levels dominate from the start and fine grain
-    # suffers; at 0.5 every level moves the initial output about equally (bench/noise_levels.py;
-    # docs/history/models.md, 'residual joins'). 0 for models saved before it existed.
+    # Each join adds `residual` x the coarser features upsampled bilinearly, so coarse noise has
+    # a short path to the image: without it networks can stop using every noise level but the
+    # finest; at 1 the coarse levels crowd out fine grain; at 0.5 every level moves the initial
+    # output about equally (bench/noise_levels.py measures it). Old model files load with 0.
     residual: float = 0.5
     # Levels k of the coarse projections that come before the final one, coarse first ([2, 1]:
     # the image pooled by 4, then by 2; CoarseProjection). Fine detail is all the final one
-    # can mend; these move middle-scale structure towards the exemplar's (docs/history/models.md).
+    # can mend; these move middle-scale structure towards the exemplar's (docs/GENERATOR.md).
     coarse: list[int] | None = None
 
     @property
@@ -142,7 +140,7 @@ class PatchProjection(nn.Module):
         sigma(i) = argmin_j ||x_i - y_j||^2 - psi_j        (y_j, psi_j: the finest loss scale's)
 
     It puts the exemplar's own fine detail where the generator paints a smoothed version of it,
-    at the cost of one J-column matrix product per pixel (bench/RESULTS.md, "Patch projection").
+    at the cost of one J-column matrix product per pixel (docs/GENERATOR.md, section 3).
     Pixels within TRIM of the edge lie in fewer patches and are cut (Arch.tr), and the grid
     starts on even global coordinates, so tiles stay exact (tilegen/windows.py). A material's
     height channel is re-levelled as well (`relevelled`), which trims one patch stride more.
@@ -168,8 +166,7 @@ class PatchProjection(nn.Module):
         eye = torch.eye(d).view(d, channels, self.PATCH, self.PATCH)
         self.register_buffer("one_hot", eye, persistent=False)  # patches <-> pixels as convs
         # Pixels -> rows (x_i, 1): one more output channel, all zero weights and bias 1, so the
-        # bias rides in the score product (onnxruntime fuses a separate Add into a Gemm that ran
-        # about half as fast as the plain product: bench/RESULTS.md, "Patch projection").
+        # bias rides in the score product (onnxruntime fuses a separate Add into a slower Gemm).
         self.register_buffer("unfold", torch.cat([eye, eye[:1] * 0]), persistent=False)
         self.register_buffer("unfold_bias", F.one_hot(torch.tensor(d), d + 1).float(), False)
         mask = None  # (C, 1, 1): 1 in the re-levelled channels
@@ -252,7 +249,7 @@ class PatchProjection(nn.Module):
 
 def first_argmin(scores: torch.Tensor, block: int) -> torch.Tensor:
     """scores.argmin(1) for (N, J) scores, J a multiple of `block`, in two passes that run 2x
-    faster in onnxruntime than its ArgMin over J (bench/RESULTS.md, "Patch projection"): the
+    faster in onnxruntime than its ArgMin over J (docs/GENERATOR.md, section 3): the
     minimum of each block of columns, the first block that holds the row's minimum, then the
     first minimum inside that block. Ties resolve as argmin's do (the lowest index)."""
     n, j = scores.shape
@@ -334,7 +331,7 @@ class TextureGenerator(nn.Module):
         pixel depends on a 2x2 neighbourhood of h and tiles stay exact (the crop removes every
         edge pixel, where Resize repeats the border). One Resize, weighted at the coarse size:
         onnxruntime runs the network 1.2x faster than with shifted slices of the nearest-upsampled
-        map (bench/RESULTS.md, "ONNX speed")."""
+        map (bench/onnx_speed.py)."""
         up = F.interpolate(h * weight, scale_factor=2.0, mode="bilinear", align_corners=False)
         return up[:, :, 2:-2, 2:-2]
 

@@ -34,9 +34,8 @@ class OTConfig:
     psi_lr: float = 1.0  # step on psi (the gradient is O(1/J))
     psi_batch: int = 4096  # source patches drawn per psi step and scale
     chunk: int = 2048  # source rows per matmul: memory chunk x J
-    # The loss's argmin over all N source patches gives the exact dF/dpsi: step psi with it too.
-    # With it, 5 subsampled steps match the reference's 10 in quality at 0.7x the time
-    # (bench/RESULTS.md, "Synthesis speed").
+    # The loss's argmin over all N source patches gives the exact dF/dpsi: step psi with it too,
+    # so 5 subsampled steps match the reference's 10 in quality at 0.7x the time.
     loss_psi_step: bool = True
     # The loss at the finest level takes the patches on a stride-s grid, its offset drawn anew
     # at every call: every pixel still lies in (p/s)^2 of them, and the finest level (3/4 of all

@@ -308,18 +308,8 @@ def calibrate(
     training noise (size^2 outputs; `quantile` < 1 clips that fraction of outliers), weights
     rounded per filter. The projection's targets and bias are taken as they are (whole levels).
     Coarse projection stages and re-levelling are not supported yet (ValueError)."""
-    import copy
-
-    if model.coarse and len(model.coarse):
-        raise ValueError("the integer form does not support coarse projection stages yet")
-    if model.project is not None and model.project.relevel is not None:
-        raise ValueError("the integer form does not support a re-levelled projection yet")
-    m = copy.deepcopy(model).cpu().double().eval()
-    if not is_folded(m):
-        fold(m)
+    m = _float_copy(model)
     cfg = m.cfg
-    if cfg.residual and (cfg.residual * 2**20) % 1:
-        raise ValueError(f"residual {cfg.residual} is not a short binary fraction")
     g = torch.Generator().manual_seed(seed)
     traces = [
         float_trace(m, [z.double() for z in training_noise(cfg, 1, size, g)])
@@ -358,16 +348,37 @@ def calibrate(
         block(m.joins[k - 1], f"j{k}", level_q[k - 1], level_q[k]) for k in range(1, cfg.levels)
     ]
     to_image = quantize_conv(m.to_image, level_q[-1], QParams(0, 0), None, scale_out=255.0)
-    targets = bias = None
-    if m.project is not None:
-        targets = m.project.targets.cpu().numpy().round().astype(np.uint8)
-        y2 = (targets.astype(np.int64) ** 2).sum(1)
-        psi = y2 - m.project.bias.cpu().numpy().round().astype(np.int64)
-        bias = half_bias(y2, psi)
+    targets, bias = _integer_projection(m.project) if m.project is not None else (None, None)
     return IntegerGenerator(
         cfg, blocks, joins, level_q, to_image, float(cfg.residual), targets, bias,
         m.project.crop if m.project is not None else 0, noise_q,
     )  # fmt: skip
+
+
+def _float_copy(model: TextureGenerator) -> TextureGenerator:
+    """A folded float64 CPU copy of `model` to calibrate on; ValueError for what the integer
+    form cannot express."""
+    import copy
+
+    if model.coarse and len(model.coarse):
+        raise ValueError("the integer form does not support coarse projection stages yet")
+    if model.project is not None and model.project.relevel is not None:
+        raise ValueError("the integer form does not support a re-levelled projection yet")
+    m = copy.deepcopy(model).cpu().double().eval()
+    if not is_folded(m):
+        fold(m)
+    if m.cfg.residual and (m.cfg.residual * 2**20) % 1:
+        raise ValueError(f"residual {m.cfg.residual} is not a short binary fraction")
+    return m
+
+
+def _integer_projection(project: PatchProjection) -> tuple[np.ndarray, np.ndarray]:
+    """The projection's targets as uint8 and its bias as half_bias's e_j: targets and bias are
+    whole levels already, so rounding only changes their type."""
+    targets = project.targets.cpu().numpy().round().astype(np.uint8)
+    y2 = (targets.astype(np.int64) ** 2).sum(1)
+    psi = y2 - project.bias.cpu().numpy().round().astype(np.int64)
+    return targets, half_bias(y2, psi)
 
 
 def sample_tile_integer(

@@ -19,9 +19,8 @@ from train.device import pick_device
 from train.patch_ot import OTConfig, PatchOTLoss
 from train.pixels import optimise_pixels
 
-# Work synth skips because it buys no quality (bench/RESULTS.md, "Cutting work": 128^2 x 200
-# iterations, 3 textures x 2 seeds, distance within 0.5%, 1.9x less CPU per iteration): the
-# finest level's loss on a stride-2 patch grid, and 2048 source patches per psi step.
+# Work synth skips because it buys no quality (distance within 0.5% for 1.9x less CPU per
+# iteration; bench/synth_cuts.py): the finest loss on a stride-2 grid, 2048 patches a psi step.
 SYNTH_CUTS = {"loss_stride": 2, "psi_batch": 2048}
 
 

@@ -20,19 +20,16 @@ Checkpoints (train/checkpoint.py) hold the weights, Adam's state, psi, the RNG s
 iteration, so a killed run resumed from its last checkpoint ends with bit-identical weights.
 
 Defaults, and why. The reference trains 5000 iterations at 256^2 (batch 1, Adam lr 0.01, 5
-scales). On a GPU that schedule is our default too (DEFAULT_SCHEDULE): 4.5 min on one H100 for
-the bundled grass model, trained so with the reference's lr and BatchNorm. On the 2-core CPU it
-would take about 2.6 h even with our fast loss (bench/RESULTS.md), so there the default is 1500
-iterations on 128^2 crops with a stride-2 loss at the finest level, and 15 psi steps instead of
-the reference's 10 (TrainConfig.ot): about 12 min alone on the 2 cores, 15-22 min with two
-trainings sharing them (bench/RESULTS.md, "Training speed"). The generator is fully
-convolutional, so the crop only sets how many patches each step sees; at 5 scales the coarsest
-level of a 128^2 crop still holds 25 patches. TrainConfig's own defaults are the CPU ones.
-Unlike the reference, Adam's lr is 0.002, not 0.01, and the model kept is a moving average of
-the weights (`ema`): the reference's lr made weight-standardised networks explode in their first
-iterations and then swing from checkpoint to checkpoint. The learning rate also decays (cosine,
-to 10%) over the second half. What was tried to close the gap to synth, and how each default
-was chosen: docs/history/models.md.
+scales). On a GPU that schedule is the default too (DEFAULT_SCHEDULE); the bundled grass model
+is trained so, with the reference's lr and BatchNorm. On a CPU it would take hours, so there the
+default is 1500 iterations on 128^2 crops with a stride-2 loss at the finest level, and 15 psi
+steps instead of the reference's 10 (TrainConfig.ot). The generator is fully convolutional, so
+the crop only sets how many patches each step sees; at 5 scales the coarsest level of a 128^2
+crop still holds 25 patches. TrainConfig's own defaults are the CPU ones. Unlike the reference,
+Adam's lr is 0.002, not 0.01, and the model kept is a moving average of the weights (`ema`): the
+reference's lr makes weight-standardised networks explode in their first iterations and then
+swing from checkpoint to checkpoint. The learning rate also decays (cosine, to 10%) over the
+second half. docs/GENERATOR.md, section 4, weighs each default against the alternatives.
 """
 
 from __future__ import annotations
@@ -84,10 +81,7 @@ class TrainConfig:
     size: int = 128  # side of the training crop (output window) in pixels
     batch: int = 1  # noise samples per iteration; their patches are pooled in one OT problem
     # Adam on the weights. The reference's 0.01 blows weight-standardised networks up in their
-    # first iterations (rusty_metal: a mean loss of 90,000 over the first 150, still 5.0 at 1050
-    # where 0.002 is at 0.53) and leaves them painting wrong colours; 0.002 with the weight
-    # average below beat it on 7 of the 8 yardstick textures for the network alone, 6 of 8 with
-    # the projection (docs/history/models.md, 'the learning rate').
+    # first iterations and leaves them painting wrong colours (docs/GENERATOR.md, section 4).
     lr: float = 0.002
     decay_start: float = 0.5  # fraction of the run after which lr decays (1.0: constant lr)
     lr_final: float = 0.1  # lr at the last iteration, as a fraction of lr (cosine decay)
@@ -95,9 +89,8 @@ class TrainConfig:
     device: str = "auto"
     bn_samples: int = 200  # norm=batch only: noise samples for the population statistics
     # > 0: keep an exponential moving average of the weights (a window of about 1 / (1 - ema)
-    # iterations, shorter early on) instead of Adam's last iterate, which swings from one
-    # checkpoint to the next (pebbles: 1.6-5.6x synth over the last 900 iterations; averaged:
-    # 1.8-3.8x). 0: the last iterate.
+    # iterations, shorter early on), since Adam's last iterate swings from one checkpoint to the
+    # next. 0: the last iterate.
     ema: float = 0.99
     # norm=batch: for this last fraction of the iterations BatchNorm uses fixed statistics
     # (re-estimated once when the phase starts), so the weights the run ends with were trained
@@ -112,11 +105,8 @@ class TrainConfig:
     # levels, e.g. "2,1", kept whatever they measure. Materials too (`coarse_levels`).
     coarse: str = "auto"
     gen: GeneratorConfig = field(default_factory=GeneratorConfig)
-    # 15 averaged psi steps plus the exact step the loss's argmin gives, and the finest level's
-    # loss on a stride-2 grid. The stride and the exact step cost nothing in quality;
-    # 15 steps instead of 5 keep the potentials closer to the moving generator: better on five
-    # of the eight yardstick textures and within 6% on the others (mean 2.23 -> 1.97x synth
-    # with the projection), for about twice the time (docs/history/models.md, 'fifteen psi steps').
+    # 15 averaged psi steps plus the loss argmin's exact step, and the finest loss on a stride-2
+    # grid: 15 steps keep psi closer to the moving generator (docs/GENERATOR.md, section 4).
     ot: OTConfig = field(
         default_factory=lambda: OTConfig(scales=5, psi_steps=15, loss_psi_step=True, loss_stride=2)
     )
@@ -128,16 +118,18 @@ class TrainConfig:
     def from_dict(cls, d: dict) -> TrainConfig:
         d = dict(d)
         gen = dict(d.pop("gen", {}))
-        gen.setdefault("norm", "batch")  # checkpoints from before weight standardisation
-        gen.setdefault("residual", 0.0)  # checkpoints from before residual joins
-        gen.pop("coarse_targets", None)  # an experiment older checkpoints recorded (unused)
+        # Older checkpoints lack later fields (they resume as they were trained) and may hold
+        # fields the code ignores.
+        gen.setdefault("norm", "batch")
+        gen.setdefault("residual", 0.0)
+        gen.pop("coarse_targets", None)
         ot = dict(d.pop("ot", {}))
-        ot.setdefault("loss_psi_step", False)  # checkpoints from before these existed: off
+        ot.setdefault("loss_psi_step", False)
         d.setdefault("ema", 0.0)
-        d.setdefault("projection", 0)  # checkpoints from before it existed
-        d.setdefault("coarse", "off")  # checkpoints from before coarse projections
+        d.setdefault("projection", 0)
+        d.setdefault("coarse", "off")
         d.setdefault("freeze", 0.0)
-        for gone in ("warmup", "coarse_targets"):  # experiments older checkpoints recorded
+        for gone in ("warmup", "coarse_targets"):
             d.pop(gone, None)
         for gone in ("level_targets", "psi_lr_rows_exponent"):
             ot.pop(gone, None)
@@ -194,7 +186,7 @@ class TrainConfig:
         check_config(exemplar_hw, self)
 
 
-# The coarse projection levels "auto" tries: pooled by 4, then by 2 (docs/history/models.md).
+# The coarse projection levels "auto" tries: pooled by 4, then by 2 (docs/GENERATOR.md, section 3).
 COARSE_LEVELS = [2, 1]
 
 
@@ -225,9 +217,8 @@ def coarse_levels(cfg: TrainConfig) -> tuple[list[int], bool]:
     return levels, auto
 
 
-# The schedule `tilegen train` uses when --size / --iters are not given. On a GPU it is the
-# reference's (256^2 crops, 5000 iterations): 4.5 min on one H100, and the bundled model. On the
-# CPU that would take hours, so crops are 128^2 and the run 1500 iterations.
+# The schedule `tilegen train` uses when --size / --iters are not given: the reference's on a
+# GPU; on a CPU that would take hours, so crops are 128^2 and the run 1500 iterations.
 DEFAULT_SCHEDULE = {"cuda": (256, 5000), "cpu": (128, 1500)}  # device type -> (size, iters)
 
 
@@ -376,33 +367,60 @@ def train(
         history.append(value)
         if on_step is not None:
             on_step(it, value, image.detach())
-        if (
-            checkpoint is not None
-            and checkpoint_every
-            and (it % checkpoint_every == 0 or it == cfg.iters)
-        ):
-            save_checkpoint(
-                checkpoint,
-                iteration=it,
-                config=cfg.to_dict(),
-                exemplar_sha256=ex_hash,
-                model=model,
-                optimizer=opt,
-                potentials=[s.psi for s in ot_loss.scales],
-                rng_state=rng.get_state(),
-                history=history,
-                ema=ema,
-            )
+        if checkpoint is not None and checkpoint_due(it, checkpoint_every, cfg.iters):
+            write_checkpoint(checkpoint, it, cfg, ex_hash, model, opt, ot_loss, rng, ema, history)
             last_good = it
         if stop_after is not None and it >= stop_after:
             return None
 
     if ema is not None:
-        with torch.no_grad():
-            for name, p in model.named_parameters():
-                p.copy_(ema[name])
-    # One noise sample through the model as it was trained at the end (BatchNorm: the batch's
-    # own statistics, or the frozen ones) and, below, through the folded inference-mode model.
+        load_average(model, ema)
+    train_sample, eval_sample = fold_trained(model, cfg, frozen_from)
+    model, choice = attach_projection(model, exemplar, cfg, on_fit)
+    meta = training_meta(exemplar, ex_hash, cfg, history, choice)
+    return TrainResult(model, meta, history, train_sample, eval_sample)
+
+
+def checkpoint_due(it: int, every: int, iters: int) -> bool:
+    """Every `every` iterations (0: never) and at the last one."""
+    return bool(every) and (it % every == 0 or it == iters)
+
+
+def write_checkpoint(
+    path: Path,
+    it: int,
+    cfg: TrainConfig,
+    ex_hash: str,
+    model: TextureGenerator,
+    opt: torch.optim.Optimizer,
+    ot_loss: PatchOTLoss,
+    rng: torch.Generator,
+    ema: dict[str, torch.Tensor] | None,
+    history: list[float],
+) -> None:
+    """Everything a resumed run needs to continue bit-identically after iteration `it`."""
+    save_checkpoint(
+        path,
+        iteration=it,
+        config=cfg.to_dict(),
+        exemplar_sha256=ex_hash,
+        model=model,
+        optimizer=opt,
+        potentials=[s.psi for s in ot_loss.scales],
+        rng_state=rng.get_state(),
+        history=history,
+        ema=ema,
+    )
+
+
+def fold_trained(
+    model: TextureGenerator, cfg: TrainConfig, frozen_from: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Fold the trained network into plain convolutions, in place; returns one noise sample
+    through the model as it was trained at the end (BatchNorm: the batch's own statistics, or
+    the frozen ones) and the same noise through the folded inference-mode model, for
+    `check_modes`."""
+    gcfg = cfg.gen
     z = next(eval_noise(replace(cfg, size=2 * cfg.size), 1, cfg.seed + 2))
     frozen = frozen_from <= cfg.iters
     with torch.no_grad():
@@ -413,8 +431,18 @@ def train(
     fold(model)
     with torch.no_grad():
         eval_sample = crop_training(gcfg, model(*z), 2 * cfg.size).clone()
-    model, choice = attach_projection(model, exemplar, cfg, on_fit)
-    meta = {
+    return train_sample, eval_sample
+
+
+def training_meta(
+    exemplar: np.ndarray,
+    ex_hash: str,
+    cfg: TrainConfig,
+    history: list[float],
+    choice: dict | None,
+) -> dict:
+    """What save_generator records about the run."""
+    return {
         "exemplar_sha256": ex_hash,
         "exemplar_shape": list(exemplar.shape),
         "channels": CHANNEL_NAMES.get(exemplar.shape[2], ""),  # a material: TrainJob names them
@@ -423,12 +451,18 @@ def train(
         "final_loss": float(np.mean(history[-50:])) if history else None,
         "projection_choice": choice,
     }
-    return TrainResult(model, meta, history, train_sample, eval_sample)
 
 
 def average_weights(model: TextureGenerator) -> dict[str, torch.Tensor]:
     """A copy of the trainable weights, the start of their moving average."""
     return {name: p.detach().clone() for name, p in model.named_parameters()}
+
+
+@torch.no_grad()
+def load_average(model: TextureGenerator, ema: dict[str, torch.Tensor]) -> None:
+    """The model keeps the averaged weights, not Adam's last iterate."""
+    for name, p in model.named_parameters():
+        p.copy_(ema[name])
 
 
 @torch.no_grad()
@@ -573,9 +607,8 @@ def fit_projection(
     as the stage pools), with potentials fitted to the model's own samples as the stages before
     it leave them: `samples` windows of size^2 (hashed noise, seeds drawn at random from `seed`),
     `steps` averaged ascent steps on each, so that each target patch receives an equal share of
-    the patches (train/generator.py). 96 x 30 steps, not 32 x 10: psi was far from converged
-    with fewer, and the better fitted psi takes the yardstick's mean from 1.97x to 1.73x synth
-    (docs/history/models.md, 'under-fitted')."""
+    the patches (train/generator.py). 96 x 30 steps, since psi moves at most 1/J a step and
+    fewer leave it far from converged (docs/GENERATOR.md, section 4)."""
     network = without_projection(model)
     out = with_projection(network, n_targets, coarse)
     device = next(model.parameters()).device
@@ -639,7 +672,7 @@ def choose_projection(
     """The final projection alone or after coarse stages at `coarse` levels, whichever brings
     `checks` held-out samples (size^2, the same noise for both) closer to the exemplar
     (tilegen.evaluate, debiased). The coarse stages mend middle-scale structure on most
-    textures and spoil some (rusty_metal's large flat areas: docs/history/models.md), so the
+    textures and spoil some (rusty_metal's large flat areas: docs/GENERATOR.md, section 3), so the
     choice is measured on the user's own exemplar. Returns the model and what was measured."""
     from tilegen.evaluator import Evaluator
 
