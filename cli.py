@@ -244,6 +244,9 @@ def train_cmd(
            "(0: the last ones)", 0.99) = None,
     psi_steps: S(int, "Ascent steps on the potentials psi per iteration; more keep them closer "
                  "to the generator and cost time", 15) = None,
+    norm: S(str, "Normalisation of the generator's layers: ws (weight standardisation), batch "
+            "(the reference's BatchNorm, folded into the convolutions at export) or none",
+            "ws") = None,
     device: cl.Device = "auto", threads: cl.Threads = None,
     checkpoint_every: O(int, "Write OUTPUT.ckpt every N iterations and at the end (0: "
                         "never).") = TrainJob.checkpoint_every,
