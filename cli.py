@@ -1,25 +1,27 @@
-"""tilegen's command line: one function per command, each options -> config -> one library call.
+"""tilegen's command line. Every command is one pattern: its parameters are its options (help
+texts; defaults from the job's fields; the shared ones in tilegen/commandline.py, a group to a
+line), and its body builds one job, a dataclass whose fields are the options' names, and runs it:
 
-The configurations own the defaults, the checks and the work: train/jobs.py (synth, inpaint,
-blend, train, sample), tilegen/tiler.py (generate), tilegen/evaluate.py (evaluate). Heavy
-libraries (torch, onnxruntime, dask) are imported inside the commands, so `tilegen --help` is
-quick and the tiling commands run where torch is not installed. Every failure is one line on
-stderr (tilegen/commandline.py, tilegen/errors.py): exit code 2, or 130 for Ctrl-C, saying what
-was kept and how to continue.
+    SynthJob(**locals()).run(typer.echo)
+
+The job parses and checks each option once (`check`, tilegen/options.py) and does the work:
+train/jobs.py (synth, inpaint, blend, train, sample), export/jobs.py (export), tilegen/jobs.py
+(generate, world, tiles, view, inspect), tilegen/evaluate.py (evaluate). They import torch,
+onnxruntime and dask inside `run`: `tilegen --help` is quick and the tiling commands run without
+torch. Every failure is one line on stderr (tilegen/commandline.py, tilegen/errors.py): exit code
+2, or 130 for Ctrl-C, saying what was kept and how to continue.
 """
 
 import sys
 from pathlib import Path
-from typing import Annotated
 
 import typer
 
+from export.jobs import ExportJob
 from tilegen import commandline as cl
-from tilegen import memory, options
-from tilegen.commandline import O
-from tilegen.errors import UserError
+from tilegen.commandline import A, O, S
 from tilegen.evaluate import EvaluateJob
-from tilegen.tiler import GenerateConfig
+from tilegen.jobs import GenerateJob, InspectJob, TilesJob, ViewJob, WorldJob
 from train.jobs import BlendJob, InpaintJob, PixelJob, SampleJob, SynthJob, TrainJob
 
 app = typer.Typer(
@@ -38,74 +40,38 @@ def _root() -> None:
     """tilegen: patch-OT texture synthesis. Run 'tilegen COMMAND --help' for a command's options."""
 
 
-PIXEL = {k: f.default for k, f in PixelJob.__dataclass_fields__.items()}  # train/jobs.py's
 NOT_WRITTEN = "{output} was not written; rerun the same command"
-Exemplar = Annotated[
-    Path | None,
-    typer.Argument(
-        help="Example texture (PNG, JPEG or TIFF; 8/16-bit), or a folder of a material's maps "
-        "(albedo, normal, roughness, height, ao, metallic: ambientCG, 3dtextures or plain names; "
-        "-o is then a folder, one file per map).",
-        show_default=False,
-    ),
-]
-# The shared output check by the name the export command uses.
-check_output = options.output
-
-
-def _pixel(kw: dict) -> dict:
-    """The PixelJob settings among a command's options."""
-    return {k: v for k, v in kw.items() if k in PIXEL}
-
-
-def _material(kw: dict) -> dict:
-    """The repeatable material options, as the jobs name them (_pixel passes --normal,
-    --normal-out and --preview-lit)."""
-    return {"maps": kw["map"] or [], "map_weights": kw["map_weight"] or []}
 
 
 # --- synth, evaluate ----------------------------------------------------------------------------
-
-
 @command(NOT_WRITTEN)
 def synth(
-    exemplar: Exemplar = None,
+    exemplar: cl.Exemplar = None,
     output: cl.Output = ...,
     size: O(tuple[int, int] | None, "Output height and width (default: the exemplar's).") = None,
-    iters: cl.Iters = PIXEL["iters"],
-    scales: cl.Scales = PIXEL["scales"],
-    patch: cl.Patch = PIXEL["patch"],
-    lr: cl.PixelLr = PIXEL["lr"],
-    seed: cl.Seed = 0,
-    device: cl.Device = "auto",
-    threads: cl.Threads = None,
+    iters: cl.Iters = PixelJob.iters, scales: cl.Scales = PixelJob.scales,
+    patch: cl.Patch = PixelJob.patch, lr: cl.PixelLr = PixelJob.lr,
+    seed: cl.Seed = 0, device: cl.Device = "auto", threads: cl.Threads = None,
     periodic: O(bool, "Make the output tile seamlessly.") = True,
     snapshot_every: O(int, "Write OUTPUT.NNNN.png every N iterations (0: never).") = 0,
     bits: cl.MaterialBits = None,
-    overwrite: cl.Overwrite = False,
-    max_memory: cl.MaxMemory = None,
-    map: cl.Maps = None,
-    normal: cl.Normal = None,
-    normal_out: cl.NormalOut = None,
-    map_weight: cl.MapWeights = None,
-    preview_lit: cl.PreviewLit = None,
+    overwrite: cl.Overwrite = False, max_memory: cl.MaxMemory = None,
+    maps: cl.Maps = None, normal: cl.Normal = None, normal_out: cl.NormalOut = None,
+    map_weights: cl.MapWeights = None, preview_lit: cl.PreviewLit = None,
 ) -> None:  # fmt: skip
     """Synthesise a new image of the exemplar's texture by optimising its pixels (Alg. 1).
 
     A material (a folder of maps, or --map) is synthesised as one image of all its maps'
     channels and written as OUTPUT/albedo.png, OUTPUT/normal.png, ...
     """
-    job = SynthJob(exemplar=exemplar, size=size, periodic=periodic, snapshot_every=snapshot_every,
-                   bits=bits, **_pixel(locals()), **_material(locals()))  # fmt: skip
-    typer.echo(job.run())
+    SynthJob(**locals()).run(typer.echo)
 
 
 @command("no scores were kept; rerun the same command")
 def evaluate(
-    exemplar: Annotated[Path, typer.Argument(help="The example texture, or a material's folder "
-                                                  "of maps.")],
-    images: Annotated[list[Path] | None, typer.Argument(help="Images to score against it (for a "
-                                                        "material: folders of maps).")] = None,
+    exemplar: A(Path, "The example texture, or a material's folder of maps."),
+    images: A(list[Path] | None, "Images to score against it (for a material: folders of "
+              "maps).") = None,
     json_out: O(bool, "Print machine-readable JSON only.", "--json") = False,
     baselines: O(bool, "Also score the exemplar against itself (independent draws), a sigma=1 "
                  "blur and a x0.7-contrast copy of it: the scale to read the other rows "
@@ -126,8 +92,7 @@ def evaluate(
     (normals against the height map's slopes; grey maps against each other where the exemplar
     shows a relation) beside the exemplar's own.
     """
-    kw = {k: v for k, v in locals().items() if k != "images"}
-    EvaluateJob(images=images or [], structure_scorer=_structure_scorer, **kw).run(typer.echo)
+    EvaluateJob(**locals(), structure_scorer=_structure_scorer).run(typer.echo)
 
 
 def _structure_scorer(exemplar, height: int, width: int, seed: int = 0):
@@ -140,41 +105,30 @@ def _structure_scorer(exemplar, height: int, width: int, seed: int = 0):
 
 
 # --- generate, tiles (the torch-free tiler) ---------------------------------------------------
-
-
-def _default_model() -> Path:
-    import tilegen
-
-    return Path(tilegen.__file__).resolve().parent / "assets" / "default.onnx"
-
-
 @command("rerun the same command to finish (a .zarr store resumes where it stopped)")
 def generate(
-    model: Annotated[Path | None, typer.Argument(
-        help="A tilegen .onnx model (default: the bundled tilegen/assets/default.onnx).")] = None,
-    output: O(Path, "OUT.zarr (OME-Zarr, any size), or OUT.png / OUT.tif.", "-o", "--output") = ...,
+    model: A(Path | None, "A tilegen .onnx model (default: the bundled "
+             "tilegen/assets/default.onnx).") = None,
+    output: cl.StoreOutput = ...,
     size: O(tuple[int, int], "Output height and width in pixels.") = ...,
     seed: cl.Seed = 0,
     periodic: O(bool, "Make the output tile seamlessly (sides multiples of the model's "
                 "stride).") = False,
-    chunk: O(int, "Zarr chunk side (pixels).") = GenerateConfig.chunk,
+    chunk: O(int, "Zarr chunk side (pixels).") = GenerateJob.chunk,
     shard: O(int | None, "Zarr shard side, a multiple of --chunk; one task writes one whole "
              "shard (default: 2048, smaller for small images so every core gets work).") = None,
-    dtype: O(str, "uint8 or uint16.") = GenerateConfig.dtype,
-    codec: O(str, "zstd or blosc.") = GenerateConfig.codec,
+    dtype: cl.Dtype = GenerateJob.dtype,
+    codec: O(str, "zstd or blosc.") = GenerateJob.codec,
     pyramid: O(bool, "Write OME-NGFF multiscale levels (2x2 mean).") = True,
     scheduler: O(str, "threads, processes, local (a dask.distributed LocalCluster of --workers "
                  "x --threads) or the address of a running dask.distributed scheduler "
                  "(tcp://host:8786; workers must see the same file system); default: threads, "
                  "local with --workers.") = "",
     connect_timeout: O(float, "Seconds to reach a dask.distributed scheduler (its address as "
-                       "--scheduler) before giving up.") = GenerateConfig.connect_timeout,
-    workers: O(int | None, "Worker processes (processes, local).") = None,
-    threads: O(int | None, "Dask threads (threads) or threads per worker (local).") = None,
-    device: cl.Device = "auto",
-    overwrite: O(bool, "Replace an existing output (never a path that is not tilegen's).") = False,
-    progress: cl.Progress = True,
-    max_memory: cl.MaxMemory = None,
+                       "--scheduler) before giving up.") = GenerateJob.connect_timeout,
+    workers: cl.Workers = None, threads: cl.DaskThreads = None, device: cl.Device = "auto",
+    overwrite: cl.StoreOverwrite = False,
+    progress: cl.Progress = True, max_memory: cl.MaxMemory = None,
 ) -> None:  # fmt: skip
     """Paint a texture of any size from an .onnx model, tile by tile, into OME-Zarr (or PNG/TIFF).
 
@@ -183,53 +137,33 @@ def generate(
     labelled (albedo.r, ..., normal.x, ..., height), normals unit length; 'tilegen tiles' cuts
     it into one file per map.
     """
-    from tilegen.tiler import run
-
-    if model is None:
-        model = _default_model()
-        if not model.is_file():
-            raise UserError(
-                f"no MODEL given and the bundled default model ({model}) is not installed: "
-                "pass a tilegen .onnx file"
-            )
-    cfg = GenerateConfig(
-        model=str(model), output=str(output), size=size, seed=seed, chunk=chunk, shard=shard,
-        period=size if periodic else None, dtype=dtype, codec=codec, pyramid=pyramid,
-        scheduler=scheduler or ("local" if workers else "threads"), workers=workers,
-        threads=threads, device=device, overwrite=overwrite, progress=progress,
-        max_memory=max_memory, connect_timeout=connect_timeout,
-    )  # fmt: skip
-    typer.echo(run(cfg))
+    GenerateJob(**locals()).run(typer.echo)
 
 
 @command("rerun the same command to finish (a .zarr store resumes where it stopped)")
 def world(
-    layout: Annotated[Path, typer.Argument(help="The layout: a PNG/TIFF whose colours (or "
-                                           "palette indices, or grey values) say which model "
-                                           "paints where.")],
+    layout: A(Path, "The layout: a PNG/TIFF whose colours (or palette indices, or grey values) "
+              "say which model paints where."),
     label: O(list[str], "COLOUR=MODEL.onnx ('#3a7d2c=grass.onnx'), or VALUE=MODEL.onnx for a "
              "palette index or grey value; repeat for every label of the layout.", "--label",
              metavar="KEY=MODEL") = ...,
-    output: O(Path, "OUT.zarr (OME-Zarr, any size), or OUT.png / OUT.tif.", "-o", "--output") = ...,
+    output: cl.StoreOutput = ...,
     cell: O(int | None, "Output pixels per layout pixel (the size follows).") = None,
     size: O(tuple[int, int] | None, "Output height and width instead of --cell.") = None,
     blend: O(float, "Width in pixels of the transitions between labels (at most 1.25x the "
-             "cell).") = 32.0,
+             "cell).") = WorldJob.blend,
     mix: O(str, "How models mix in a transition: auto (height for materials with a height map, "
-           "else variance), variance (keeps the contrast), linear, height.") = "auto",
+           "else variance), variance (keeps the contrast), linear, height.") = WorldJob.mix,
     seed: cl.Seed = 0,
     periodic: O(bool, "Make the world tile seamlessly (the layout wraps; sides multiples of the "
                 "models' stride).") = False,
     shard: O(int | None, "Zarr shard side, a multiple of 512 (default: as generate).") = None,
-    dtype: O(str, "uint8 or uint16.") = GenerateConfig.dtype,
+    dtype: cl.Dtype = GenerateJob.dtype,
     scheduler: O(str, "threads, processes, local or a dask.distributed address (as "
                  "generate).") = "",
-    workers: O(int | None, "Worker processes (processes, local).") = None,
-    threads: O(int | None, "Dask threads (threads) or threads per worker (local).") = None,
-    device: cl.Device = "auto",
-    overwrite: O(bool, "Replace an existing output (never a path that is not tilegen's).") = False,
-    progress: cl.Progress = True,
-    max_memory: cl.MaxMemory = None,
+    workers: cl.Workers = None, threads: cl.DaskThreads = None, device: cl.Device = "auto",
+    overwrite: cl.StoreOverwrite = False,
+    progress: cl.Progress = True, max_memory: cl.MaxMemory = None,
 ) -> None:  # fmt: skip
     """Paint a world: one model per label of a layout, with natural transitions, tile by tile.
 
@@ -239,24 +173,12 @@ def world(
     Everything `generate` guarantees holds: exact tiles, --periodic, resume by rerunning; the
     store records the layout, the legend and the models with their hashes.
     """
-    from tilegen.tiler import run
-    from tilegen.world import plan_world
-
-    memory.set_limit(max_memory)
-    spec = plan_world(str(layout), label, cell, size, blend, mix, periodic)
-    cfg = GenerateConfig(
-        model=spec.models[0], output=str(output), size=spec.size, seed=seed, shard=shard,
-        period=spec.size if periodic else None, dtype=dtype,
-        scheduler=scheduler or ("local" if workers else "threads"), workers=workers,
-        threads=threads, device=device, overwrite=overwrite, progress=progress,
-        max_memory=max_memory, world=spec,
-    )  # fmt: skip
-    typer.echo(run(cfg))
+    WorldJob(**locals()).run(typer.echo)
 
 
 @command("the tiles in {output} are incomplete; rerun the same command (--overwrite for numbered)")
 def tiles(
-    store: Annotated[Path, typer.Argument(help="A store written by 'tilegen generate'.")],
+    store: A(Path, "A store written by 'tilegen generate'."),
     output: O(Path, "Folder for the tiles (pmtiles: one file, OUT.pmtiles).", "-o", "--output"),
     tile: O(int | None, "Tile side in pixels [default: 2048; xyz/dzi/pmtiles: 256].") = None,
     format: O(str, "png, tif or jpg: numbered tiles; xyz or dzi: a web-map pyramid (Leaflet, "
@@ -271,8 +193,7 @@ def tiles(
            "(https://host/path/): tilejson.json then lists absolute tile URLs, as TileJSON "
            "3.0.0 requires [default: relative to tilejson.json].", show_default=False) = None,
     overwrite: O(bool, "Replace tiles already in the folder.") = False,
-    progress: cl.Progress = True,
-    max_memory: cl.MaxMemory = None,
+    progress: cl.Progress = True, max_memory: cl.MaxMemory = None,
 ) -> None:  # fmt: skip
     """Cut a store (or a region of it) into numbered tiles for engines and map tools, or into a
     web-map pyramid.
@@ -285,56 +206,13 @@ def tiles(
     store's own pyramid, stream, and resume when rerun. pmtiles: the xyz tiles in one
     OUT.pmtiles archive for static hosting (rerun from the start if interrupted).
     """
-    from tilegen.webtiles import WEB_FORMATS, write_web_tiles
-
-    memory.set_limit(max_memory)
-    if url is not None and format != "xyz":
-        raise UserError(f"--url is for --format xyz (the tile URLs in tilejson.json), not {format}")
-    if format == "pmtiles" or output.suffix.lower() == ".pmtiles":
-        return _pmtiles(store, output, format, image, tile, region or level or bits, overwrite,
-                        progress)  # fmt: skip
-    if format in WEB_FORMATS:
-        if region or level or bits:
-            raise UserError(f"--region, --level and --bits are for numbered tiles, not {format}")
-        f = write_web_tiles(store, output, format, image, tile or 256, overwrite,
-                            progress=progress, url=url)  # fmt: skip
-        typer.echo(
-            f"wrote {f['written']} {format} tiles ({f['kept']} kept from an earlier run), "
-            f"{f['levels']} levels of {f['tile']}-pixel {image} tiles, to {output}"
-        )
-        return
-    from tilegen.tiles import cut_tiles
-
-    index = cut_tiles(
-        store, output, tile or 2048, format, bits, region, level, overwrite, progress=progress
-    )
-    typer.echo(
-        f"wrote {index['rows'] * index['cols']} tiles ({index['rows']} rows x {index['cols']} "
-        f"columns, {index['bits']}-bit {format}) to {output}"
-    )
-
-
-def _pmtiles(store: Path, output: Path, format: str, image: str, tile: int | None,
-             numbered_only: bool, overwrite: bool, progress: bool) -> None:  # fmt: skip
-    """tiles --format pmtiles: the xyz pyramid in one OUT.pmtiles file."""
-    from tilegen.pmtiles_out import write_pmtiles
-
-    if format != "pmtiles":
-        raise UserError(f"-o {output}: add --format pmtiles for a PMTiles archive")
-    if numbered_only:
-        raise UserError("--region, --level and --bits are for numbered tiles, not pmtiles")
-    f = write_pmtiles(store, output, image, tile or 256, overwrite, progress=progress)
-    typer.echo(
-        f"wrote {f['tiles']} {image} tiles, {f['levels']} levels of {f['tile']} pixels, "
-        f"to {output} ({f['bytes'] / 1e6:.1f} MB)"
-    )
+    TilesJob(**locals()).run(typer.echo)
 
 
 @command("the page was not served")
 def view(
-    path: Annotated[Path, typer.Argument(help="A store, an xyz/dzi folder, or a self-contained "
-                                              ".onnx model.")],
-    port: O(int, "Port (0: any free port).") = 8765,
+    path: A(Path, "A store, an xyz/dzi folder, or a self-contained .onnx model."),
+    port: O(int, "Port (0: any free port).") = ViewJob.port,
     open_browser: O(bool, "Open the page in the default browser.", "--open") = False,
     host: O(str | None, "Serve on this address instead of 127.0.0.1 (e.g. 0.0.0.0): the page "
             "is then reachable from the network.", show_default=False) = None,
@@ -348,23 +226,13 @@ def view(
     model must be the dynamic self-contained form ('tilegen export MODEL -o WEB.onnx
     --self-contained'); its page needs onnxruntime-web ('npm ci --prefix tilegen/web').
     """
-    from tilegen.view import view as serve
-
-    serve(path, port, open_browser, log=typer.echo, host=host, cors=cors)
+    ViewJob(**locals()).run(typer.echo)
 
 
 # --- train, sample (the generator, Alg. 2) ----------------------------------------------------
-
-
-def S(tp: type, what: str, default: object):
-    """A training setting: None means the default, or with --resume the checkpoint's."""
-    return O(tp | None, f"{what} (default {default}; with --resume: the checkpoint's).",
-             show_default=False)  # fmt: skip
-
-
 @command("rerun the same command with --resume to continue from the last checkpoint", "train")
 def train_cmd(
-    exemplar: Exemplar = None,
+    exemplar: cl.Exemplar = None,
     output: O(Path, "Where to write the trained model (.pt).", "-o", "--output") = ...,
     iters: S(int, "Training iterations", "5000 on a GPU, 1500 on the CPU") = None,
     scales: S(int, "Pyramid levels of the loss", 5) = None,
@@ -380,70 +248,55 @@ def train_cmd(
                   "exemplar's own fine detail over the network's output (0: none)", 2000) = None,
     coarse: S(str, "Projections at coarser levels before the final one: auto (levels 2,1, "
               "kept when they bring held-out samples closer to the exemplar; auto:LEVELS tries "
-              "others), off, or levels such as 2,1 kept regardless", "auto"
-              ) = None,
+              "others), off, or levels such as 2,1 kept regardless", "auto") = None,
     ema: S(float, "Keep a moving average of the weights with this decay, not the last ones "
            "(0: the last ones)", 0.99) = None,
     psi_steps: S(int, "Ascent steps on the potentials psi per iteration; more keep them closer "
                  "to the generator and cost time", 15) = None,
-    device: cl.Device = "auto",
-    threads: cl.Threads = None,
+    norm: S(str, "Normalisation of the generator's layers: ws (weight standardisation), batch "
+            "(the reference's BatchNorm, folded into the convolutions at export) or none",
+            "ws") = None,
+    device: cl.Device = "auto", threads: cl.Threads = None,
     checkpoint_every: O(int, "Write OUTPUT.ckpt every N iterations and at the end (0: "
                         "never).") = TrainJob.checkpoint_every,
     resume: O(bool, "Continue the run whose checkpoint is OUTPUT.ckpt, exactly.") = False,
     preview_every: O(int, "Also write OUTPUT.preview.NNNN.png every N iterations (0: never).") = 0,
-    check: O(bool, "Compare inference-mode and training-mode samples at the end.") = True,
-    overwrite: cl.Overwrite = False,
-    max_memory: cl.MaxMemory = None,
-    map: cl.Maps = None,
-    normal: cl.Normal = None,
-    map_weight: cl.MapWeights = None,
+    check_modes: O(bool, "Compare inference-mode and training-mode samples at the end.",
+                   "--check/--no-check") = TrainJob.check_modes,
+    overwrite: cl.Overwrite = False, max_memory: cl.MaxMemory = None,
+    maps: cl.Maps = None, normal: cl.Normal = None, map_weights: cl.MapWeights = None,
 ) -> None:  # fmt: skip
     """Learn a generator of the exemplar's texture (Alg. 2); writes OUTPUT and a preview PNG.
 
     A material (a folder of maps, or --map) trains one generator of all its maps; the model
     records which channels hold which map, and its preview shows the material lit.
     """
-    given = {"--iters": iters, "--scales": scales, "--targets": targets, "--width": width,
-             "--levels": levels, "--size": size, "--batch": batch, "--lr": lr, "--seed": seed,
-             "--ema": ema, "--device": device, "--projection": projection,
-             "--coarse": coarse, "--psi-steps": psi_steps}  # fmt: skip
-    job = TrainJob(exemplar=exemplar, output=output, given=given, threads=threads,
-                   checkpoint_every=checkpoint_every, resume=resume, preview_every=preview_every,
-                   check_modes=check, overwrite=overwrite, max_memory=max_memory, maps=map or [],
-                   normal=normal, map_weights=map_weight or [])  # fmt: skip
-    for line in job.run():
-        typer.echo(line)
+    TrainJob(**locals()).run(typer.echo)
 
 
 @command(NOT_WRITTEN, "sample")
 def sample_cmd(
-    model: Annotated[Path, typer.Argument(help="A trained model (.pt from 'tilegen train').")],
+    model: A(Path, "A trained model (.pt from 'tilegen train')."),
     output: O(Path, "Image to write (a material model: a folder, one file per map).", "-o",
               "--output"),
     size: O(tuple[int, int], "Height and width in pixels.") = SampleJob.size,
     seed: cl.Seed = 0,
     periodic: O(bool, "Tile seamlessly (period = size; a multiple of the model's stride).") = False,
-    device: cl.Device = "auto",
-    threads: cl.Threads = None,
+    device: cl.Device = "auto", threads: cl.Threads = None,
     bits: cl.MaterialBits = None,
-    overwrite: cl.Overwrite = False,
-    max_memory: cl.MaxMemory = None,
+    overwrite: cl.Overwrite = False, max_memory: cl.MaxMemory = None,
     normal_out: cl.NormalOut = None,
     preview_lit: cl.PreviewLit = None,
 ) -> None:  # fmt: skip
     """Paint a texture of exactly --size pixels with a trained generator (a quick look)."""
-    typer.echo(SampleJob(**locals()).run())
+    SampleJob(**locals()).run(typer.echo)
 
 
 # --- export, inspect (the ONNX contract: export/, tilegen/inspect.py, docs/FORMAT.md) ----------
-
-
 @command("{output} was not written (it is written only after its checks pass); rerun", "export")
 def export_cmd(
-    model: Annotated[Path, typer.Argument(
-        help="A trained model (.pt from 'tilegen train'), or a windowed .onnx to wrap into the "
-        "--self-contained form (no torch needed).")],
+    model: A(Path, "A trained model (.pt from 'tilegen train'), or a windowed .onnx to wrap "
+             "into the --self-contained form (no torch needed)."),
     output: O(Path, "The .onnx file to write.", "-o", "--output"),
     self_contained: O(bool, "Compute the noise inside the graph: inputs seed, y0, x0, height, "
                       "width, period_y, period_x (int64 scalars); with --tile, inputs seed, y0, "
@@ -453,7 +306,7 @@ def export_cmd(
             "(default: inputs).", metavar="H W") = None,
     period: O(str | None, "With --tile: make the texture periodic with period P (or PYxPX) "
               "output pixels, multiples of the model's stride.", metavar="P") = None,
-    opset: O(int, "ONNX opset (18 or newer).") = 18,
+    opset: O(int, "ONNX opset (18 or newer).") = ExportJob.opset,
     integer: O(bool, "Quantise the network to 8-bit integers (1-2 minutes): every runtime "
                "then computes the same bytes, and onnxruntime runs it faster "
                "(docs/FORMAT.md section 11).", "--integer") = False,
@@ -466,60 +319,12 @@ def export_cmd(
     code 2. MODEL.onnx.json beside it holds the contract for runtimes that cannot read ONNX
     metadata.
     """
-    from dataclasses import replace
-
-    from export.onnx_export import check_options, wrap_verified
-
-    check_output(output, overwrite)
-    tile = check_options(self_contained, tile, period, opset)
-    if model.suffix.lower() == ".onnx":
-        if integer:
-            raise UserError(f"--integer quantises a trained model: give the .pt, not {model}")
-        if not self_contained:
-            raise UserError(f"{model} is already an .onnx file: add --self-contained to wrap it")
-        proto, report = wrap_verified(
-            model, output, tile, options.period(period), overwrite=overwrite
-        )
-        typer.echo(
-            f"wrote {output} (self-contained, {output.stat().st_size:,} bytes) and "
-            f"{output}.json; tiles vs the tiler's, max |diff| {report.max_diff:.3g}"
-        )
-        return
-    from export.onnx_export import export_verified, model_info
-    from train.checkpoint import load_generator
-
-    gen, meta = load_generator(model, "cpu")
-    info = model_info(gen, meta)
-    if self_contained:  # the period checked now, not after the export's 20 s
-        info = replace(info, form="self-contained", tile=tile,
-                       period=options.period(period, gen.cfg.arch))  # fmt: skip
-    if integer:
-        from export.integer import export_integer_verified
-
-        log = lambda message: typer.echo(message, err=True)  # noqa: E731
-        proto, report, deviation = export_integer_verified(
-            gen, info, output, opset=opset, overwrite=overwrite, log=log
-        )
-        typer.echo(
-            f"wrote {output} ({info.form}, integer, {output.stat().st_size:,} bytes) and "
-            f"{output}.json; onnxruntime equals the integer arithmetic on every check; the "
-            f"network moved by {deviation:.2f} 8-bit levels on average from the float one"
-        )
-        return
-    typer.echo(f"exporting {model}: tracing it with torch, then checking onnxruntime", err=True)
-    proto, report = export_verified(gen, info, output, opset=opset, overwrite=overwrite)
-    size = output.stat().st_size
-    typer.echo(
-        f"wrote {output} ({info.form}, {size:,} bytes, opset {opset}, IR {proto.ir_version}) "
-        f"and {output}.json; onnxruntime vs torch, max |diff| {report.max_diff:.3g}:"
-    )
-    for line in report.lines():
-        typer.echo(line)
+    ExportJob(**locals()).run(typer.echo)
 
 
 @command("nothing was written", "inspect")
 def inspect_cmd(
-    model: Annotated[Path, typer.Argument(help="A tilegen .onnx file.")],
+    model: A(Path, "A tilegen .onnx file."),
     tile: O(tuple[int, int, int, int] | None, "Output tile origin and size: show the noise "
             "windows it needs [default: 0 0 1024 1024, or the self-contained tile].",
             metavar="Y X H W") = None,
@@ -529,57 +334,38 @@ def inspect_cmd(
 
     Needs only the onnx package (no torch, no onnxruntime).
     """
-    import json
-
-    from tilegen.inspect import describe, format_text, load
-
-    d = describe(load(model), tile)
-    typer.echo(json.dumps(d, indent=2) if json_out else format_text(d))
+    InspectJob(**locals()).run(typer.echo)
 
 
 # --- inpaint, blend (single-image optimisations on the patch-OT loss: train/inpaint.py, blend.py)
-
-
 @command(NOT_WRITTEN)
 def inpaint(
-    image: Annotated[Path | None, typer.Argument(help="The texture photo with a hole to fill, or "
-                                                 "a material's folder of maps (-o: a folder).",
-                                                 show_default=False)] = None,
+    image: A(Path | None, "The texture photo with a hole to fill, or a material's folder of maps "
+             "(-o: a folder).", show_default=False) = None,
     output: O(Path, "Where to write the result (.png or .tif).", "-o", "--output") = ...,
     mask: O(Path | None, "Mask image of the same size (any format): white = missing.") = None,
     box: O(tuple[int, int, int, int] | None, "The hole as a rectangle instead of a mask: top, "
            "left, height, width.") = None,
-    iters: cl.Iters = PIXEL["iters"],
-    scales: cl.Scales = PIXEL["scales"],
-    patch: cl.Patch = PIXEL["patch"],
-    lr: cl.PixelLr = PIXEL["lr"],
-    seed: cl.Seed = 0,
-    device: cl.Device = "auto",
-    threads: cl.Threads = None,
+    iters: cl.Iters = PixelJob.iters, scales: cl.Scales = PixelJob.scales,
+    patch: cl.Patch = PixelJob.patch, lr: cl.PixelLr = PixelJob.lr,
+    seed: cl.Seed = 0, device: cl.Device = "auto", threads: cl.Threads = None,
     bits: O(int | None, "8 or 16 bits per channel (default: 8 if the image is 8-bit, else "
             "16).") = None,
-    overwrite: cl.Overwrite = False,
-    max_memory: cl.MaxMemory = None,
-    map: cl.Maps = None,
-    normal: cl.Normal = None,
-    normal_out: cl.NormalOut = None,
-    map_weight: cl.MapWeights = None,
-    preview_lit: cl.PreviewLit = None,
+    overwrite: cl.Overwrite = False, max_memory: cl.MaxMemory = None,
+    maps: cl.Maps = None, normal: cl.Normal = None, normal_out: cl.NormalOut = None,
+    map_weights: cl.MapWeights = None, preview_lit: cl.PreviewLit = None,
 ) -> None:  # fmt: skip
     """Fill a hole with the texture around it; known pixels are kept exactly.
 
     The hole's patches follow the known part's patch distribution. Write PNG or TIFF: JPEG
     would change the known pixels.
     """
-    job = InpaintJob(image=image, mask=mask, box=box, bits=bits, **_pixel(locals()),
-                     **_material(locals()))  # fmt: skip
-    typer.echo(job.run())
+    InpaintJob(**locals()).run(typer.echo)
 
 
 @command(NOT_WRITTEN)
 def blend(
-    exemplars: Annotated[list[Path], typer.Argument(help="Two or more example textures: A B "
-                                                         "[C ...].")],
+    exemplars: A(list[Path], "Two or more example textures: A B [C ...]."),
     output: cl.Output,
     size: O(tuple[int, int], "Output height and width."),
     weight: O(float | None, "B's share with two exemplars: 0 gives A's texture, 1 B's "
@@ -588,22 +374,15 @@ def blend(
                "(normalised to sum 1).") = None,
     ramp: O(str | None, "horizontal or vertical: the weight moves smoothly from A to B (to C "
             "...) across the image, left to right or top to bottom. Not tileable.") = None,
-    iters: cl.Iters = PIXEL["iters"],
-    scales: cl.Scales = PIXEL["scales"],
-    patch: cl.Patch = PIXEL["patch"],
-    lr: cl.PixelLr = PIXEL["lr"],
-    seed: cl.Seed = 0,
-    device: cl.Device = "auto",
-    threads: cl.Threads = None,
+    iters: cl.Iters = PixelJob.iters, scales: cl.Scales = PixelJob.scales,
+    patch: cl.Patch = PixelJob.patch, lr: cl.PixelLr = PixelJob.lr,
+    seed: cl.Seed = 0, device: cl.Device = "auto", threads: cl.Threads = None,
     periodic: O(bool | None, "Make the output tile seamlessly (default: yes; no with "
                 "--ramp).") = None,
-    overwrite: cl.Overwrite = False,
-    max_memory: cl.MaxMemory = None,
+    overwrite: cl.Overwrite = False, max_memory: cl.MaxMemory = None,
 ) -> None:  # fmt: skip
     """Paint a texture between two or more exemplars (a patch-OT barycenter)."""
-    job = BlendJob(exemplars=exemplars, size=size, weight=weight, weights=weights or [],
-                   ramp=ramp, periodic=periodic, **_pixel(locals()))  # fmt: skip
-    typer.echo(job.run())
+    BlendJob(**locals()).run(typer.echo)
 
 
 def main(argv: list[str] | None = None) -> None:

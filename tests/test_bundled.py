@@ -79,7 +79,9 @@ def test_bundled_material_model_paints_every_map(tmp_path):
         "albedo", "normal", "roughness", "height", "ao"
     ]  # fmt: skip
     out = tmp_path / "maps"
-    SampleJob(model=path, output=out, size=(96, 96), seed=2, periodic=True, device="cpu").run()
+    SampleJob(model=path, output=out, size=(96, 96), seed=2, periodic=True, device="cpu").run(
+        lambda line: None
+    )
     m = read_material(out)
     n = m.maps["normal"] * 2 - 1
     assert np.abs(np.linalg.norm(n, axis=-1) - 1).max() < 0.02 and n[..., 2].min() > -0.01

@@ -364,9 +364,10 @@ def test_bad_arguments_one_line_exit_2(onnx_model, tmp_path, monkeypatch, capsys
 
 
 def test_missing_default_model_is_a_clear_error(tmp_path, monkeypatch, capsys):
-    import cli as cli_mod
+    import tilegen.jobs
 
-    monkeypatch.setattr(cli_mod, "_default_model", lambda: tmp_path / "assets" / "default.onnx")
+    missing = tmp_path / "assets" / "default.onnx"
+    monkeypatch.setattr(tilegen.jobs, "default_model", lambda: missing)
     code, _, err = cli_inproc(
         monkeypatch, capsys, "generate", "-o", tmp_path / "o.zarr", "--size", 64, 64
     )

@@ -551,6 +551,30 @@ def test_cli_psi_steps_reach_the_training_and_the_saved_settings(tmp_path):
     assert meta["training"]["ot"]["psi_steps"] == 3
 
 
+def test_cli_norm_reaches_the_generator_config(tmp_path):
+    """--norm batch trains the reference's BatchNorm generator (folded when saved), as the bundled
+    grass.pt was, and its model card's command says so; a bad value is one line, exit 2."""
+    from typer.testing import CliRunner
+
+    import cli as cli_mod
+
+    out = tmp_path / "m.pt"
+    rc, _, err = cli("train", EXEMPLAR, "-o", out, "--iters", "2", "--norm", "batch", *TINY_CLI)
+    assert rc == 0, err
+    model, meta = load_generator(out, "cpu")
+    assert model.cfg.norm == "batch" and meta["training"]["gen"]["norm"] == "batch"
+    assert is_folded(model)
+    rc, _, err = cli("train", EXEMPLAR, "-o", tmp_path / "n.pt", "--norm", "group", *TINY_CLI)
+    assert "--norm group: use ws, none or batch" in one_line_error(rc, err)
+    assert not (tmp_path / "n.pt").exists()
+    help_text = CliRunner().invoke(cli_mod.app, ["train", "--help"]).output
+    assert all(f"{norm} (" in " ".join(help_text.split()) for norm in NORMS if norm != "none")
+
+    grass, _ = load_generator(ROOT / "tilegen" / "assets" / "grass.pt", "cpu")
+    card = (ROOT / "tilegen" / "assets" / "grass.md").read_text()
+    assert f"--norm {grass.cfg.norm}" in card
+
+
 def test_coarse_option_names_levels_and_refuses_others(tmp_path):
     """--coarse: auto tries levels 2,1 (those the model's stride allows; a material's too),
     off, or levels kept whatever they measure; they reach the model and its settings."""

@@ -1,7 +1,8 @@
 """What every command of the command line shares: the common options, the Ctrl-C wrapper and
 the entry point that turns any failure into one line (tilegen/errors.py's `describe`).
 
-Torch-free; cli.py defines the commands with these pieces.
+Torch-free; cli.py defines the commands with these pieces (each command: its options, then one
+job built from them and run, as cli.py's docstring shows).
 """
 
 import functools
@@ -43,7 +44,28 @@ def O(tp: object, help: str, *names: str, **kw) -> object:  # noqa: E743, N802
     return Annotated[tp, typer.Option(*names, help=help, **kw)]
 
 
+def A(tp: object, help: str, **kw) -> object:  # noqa: N802
+    """`Annotated[tp, typer.Argument(help=help, **kw)]`: an argument in one line."""
+    return Annotated[tp, typer.Argument(help=help, **kw)]
+
+
+def S(tp: type, what: str, default: object) -> object:  # noqa: N802
+    """A training setting: None means the default, or with --resume the checkpoint's."""
+    return O(tp | None, f"{what} (default {default}; with --resume: the checkpoint's).",
+             show_default=False)  # fmt: skip
+
+
 # --- shared options ---------------------------------------------------------------------------
+
+Exemplar = Annotated[
+    Path | None,
+    typer.Argument(
+        help="Example texture (PNG, JPEG or TIFF; 8/16-bit), or a folder of a material's maps "
+        "(albedo, normal, roughness, height, ao, metallic: ambientCG, 3dtextures or plain names; "
+        "-o is then a folder, one file per map).",
+        show_default=False,
+    ),
+]
 
 Output = O(Path, "Where to write the result.", "-o", "--output")
 Seed = O(int, "Random seed: the same inputs and seed give the same bytes.")
@@ -60,6 +82,13 @@ Patch = O(int, "Patch side in pixels.")
 PixelLr = O(float, "Adam step on the pixels (in [0, 1]).")
 Bits = O(int, "8 or 16 bits per channel (16 needs .png/.tif).")
 Progress = O(bool, "Show a progress bar.")
+
+# The tiler's (generate, world).
+StoreOutput = O(Path, "OUT.zarr (OME-Zarr, any size), or OUT.png / OUT.tif.", "-o", "--output")
+StoreOverwrite = O(bool, "Replace an existing output (never a path that is not tilegen's).")
+Dtype = O(str, "uint8 or uint16.")
+Workers = O(int | None, "Worker processes (processes, local).")
+DaskThreads = O(int | None, "Dask threads (threads) or threads per worker (local).")
 
 # Materials (tilegen/material.py): aligned maps of one surface, learned as one exemplar.
 Maps = O(list[str] | None, "A material map as ROLE=PATH (repeat; roles albedo, normal, "

@@ -66,9 +66,11 @@ class EvaluateJob:
     # With --pieces, the structure figure's scorers (None: no structure figure).
     structure_scorer: StructureFactory | None = None
 
+    def __post_init__(self) -> None:
+        self.images = self.images or []  # the command passes None when no IMAGE is given
+
     def check(self) -> None:
-        if self.normal is not None:
-            options.choice("--normal", self.normal, ("gl", "dx"))
+        options.normal(self.normal)
         if not self.images and not self.baselines:
             raise UserError("give at least one IMAGE to score, or --baselines")
         options.positive("--pieces", self.pieces, allow_zero=True)

@@ -1,8 +1,9 @@
 """The checks every command's settings share, each written once and naming the option it checks.
 
-The configuration dataclasses (SynthConfig, TrainConfig, GenerateConfig, ...) call these from
-their `check` methods, so a setting is validated in one place whichever way it arrives (the
-command line, a resumed checkpoint, a library call). Torch-free.
+The jobs (train/jobs.py, tilegen/jobs.py, export/jobs.py) and the configurations (TrainConfig,
+GenerateConfig, EvaluateJob, ...) call these from their `check` methods: each option kind has one
+parser or check here, so a setting is validated in one place whichever way it arrives (the command
+line, a resumed checkpoint, a library call). Torch-free.
 """
 
 from __future__ import annotations
@@ -46,6 +47,20 @@ def choice(option: str, value: object, choices: Iterable[object]) -> None:
     if value not in choices:
         names = ", ".join(str(c) for c in choices[:-1]) + f" or {choices[-1]}"
         raise UserError(f"{option} {value}: use {names}")
+
+
+def bits(value: int | None, option: str = "--bits") -> int | None:
+    """8 or 16 bits per channel; None passes (the command's own default)."""
+    if value is not None:
+        choice(option, value, (8, 16))
+    return value
+
+
+def normal(value: str | None, option: str = "--normal") -> str | None:
+    """A normal map's convention, gl or dx; None passes (from the file name, or the input's)."""
+    if value is not None:
+        choice(option, value, ("gl", "dx"))
+    return value
 
 
 def learning_rate(value: float, option: str = "--lr") -> None:

@@ -1,6 +1,7 @@
-"""The torch commands as configurations: each dataclass holds one command's defaults, validates
-its settings in one place (`check`, naming the option) and does the whole job in `run`, which
-returns the lines to print. The command line only builds one and calls `run`.
+"""The torch commands as jobs: each dataclass's fields are its command's options, by name
+(`--psi-steps` is `psi_steps`), with the command's defaults; `check` parses and validates each
+option once (tilegen/options.py's checks, naming the option) and `run(echo)` does the whole job,
+echoing the lines it prints. The command line only builds one from its options and calls `run`.
 
     SynthJob    read the exemplar, synthesise (train/synth.py), write        tilegen synth
     InpaintJob  read the image and the mask, fill the hole (train/inpaint.py)  tilegen inpaint
@@ -10,7 +11,9 @@ returns the lines to print. The command line only builds one and calls `run`.
 
 Every job checks its output can be written and estimates its memory (tilegen/memory.py) before
 it allocates anything, and turns Ctrl-C into one line that says what was kept (Interrupted).
-This module imports torch only inside `run`: the command line stays quick to start.
+This module imports torch only inside `run`: the command line stays quick to start, and the
+torch-free commands (tilegen/jobs.py) run where torch is not installed. `tilegen export`'s job is
+export/jobs.py's.
 """
 
 from __future__ import annotations
@@ -56,9 +59,8 @@ def check_material_output(job, suffixes=IMAGE_SUFFIXES) -> None:
     material's maps (a folder), checked before any work."""
     from tilegen.material import check_output_folder
 
-    for option, value in (("--normal", job.normal), ("--normal-out", job.normal_out)):
-        if value is not None:
-            options.choice(option, value, ("gl", "dx"))
+    options.normal(job.normal)
+    options.normal(job.normal_out, "--normal-out")
     if not job.material and (job.preview_lit or job.normal_out):
         what = "--preview-lit" if job.preview_lit else "--normal-out"
         raise UserError(f"{what} is for materials (a folder of maps or --map ROLE=PATH)")
@@ -124,12 +126,15 @@ class PixelJob:
     progress: bool = True
     # Materials (tilegen/material.py): --map ROLE=PATH, the normal convention in (--normal) and
     # out (--normal-out), --map-weight ROLE=W, and a lit rendering of the result.
-    maps: list[str] = field(default_factory=list)
+    maps: list[str] | None = None  # None: none
     normal: str | None = None
     normal_out: str | None = None
-    map_weights: list[str] = field(default_factory=list)
+    map_weights: list[str] | None = None
     preview_lit: Path | None = None
     suffixes = IMAGE_SUFFIXES
+
+    def __post_init__(self) -> None:
+        self.maps, self.map_weights = self.maps or [], self.map_weights or []
 
     def source(self) -> Path | None:
         """The command's input image (or material folder)."""
@@ -223,19 +228,18 @@ class SynthJob(PixelJob):
     def check(self) -> None:
         super().check()
         options.positive("--snapshot-every", self.snapshot_every, allow_zero=True)
-        if self.bits is not None:
-            options.choice("--bits", self.bits, (8, 16))
+        options.bits(self.bits)
         if self.size is not None:
-            options.size(self.size)
+            self.size = options.size(self.size)
 
-    def run(self) -> str:
+    def run(self, echo: Callable[[str], None]) -> None:
         self.start()
         from tilegen.imageio import write_image
         from tilegen.material import viewable
         from train.synth import SynthConfig, check_sizes, synthesize, to_image
 
         img, layout = self.read(self.exemplar)
-        size = options.size(self.size) if self.size else img.shape[:2]
+        size = self.size or img.shape[:2]
         cfg = SynthConfig(
             size, self.iters, self.lr, self.seed, self.periodic, self.device, self.ot(layout)
         )
@@ -254,7 +258,7 @@ class SynthJob(PixelJob):
         except Interrupted as e:
             raise Interrupted(str(e).replace(" written;", f" written{kept()};"))
         wrote = self.write(result, layout, self.bits)
-        return f"wrote {wrote} ({size[0]}x{size[1]}, {img.shape[2]} channels)"
+        echo(f"wrote {wrote} ({size[0]}x{size[1]}, {img.shape[2]} channels)")
 
 
 @dataclass(kw_only=True)
@@ -269,8 +273,7 @@ class InpaintJob(PixelJob):
         if (self.mask is None) == (self.box is None):
             raise UserError("give the hole as exactly one of --mask MASK or --box Y X H W")
         super().check()
-        if self.bits is not None:
-            options.choice("--bits", self.bits, (8, 16))
+        options.bits(self.bits)
 
     def source(self) -> Path | None:
         return self.image
@@ -301,7 +304,7 @@ class InpaintJob(PixelJob):
             )
         return mask
 
-    def run(self) -> str:
+    def run(self, echo: Callable[[str], None]) -> None:
         self.start()
         from tilegen.imageio import exact_bits
         from train.inpaint import InpaintConfig, check_mask, inpaint
@@ -315,7 +318,7 @@ class InpaintJob(PixelJob):
         result = self.optimise("inpaint", lambda step: inpaint(img, hole, cfg, step))
         bits = self.bits or (None if layout else exact_bits(img))
         wrote = self.write(result, layout, bits, keep=~hole)
-        return f"wrote {wrote} ({int(hole.sum())} of {hw[0] * hw[1]} pixels filled)"
+        echo(f"wrote {wrote} ({int(hole.sum())} of {hw[0] * hw[1]} pixels filled)")
 
 
 @dataclass(kw_only=True)
@@ -323,9 +326,14 @@ class BlendJob(PixelJob):
     exemplars: list[Path]
     size: tuple[int, int]
     weight: float | None = None  # B's share of two exemplars
-    weights: list[str] = field(default_factory=list)  # '0.2,0.3,0.5' or repeated options
+    weights: list[str] | None = None  # '0.2,0.3,0.5' or repeated options (None: equal)
     ramp: str | None = None
     periodic: bool | None = None  # None: yes without a ramp, no with one
+    shares: list[float] | None = field(default=None, init=False)  # --weight(s), parsed by check
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.weights = self.weights or []
 
     def parsed_weights(self) -> list[float] | None:
         """The weights the options give (None: equal), checked against the exemplars."""
@@ -367,7 +375,7 @@ class BlendJob(PixelJob):
             if p.is_dir():
                 raise UserError(f"{p} is a folder: blend takes images (materials: not yet)")
         super().check()
-        options.size(self.size)
+        self.size = options.size(self.size)
         if self.ramp is not None:
             options.choice("--ramp", self.ramp, RAMPS)
         if self.weight is not None and self.weights:
@@ -376,14 +384,14 @@ class BlendJob(PixelJob):
             raise UserError("--ramp sets the weights from the position: drop --weight/--weights")
         if self.ramp is not None and self.periodic:
             raise UserError("a --ramp cannot tile (A's edge would meet B's): drop --periodic")
-        self.parsed_weights()
+        self.shares = self.parsed_weights()
 
-    def run(self) -> str:
+    def run(self, echo: Callable[[str], None]) -> None:
         self.start()
         from tilegen.imageio import read_image, write_image
         from train.blend import BlendConfig, blend
 
-        w = self.parsed_weights()
+        w = self.shares
         imgs = [read_image(p) for p in self.exemplars]
         cfg = BlendConfig(
             self.size, self.iters, self.lr, self.seed, self.periodic, self.device, self.ot()
@@ -391,7 +399,7 @@ class BlendJob(PixelJob):
         self.require(self.size, imgs[0].shape[2], [i.shape for i in imgs])
         result = self.optimise("blend", lambda step: blend(imgs, w, cfg, self.ramp, step))
         write_image(self.output, result)
-        return f"wrote {self.output} ({self.size[0]}x{self.size[1]}, {imgs[0].shape[2]} channels)"
+        echo(f"wrote {self.output} ({self.size[0]}x{self.size[1]}, {imgs[0].shape[2]} channels)")
 
 
 @dataclass(kw_only=True)
@@ -417,13 +425,12 @@ class SampleJob:
     normal = None  # the input convention is the model's (check_material_output reads both)
 
     def check(self) -> None:
-        options.size(self.size)
+        self.size = options.size(self.size)
         options.seed(self.seed)
-        if self.bits is not None:
-            options.choice("--bits", self.bits, (8, 16))
+        options.bits(self.bits)
         memory.set_limit(self.max_memory)
 
-    def run(self) -> str:
+    def run(self, echo: Callable[[str], None]) -> None:
         self.check()
         from train.checkpoint import load_generator
         from train.device import pick_device, use_threads
@@ -442,20 +449,36 @@ class SampleJob:
         out, lit = self.output, self.preview_lit
         wrote = write_result(out, img, self.layout, self.bits, self.normal_out, lit)
         kind = " (periodic)" if self.periodic else ""
-        return f"wrote {wrote} ({h}x{w}{kind}, seed {self.seed})"
+        echo(f"wrote {wrote} ({h}x{w}{kind}, seed {self.seed})")
 
 
 @dataclass(kw_only=True)
 class TrainJob:
-    """`tilegen train`: settings left None come from the device's schedule and TrainConfig's
-    defaults, or with --resume from the checkpoint (TrainConfig.merged)."""
+    """`tilegen train`: the training settings left None come from the device's schedule and
+    TrainConfig's defaults, or with --resume from the checkpoint (TrainConfig.merged, whose
+    OPTIONS table maps each option onto its TrainConfig field)."""
 
     exemplar: Path | None  # None: a material given with --map
     output: Path
-    given: dict = field(default_factory=dict)  # option name -> value or None (TrainConfig.OPTIONS)
-    maps: list[str] = field(default_factory=list)  # a material: --map ROLE=PATH
+    # The training settings (TrainConfig.OPTIONS; --norm: GeneratorConfig.norm); None: not given.
+    iters: int | None = None
+    scales: int | None = None
+    targets: int | None = None
+    width: int | None = None
+    levels: int | None = None
+    size: int | None = None
+    batch: int | None = None
+    lr: float | None = None
+    seed: int | None = None
+    projection: int | None = None
+    coarse: str | None = None
+    ema: float | None = None
+    psi_steps: int | None = None
+    norm: str | None = None  # one of train.generator.NORMS
+    device: str = "auto"
+    maps: list[str] | None = None  # a material: --map ROLE=PATH
     normal: str | None = None  # its normal map's convention (default: from the file name, or gl)
-    map_weights: list[str] = field(default_factory=list)  # --map-weight ROLE=W
+    map_weights: list[str] | None = None  # --map-weight ROLE=W
     threads: int | None = None
     checkpoint_every: int = 100
     resume: bool = False
@@ -464,6 +487,15 @@ class TrainJob:
     overwrite: bool = False
     max_memory: float | None = None
     progress: bool = True
+
+    def __post_init__(self) -> None:
+        self.maps, self.map_weights = self.maps or [], self.map_weights or []
+
+    def given(self) -> dict:
+        """The training settings as TrainConfig.merged takes them: option name -> value."""
+        from train.train_generator import TrainConfig
+
+        return {o: getattr(self, o[2:].replace("-", "_")) for o in TrainConfig.OPTIONS}
 
     @property
     def checkpoint(self) -> Path:
@@ -474,9 +506,12 @@ class TrainJob:
         return self.output.with_name(self.output.stem + ".preview.png")
 
     def check(self) -> None:
+        from train.generator import NORMS
+
         options.output(self.output, self.overwrite)
-        if self.normal is not None:
-            options.choice("--normal", self.normal, ("gl", "dx"))
+        options.normal(self.normal)
+        if self.norm is not None:
+            options.choice("--norm", self.norm, NORMS)
         options.positive("--checkpoint-every", self.checkpoint_every, allow_zero=True)
         options.positive("--preview-every", self.preview_every, allow_zero=True)
         memory.set_limit(self.max_memory)
@@ -487,7 +522,7 @@ class TrainJob:
         from train.checkpoint import load_checkpoint
         from train.train_generator import TrainConfig, check_resume, default_schedule
 
-        given, state = dict(self.given), None
+        given, state = self.given(), None
         if self.resume:
             if not self.checkpoint.is_file():
                 raise UserError(f"--resume: there is no checkpoint {self.checkpoint} to continue")
@@ -505,6 +540,8 @@ class TrainJob:
             base = TrainConfig()
         given.setdefault("--device", "auto")
         cfg = base.merged(given)
+        if self.norm is not None:
+            cfg = replace(cfg, gen=replace(cfg.gen, norm=self.norm))
         from tilegen.material import channel_weights, height_channels
 
         weights = channel_weights(layout, self.map_weights)
@@ -533,7 +570,7 @@ class TrainJob:
             "same command with --resume to continue exactly"
         )
 
-    def run(self) -> list[str]:
+    def run(self, echo: Callable[[str], None]) -> None:
         self.check()
         from tilegen.imageio import write_image
         from tilegen.material import channel_labels, read_exemplar, viewable
@@ -598,19 +635,18 @@ class TrainJob:
         look = viewable(sample(model.cpu(), side, side, cfg.seed), layout)
         write_image(self.preview, preview_image(shown, look))
         n = sum(p.numel() for p in model.parameters())
-        lines = [
+        echo(
             f"wrote {self.output} ({n} parameters, stride {model.arch.stride}, final loss "
             f"{result.meta['final_loss']:.4f}) and {self.preview} (sample | exemplar)"
-        ]
+        )
         if self.check_modes:
             c = result.meta["check"]
-            lines.append(
+            echo(
                 f"patch-OT distance of {c['size']}x{c['size']} samples: inference mode "
                 f"{c['eval_mode']:.5f}, training mode {c['train_mode']:.5f}"
                 + (f", with the patch projection {c['projected']:.5f}" if "projected" in c else "")
             )
         if result.meta.get("projection_choice"):
-            lines.append(projection_choice_line(result.meta["projection_choice"]))
+            echo(projection_choice_line(result.meta["projection_choice"]))
         if self.checkpoint_every:
-            lines.append(f"checkpoint {self.checkpoint} kept: --resume --iters N trains further")
-        return lines
+            echo(f"checkpoint {self.checkpoint} kept: --resume --iters N trains further")
