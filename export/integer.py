@@ -119,9 +119,8 @@ class _Graph:
             y = self.op("Conv", self.dequantize(x, c.x), w, b)
         else:
             # sum (q - z) v 2^-(e+f) + u 2^-(e+f) = sum q v' + u' with v' = v 2^-(e+f) and
-            # u' = (u - z sum v) 2^-(e+f): exact in float32, on the uint8 input cast to float.
-            # Not DequantizeLinear -> Conv: onnxruntime would requantise such float weights
-            # with scales of its own (it did, changing the output).
+            # u' = (u - z sum v) 2^-(e+f): exact in float32, on the uint8 input cast to float
+            # (DequantizeLinear -> Conv would let onnxruntime requantise with scales of its own).
             v = c.weight.astype(np.float64)
             w = self.const(v * b_scale[:, None, None, None], np.float32, "w_f")
             u = c.bias - c.x.zero * c.weight.astype(np.int64).reshape(o, -1).sum(1)

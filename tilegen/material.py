@@ -283,10 +283,8 @@ LAYOUT_VERSION = 1
 _AXES = {"albedo": ("r", "g", "b"), "normal": ("x", "y", "z")}
 
 # Each map's weight in the patch-OT cost (a multiplier of its channels' squared differences):
-# structure lives in the normals and the height, colour alone misleads. Measured (bench/RESULTS.md,
-# "PBR materials": bench/material_quality.py weights, synth on the three shared sets): normals
-# and height x4 gave the normals' agreement with the height map's slopes 0.76 of the exemplar's
-# on average (all ones 0.71, x2 0.68; best on 2 of 3 sets), per-map distances within the noise.
+# structure lives in the normals and the height, where colour alone misleads (x4 measured best
+# for the normals' agreement with the height: bench/material_quality.py).
 DEFAULT_WEIGHTS: dict[str, float] = {
     "albedo": 1.0,
     "normal": 4.0,

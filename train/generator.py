@@ -51,10 +51,8 @@ class GeneratorConfig:
     # height, where stitched patches of different levels make slopes its normals do not have
     # (docs/GENERATOR.md, section 3).
     relevel: list[int] | None = None
-    # Each join adds `residual` x the coarser features upsampled bilinearly, so coarse noise has
-    # a short path to the image: without it networks can stop using every noise level but the
-    # finest; at 1 the coarse levels crowd out fine grain; at 0.5 every level moves the initial
-    # output about equally (bench/noise_levels.py measures it). Old model files load with 0.
+    # Each join adds `residual` x the coarser features upsampled bilinearly, a short path from
+    # coarse noise to the image so no level goes unused (0.5: bench/noise_levels.py; old files 0).
     residual: float = 0.5
     # Levels k of the coarse projections that come before the final one, coarse first ([2, 1]:
     # the image pooled by 4, then by 2; CoarseProjection). Fine detail is all the final one
