@@ -340,7 +340,10 @@ class TextureGenerator(nn.Module):
             up = F.interpolate(h, scale_factor=2.0, mode="nearest")
             joined = self.joins[k - 1](torch.cat([up, self.noise_blocks[k](noises[k])], dim=1))
             h = joined + self.residual_term(h, self.cfg.residual) if self.cfg.residual else joined
-        image = self.to_image(h)
+        return self.projected(self.to_image(h))
+
+    def projected(self, image: torch.Tensor) -> torch.Tensor:
+        """The network's image through the projection stages (coarse ones, then the final one)."""
         for stage in self.coarse:
             image = stage(image)
         return image if self.project is None else self.project(image)
