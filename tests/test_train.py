@@ -573,6 +573,9 @@ def test_cli_norm_reaches_the_generator_config(tmp_path):
     rc, _, err = cli("train", EXEMPLAR, "-o", tmp_path / "n.pt", "--norm", "group", *TINY_CLI)
     assert "--norm group: use ws, none or batch" in one_line_error(rc, err)
     assert not (tmp_path / "n.pt").exists()
+    trained = TrainConfig.from_dict(meta["training"])  # --resume: the checkpoint's, unless given
+    assert trained.merged({"--norm": None}).gen.norm == "batch"
+    assert trained.merged({"--norm": "ws"}).gen.norm == "ws"
     help_text = CliRunner().invoke(cli_mod.app, ["train", "--help"]).output
     assert all(f"{norm} (" in " ".join(help_text.split()) for norm in NORMS if norm != "none")
 

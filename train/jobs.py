@@ -460,7 +460,7 @@ class TrainJob:
 
     exemplar: Path | None  # None: a material given with --map
     output: Path
-    # The training settings (TrainConfig.OPTIONS; --norm: GeneratorConfig.norm); None: not given.
+    # The training settings (TrainConfig.OPTIONS); None: not given.
     iters: int | None = None
     scales: int | None = None
     targets: int | None = None
@@ -506,12 +506,8 @@ class TrainJob:
         return self.output.with_name(self.output.stem + ".preview.png")
 
     def check(self) -> None:
-        from train.generator import NORMS
-
         options.output(self.output, self.overwrite)
         options.normal(self.normal)
-        if self.norm is not None:
-            options.choice("--norm", self.norm, NORMS)
         options.positive("--checkpoint-every", self.checkpoint_every, allow_zero=True)
         options.positive("--preview-every", self.preview_every, allow_zero=True)
         memory.set_limit(self.max_memory)
@@ -540,8 +536,6 @@ class TrainJob:
             base = TrainConfig()
         given.setdefault("--device", "auto")
         cfg = base.merged(given)
-        if self.norm is not None:
-            cfg = replace(cfg, gen=replace(cfg.gen, norm=self.norm))
         from tilegen.material import channel_weights, height_channels
 
         weights = channel_weights(layout, self.map_weights)

@@ -52,6 +52,7 @@ from tilegen.windows import Arch, axis_window, period_fits
 from train.checkpoint import save_checkpoint
 from train.device import pick_device
 from train.generator import (
+    NORMS,
     GeneratorConfig,
     PatchProjection,
     TextureGenerator,
@@ -173,6 +174,7 @@ class TrainConfig:
         "--projection": "projection_targets",
         "--coarse": "coarse_stages",
         "--psi-steps": "ot.psi_steps",
+        "--norm": "gen.norm",
     }
 
     def merged(self, given: dict) -> TrainConfig:
@@ -288,6 +290,7 @@ def check_config(exemplar_hw: tuple[int, int], cfg: TrainConfig) -> None:
         options.positive(option, getattr(getattr(cfg, part) if part else cfg, name))
     options.learning_rate(cfg.lr)
     options.seed(cfg.seed)
+    options.choice("--norm", cfg.gen.norm, NORMS)
     j = cfg.projection_targets
     if j < 0:
         raise UserError(f"--projection {j}: use 0 (none) or a number of patches")
