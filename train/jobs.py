@@ -21,11 +21,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tilegen import memory, options
 from tilegen.errors import Interrupted, UserError, raise_if_interrupted
 from tilegen.imageio import IMAGE_SUFFIXES
 from tilegen.imageio import LOSSLESS_SUFFIXES as EXACT_SUFFIXES
+
+if TYPE_CHECKING:  # torch only inside `run`
+    from train.train_generator import TrainResult
 
 
 def _bar(total: int, desc: str, initial: int = 0, enabled: bool = True):
@@ -624,10 +628,14 @@ class TrainJob:
         if layout is not None:  # the model says which channels hold which map
             result.meta |= {"material": layout, "channels": ",".join(channel_labels(layout))}
         save_generator(self.output, result.model, result.meta)
-        model = result.model
-        side = min(512, max(img.shape[0], model.arch.stride))
-        look = viewable(sample(model.cpu(), side, side, cfg.seed), layout)
+        side = min(512, max(img.shape[0], result.model.arch.stride))
+        look = viewable(sample(result.model.cpu(), side, side, cfg.seed), layout)
         write_image(self.preview, preview_image(shown, look))
+        self.report(result, echo)
+
+    def report(self, result: TrainResult, echo: Callable[[str], None]) -> None:
+        """What `train` says once the model and its preview are written."""
+        model = result.model
         n = sum(p.numel() for p in model.parameters())
         echo(
             f"wrote {self.output} ({n} parameters, stride {model.arch.stride}, final loss "
