@@ -106,14 +106,17 @@ def parse_sets(items: list[str]) -> dict:
 
 
 def train_config(sets: dict):
-    """TrainConfig() on the CPU with `sets` applied (keys 'name', 'gen.name' or 'ot.name')."""
-    from train.train_generator import TrainConfig
+    """TrainConfig() on the CPU with `sets` applied (keys 'name', 'gen.name' or 'ot.name', the
+    fields' names: 'projection_targets=0', 'coarse_stages=off' as --coarse takes it, ...)."""
+    from train.train_generator import TrainConfig, parse_coarse
 
     cfg = TrainConfig(device="cpu")
     top = {k: v for k, v in sets.items() if "." not in k}
-    gen = {k[4:]: v for k, v in sets.items() if k.startswith("gen.")}
+    gen = replace(cfg.gen, **{k[4:]: v for k, v in sets.items() if k.startswith("gen.")})
     ot = {k[3:]: v for k, v in sets.items() if k.startswith("ot.")}
-    return replace(cfg, **top, gen=replace(cfg.gen, **gen), ot=replace(cfg.ot, **ot))
+    if "coarse_stages" in top:  # the --coarse text (a JSON number for one level)
+        top["coarse_stages"] = parse_coarse(str(top["coarse_stages"]), gen.levels)
+    return replace(cfg, **top, gen=gen, ot=replace(cfg.ot, **ot))
 
 
 _STRUCTURE: dict = {}

@@ -40,6 +40,7 @@ from train.generator import (  # noqa: E402
 )
 from train.patch_ot import OTConfig  # noqa: E402
 from train.train_generator import (  # noqa: E402
+    CoarseStages,
     TrainConfig,
     check_modes,
     default_schedule,
@@ -60,7 +61,7 @@ TINY = TrainConfig(
     seed=0,
     device="cpu",
     bn_samples=16,
-    projection=0,  # tests/test_projection.py covers it
+    projection_targets=0,  # tests/test_projection.py covers it
     gen=GeneratorConfig(levels=3, width=8),
     ot=OTConfig(scales=2, n_target=256, psi_steps=5, psi_batch=512),
 )
@@ -288,12 +289,17 @@ def test_kept_model_is_the_weight_average_or_the_last_iterate(tmp_path, exemplar
 def test_checkpoint_settings_roundtrip_and_older_ones_keep_their_psi_schedule():
     assert TrainConfig.from_dict(TINY.to_dict()) == TINY
     older = TINY.to_dict()
+    # recorded under the names every model has been written with, --coarse as its text
+    assert (older["projection"], older["coarse"]) == (0, "auto")
+    assert "projection_targets" not in older and "coarse_stages" not in older
     del older["ot"]["loss_psi_step"]  # written before the loss's argmin doubled as a psi step
     del older["ema"]  # and before the weights were averaged
     del older["gen"]["residual"]  # and before the joins were residual
+    del older["coarse"]  # and before the coarse stages
     off = replace(
         TINY,
         ema=0.0,
+        coarse_stages=CoarseStages(()),
         ot=replace(TINY.ot, loss_psi_step=False),
         gen=replace(TINY.gen, residual=0.0),
     )
@@ -567,6 +573,9 @@ def test_cli_norm_reaches_the_generator_config(tmp_path):
     rc, _, err = cli("train", EXEMPLAR, "-o", tmp_path / "n.pt", "--norm", "group", *TINY_CLI)
     assert "--norm group: use ws, none or batch" in one_line_error(rc, err)
     assert not (tmp_path / "n.pt").exists()
+    trained = TrainConfig.from_dict(meta["training"])  # --resume: the checkpoint's, unless given
+    assert trained.merged({"--norm": None}).gen.norm == "batch"
+    assert trained.merged({"--norm": "ws"}).gen.norm == "ws"
     help_text = CliRunner().invoke(cli_mod.app, ["train", "--help"]).output
     assert all(f"{norm} (" in " ".join(help_text.split()) for norm in NORMS if norm != "none")
 
@@ -579,19 +588,31 @@ def test_coarse_option_names_levels_and_refuses_others(tmp_path):
     """--coarse: auto tries levels 2,1 (those the model's stride allows; a material's too),
     off, or levels kept whatever they measure; they reach the model and its settings."""
     from train.checkpoint import load_generator
-    from train.train_generator import coarse_levels
+    from train.train_generator import parse_coarse
 
     cfg = TrainConfig()
-    assert cfg.coarse == "auto" and coarse_levels(cfg) == ([2, 1], True)
-    assert coarse_levels(replace(cfg, coarse="off")) == ([], False)
-    assert coarse_levels(replace(cfg, coarse="3,1")) == ([3, 1], False)
-    assert coarse_levels(replace(cfg, coarse="auto:2")) == ([2], True)
-    assert coarse_levels(replace(cfg, gen=replace(cfg.gen, levels=3))) == ([1], True)
-    assert coarse_levels(replace(cfg, gen=replace(cfg.gen, levels=2))) == ([], False)
-    assert coarse_levels(replace(cfg, gen=replace(cfg.gen, relevel=[9]))) == ([2, 1], True)
-    for bad in ("5", "0", "x", "2,,1", "", "auto:", "auto:9"):
+    auto = cfg.coarse_stages
+    assert auto == CoarseStages((), auto=True) and auto.text == "auto"
+    assert auto.for_model(5) == ([2, 1], True)
+    assert auto.for_model(3) == ([1], True) and auto.for_model(2) == ([], False)
+    for text, stages, levels in [
+        ("off", CoarseStages(()), []),
+        ("3,1", CoarseStages((3, 1)), [3, 1]),
+        ("auto:2", CoarseStages((2,), auto=True), [2]),
+        (" Auto ", auto, [2, 1]),
+    ]:
+        assert parse_coarse(text, 5) == stages and stages.for_model(5)[0] == levels
+        assert parse_coarse(stages.text, 5) == stages  # recorded as its text
+    for bad in ("x", "2,,1", "", "auto:"):  # not levels at all
         with pytest.raises(UserError, match="--coarse"):
-            coarse_levels(replace(cfg, coarse=bad))
+            parse_coarse(bad, 5)
+    for bad in ("5", "0", "auto:9"):  # levels this model cannot have
+        with pytest.raises(UserError, match=f"--coarse {bad}: use auto, off, or levels between"):
+            parse_coarse(bad, 5).for_model(5)
+    merged = cfg.merged({"--coarse": "2,1", "--levels": 3})
+    assert merged.coarse_stages == CoarseStages((2, 1)) and merged.to_dict()["coarse"] == "2,1"
+    with pytest.raises(UserError, match="--coarse 2,1: .* between 1 and 1 "):
+        merged.check((256, 256))
 
     out = tmp_path / "m.pt"
     plain = TINY_CLI[:-2]  # without --projection 0

@@ -21,11 +21,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tilegen import memory, options
 from tilegen.errors import Interrupted, UserError, raise_if_interrupted
 from tilegen.imageio import IMAGE_SUFFIXES
 from tilegen.imageio import LOSSLESS_SUFFIXES as EXACT_SUFFIXES
+
+if TYPE_CHECKING:  # torch only inside `run`
+    from train.train_generator import TrainResult
 
 
 def _bar(total: int, desc: str, initial: int = 0, enabled: bool = True):
@@ -460,7 +464,7 @@ class TrainJob:
 
     exemplar: Path | None  # None: a material given with --map
     output: Path
-    # The training settings (TrainConfig.OPTIONS; --norm: GeneratorConfig.norm); None: not given.
+    # The training settings (TrainConfig.OPTIONS); None: not given.
     iters: int | None = None
     scales: int | None = None
     targets: int | None = None
@@ -506,12 +510,8 @@ class TrainJob:
         return self.output.with_name(self.output.stem + ".preview.png")
 
     def check(self) -> None:
-        from train.generator import NORMS
-
         options.output(self.output, self.overwrite)
         options.normal(self.normal)
-        if self.norm is not None:
-            options.choice("--norm", self.norm, NORMS)
         options.positive("--checkpoint-every", self.checkpoint_every, allow_zero=True)
         options.positive("--preview-every", self.preview_every, allow_zero=True)
         memory.set_limit(self.max_memory)
@@ -540,8 +540,6 @@ class TrainJob:
             base = TrainConfig()
         given.setdefault("--device", "auto")
         cfg = base.merged(given)
-        if self.norm is not None:
-            cfg = replace(cfg, gen=replace(cfg.gen, norm=self.norm))
         from tilegen.material import channel_weights, height_channels
 
         weights = channel_weights(layout, self.map_weights)
@@ -630,10 +628,14 @@ class TrainJob:
         if layout is not None:  # the model says which channels hold which map
             result.meta |= {"material": layout, "channels": ",".join(channel_labels(layout))}
         save_generator(self.output, result.model, result.meta)
-        model = result.model
-        side = min(512, max(img.shape[0], model.arch.stride))
-        look = viewable(sample(model.cpu(), side, side, cfg.seed), layout)
+        side = min(512, max(img.shape[0], result.model.arch.stride))
+        look = viewable(sample(result.model.cpu(), side, side, cfg.seed), layout)
         write_image(self.preview, preview_image(shown, look))
+        self.report(result, echo)
+
+    def report(self, result: TrainResult, echo: Callable[[str], None]) -> None:
+        """What `train` says once the model and its preview are written."""
+        model = result.model
         n = sum(p.numel() for p in model.parameters())
         echo(
             f"wrote {self.output} ({n} parameters, stride {model.arch.stride}, final loss "

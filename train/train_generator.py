@@ -14,7 +14,7 @@ BatchNorm, kept to compare against) the last `freeze` fraction of the run trains
 population statistics, estimated once when that phase starts, which are then folded. Either way
 a tile computed alone equals the same region of a giant evaluation, and `check_modes` measures
 that inference-mode samples are training-mode ones. After the loop a patch projection is fitted
-(`fit_projection`, `projection` exemplar patches; docs/GENERATOR.md).
+(`fit_projection`, `projection_targets` exemplar patches; docs/GENERATOR.md).
 
 Checkpoints (train/checkpoint.py) hold the weights, Adam's state, psi, the RNG state and the
 iteration, so a killed run resumed from its last checkpoint ends with bit-identical weights.
@@ -52,6 +52,7 @@ from tilegen.windows import Arch, axis_window, period_fits
 from train.checkpoint import save_checkpoint
 from train.device import pick_device
 from train.generator import (
+    NORMS,
     GeneratorConfig,
     PatchProjection,
     TextureGenerator,
@@ -96,14 +97,13 @@ class TrainConfig:
     # (re-estimated once when the phase starts), so the weights the run ends with were trained
     # as the function inference computes, and nothing is re-estimated after the loop.
     freeze: float = 0.2
-    # J > 0: after training, end the model with a patch projection onto J exemplar patches, its
-    # potentials fitted to the model's samples (fit_projection); 0: the network alone.
-    projection: int = 2000
-    # Projections at coarser levels before the final one (GeneratorConfig.coarse): "auto" fits
-    # them at levels 2 and 1 and keeps them where they bring held-out samples closer to the
-    # exemplar (choose_projection; they help most textures and spoil a few); "off"; or the
-    # levels, e.g. "2,1", kept whatever they measure. Materials too (`coarse_levels`).
-    coarse: str = "auto"
+    # What the model ends with (--projection, --coarse), asked for here and fitted after the
+    # loop; GeneratorConfig.projection and .coarse record what a model has. J > 0: a patch
+    # projection onto J exemplar patches, its potentials fitted to the model's samples
+    # (fit_projection); 0: the network alone.
+    projection_targets: int = 2000
+    # Projections at coarser levels before the final one (CoarseStages): by default "auto".
+    coarse_stages: CoarseStages = field(default_factory=lambda: CoarseStages((), auto=True))
     gen: GeneratorConfig = field(default_factory=GeneratorConfig)
     # 15 averaged psi steps plus the loss argmin's exact step, and the finest loss on a stride-2
     # grid: 15 steps keep psi closer to the moving generator (docs/GENERATOR.md, section 4).
@@ -111,8 +111,15 @@ class TrainConfig:
         default_factory=lambda: OTConfig(scales=5, psi_steps=15, loss_psi_step=True, loss_stride=2)
     )
 
+    # The record (to_dict: a checkpoint's config, a model's training meta, its ONNX metadata
+    # and what `tilegen inspect` prints) keeps the names these fields had when the first models
+    # were written, and the --coarse text: field -> key. Every record, old or new, loads.
+    RECORDED_AS = {"projection_targets": "projection", "coarse_stages": "coarse"}
+
     def to_dict(self) -> dict:
-        return asdict(self)
+        d = asdict(self)
+        d["coarse_stages"] = self.coarse_stages.text
+        return {self.RECORDED_AS.get(k, k): v for k, v in d.items()}
 
     @classmethod
     def from_dict(cls, d: dict) -> TrainConfig:
@@ -133,16 +140,18 @@ class TrainConfig:
             d.pop(gone, None)
         for gone in ("level_targets", "psi_lr_rows_exponent"):
             ot.pop(gone, None)
+        for name, key in cls.RECORDED_AS.items():
+            d[name] = d.pop(key)
         gen = GeneratorConfig(**gen)
-        ot = OTConfig(**ot)
-        return cls(**d, gen=gen, ot=ot)
+        d["coarse_stages"] = parse_coarse(d["coarse_stages"], gen.levels)
+        return cls(**d, gen=gen, ot=OTConfig(**ot))
 
     def settings(self) -> dict:
         """What a resumed run must share with the original (all but iters, lr, device and the
-        projection, which comes after the loop)."""
+        projection, which comes after the loop), as recorded."""
         d = self.to_dict()
-        for k in ("iters", "lr", "device", "projection", "coarse"):
-            d.pop(k)
+        for k in ("iters", "lr", "device", "projection_targets", "coarse_stages"):
+            d.pop(self.RECORDED_AS.get(k, k))
         for k in ("relevel", "coarse"):  # the projection's too
             d["gen"].pop(k)
         return d
@@ -162,9 +171,10 @@ class TrainConfig:
         "--levels": "gen.levels",
         "--scales": "ot.scales",
         "--targets": "ot.n_target",
-        "--projection": "projection",
-        "--coarse": "coarse",
+        "--projection": "projection_targets",
+        "--coarse": "coarse_stages",
         "--psi-steps": "ot.psi_steps",
+        "--norm": "gen.norm",
     }
 
     def merged(self, given: dict) -> TrainConfig:
@@ -177,9 +187,10 @@ class TrainConfig:
                 continue
             part, _, name = self.OPTIONS[option].rpartition(".")
             (nested[part] if part else top)[name] = value
-        return replace(
-            self, **top, gen=replace(self.gen, **nested["gen"]), ot=replace(self.ot, **nested["ot"])
-        )
+        gen = replace(self.gen, **nested["gen"])
+        if "coarse_stages" in top:  # the --coarse text, parsed once: here
+            top["coarse_stages"] = parse_coarse(top["coarse_stages"], gen.levels)
+        return replace(self, **top, gen=gen, ot=replace(self.ot, **nested["ot"]))
 
     def check(self, exemplar_hw: tuple[int, int]) -> None:
         """UserError naming the option for settings that cannot train on this exemplar."""
@@ -190,31 +201,65 @@ class TrainConfig:
 COARSE_LEVELS = [2, 1]
 
 
-def coarse_levels(cfg: TrainConfig) -> tuple[list[int], bool]:
-    """The coarse projection levels `cfg.coarse` asks for ([] for "off"), and whether they are
-    only to be tried: "auto" (COARSE_LEVELS, those the model's stride allows) or "auto:2,1",
-    or kept regardless: "2,1". Materials too: on the bundled pebbles material the stages
-    improved every map and kept the normals' agreement with the height.
+@dataclass(frozen=True)
+class CoarseStages:
+    """The coarse projection stages `--coarse` asks for (TrainConfig.coarse_stages), parsed once
+    from its text by `parse_coarse` (TrainConfig.merged and .from_dict); recorded as that text
+    (`text`). What a trained model has is GeneratorConfig.coarse. Materials too: on the bundled
+    pebbles material the stages improved every map and kept the normals' agreement with the
+    height.
+
+    "off": (), auto=False.  "2,1": (2, 1), auto=False: kept whatever they measure.
+    "auto:2,1": (2, 1), auto=True: fitted and kept where they bring held-out samples closer to
+    the exemplar (choose_projection; they help most textures and spoil a few).
+    "auto": (), auto=True: the same with COARSE_LEVELS, those the model's stride allows.
     """
-    text = str(cfg.coarse).strip().lower()
-    auto = text == "auto" or text.startswith("auto:")
-    top = cfg.gen.levels - 2  # a stage pooling by 2^k needs windows aligned to 2^(k+1)
-    if text == "off":
-        return [], False
-    if text == "auto":
-        levels = [k for k in COARSE_LEVELS if k <= top]
-        return levels, bool(levels)
+
+    levels: tuple[int, ...]  # coarse first; with auto, () means COARSE_LEVELS
+    auto: bool = False
+
+    @property
+    def text(self) -> str:
+        """The --coarse text this was parsed from (lower case, no spaces)."""
+        levels = ",".join(map(str, self.levels))
+        if self.auto:
+            return f"auto:{levels}" if levels else "auto"
+        return levels or "off"
+
+    def for_model(self, model_levels: int) -> tuple[list[int], bool]:
+        """The levels to fit on a generator of `model_levels` levels ([] for none), and whether
+        they are only to be tried; a UserError naming --coarse for levels it cannot have."""
+        top = model_levels - 2  # a stage pooling by 2^k needs windows aligned to 2^(k+1)
+        if self.auto and not self.levels:
+            levels = [k for k in COARSE_LEVELS if k <= top]
+            return levels, bool(levels)
+        if any(not 1 <= k <= top for k in self.levels):
+            raise coarse_error(self.text, model_levels)
+        return list(self.levels), self.auto
+
+
+def parse_coarse(text: str, model_levels: int) -> CoarseStages:
+    """The CoarseStages of a --coarse text: auto, off, levels ("2,1") or "auto:" and levels; a
+    UserError naming --coarse (and the levels a generator of `model_levels` allows) otherwise.
+    Whether the model can have those levels is `CoarseStages.for_model`'s check (check_config)."""
+    clean = str(text).strip().lower()
+    if clean in ("auto", "off"):
+        return CoarseStages((), auto=clean == "auto")
     try:
-        levels = [int(v) for v in text.removeprefix("auto:").split(",")]
+        levels = tuple(int(v) for v in clean.removeprefix("auto:").split(","))
     except ValueError:
-        levels = None
-    if not levels or any(not 1 <= k <= top for k in levels):
-        raise UserError(
-            f"--coarse {cfg.coarse}: use auto, off, or levels between 1 and {max(top, 1)} "
-            "separated by commas, coarse first (2,1: kept; auto:2,1: kept if they help)"
-            + ("" if top >= 1 else "; this model has too few --levels for any")
-        )
-    return levels, auto
+        raise coarse_error(text, model_levels) from None
+    return CoarseStages(levels, auto=clean.startswith("auto:"))
+
+
+def coarse_error(text: str, model_levels: int) -> UserError:
+    """The one message for a --coarse value the model cannot take."""
+    top = model_levels - 2
+    return UserError(
+        f"--coarse {text}: use auto, off, or levels between 1 and {max(top, 1)} "
+        "separated by commas, coarse first (2,1: kept; auto:2,1: kept if they help)"
+        + ("" if top >= 1 else "; this model has too few --levels for any")
+    )
 
 
 # The schedule `tilegen train` uses when --size / --iters are not given: the reference's on a
@@ -245,12 +290,14 @@ def check_config(exemplar_hw: tuple[int, int], cfg: TrainConfig) -> None:
         options.positive(option, getattr(getattr(cfg, part) if part else cfg, name))
     options.learning_rate(cfg.lr)
     options.seed(cfg.seed)
-    if cfg.projection < 0:
-        raise UserError(f"--projection {cfg.projection}: use 0 (none) or a number of patches")
-    if cfg.projection and cfg.gen.levels < 2:
+    options.choice("--norm", cfg.gen.norm, NORMS)
+    j = cfg.projection_targets
+    if j < 0:
+        raise UserError(f"--projection {j}: use 0 (none) or a number of patches")
+    if j and cfg.gen.levels < 2:
         raise UserError("a patch projection needs --levels 2 or more (its grid follows theirs)")
-    if cfg.projection:
-        coarse_levels(cfg)  # a UserError for a bad --coarse, before the run
+    if j:
+        cfg.coarse_stages.for_model(cfg.gen.levels)  # a UserError for levels it cannot have
     if not 0.0 <= cfg.freeze <= 1.0:
         raise UserError(f"--freeze {cfg.freeze}: use a fraction of the run between 0 and 1")
     if not 0.0 <= cfg.ema < 1.0:
@@ -567,24 +614,24 @@ def attach_projection(
     cfg: TrainConfig,
     tick: Callable[[], None] | None = None,
 ) -> tuple[TextureGenerator, dict | None]:
-    """The trained (folded) network with the projection stages `cfg` asks for (projection,
-    coarse), fitted; and what `choose_projection` measured when it chose (None otherwise).
-    tick() after each window a stage is fitted on and each sample scored."""
-    if not cfg.projection:
+    """The trained (folded) network with the projection stages `cfg` asks for
+    (projection_targets, coarse_stages), fitted; and what `choose_projection` measured when it
+    chose (None otherwise). tick() after each window a stage is fitted on and each sample
+    scored."""
+    j = cfg.projection_targets
+    if not j:
         return without_projection(network), None
-    levels, auto = coarse_levels(cfg)
+    levels, auto = cfg.coarse_stages.for_model(cfg.gen.levels)
     if auto:
-        return choose_projection(network, exemplar, cfg.projection, cfg.seed, levels, tick=tick)
-    return fit_projection(
-        network, exemplar, cfg.projection, cfg.seed, coarse=levels, tick=tick
-    ), None
+        return choose_projection(network, exemplar, j, cfg.seed, levels, tick=tick)
+    return fit_projection(network, exemplar, j, cfg.seed, coarse=levels, tick=tick), None
 
 
 def projection_steps(cfg: TrainConfig) -> int:
     """How many times attach_projection ticks for `cfg`: a progress bar's total."""
-    if not cfg.projection:
+    if not cfg.projection_targets:
         return 0
-    levels, auto = coarse_levels(cfg)
+    levels, auto = cfg.coarse_stages.for_model(cfg.gen.levels)
     if auto:  # the final stage alone, the chain, then both scored
         return FIT_SAMPLES * (len(levels) + 2) + 2 * CHECKS
     return FIT_SAMPLES * (len(levels) + 1)
