@@ -256,6 +256,8 @@ def train_cmd(
     norm: S(str, "Normalisation of the generator's layers: ws (weight standardisation), batch "
             "(the reference's BatchNorm, folded into the convolutions at export) or none",
             "ws") = None,
+    structure: S(float, "Weight of the structure statistic of each training crop in the loss: "
+                 "layout the patches cannot see (try 0.005 for tiles or bricks; slower)", 0) = None,
     device: cl.Device = "auto", threads: cl.Threads = None,
     checkpoint_every: O(int, "Write OUTPUT.ckpt every N iterations and at the end (0: "
                         "never).") = TrainJob.checkpoint_every,

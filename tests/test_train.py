@@ -625,3 +625,26 @@ def test_coarse_option_names_levels_and_refuses_others(tmp_path):
     assert model.cfg.coarse == [1] and meta["training"]["coarse"] == "1" and model.arch.tr == 10
     rc, _, err = cli("train", EXEMPLAR, "-o", tmp_path / "n.pt", *plain, "--coarse", "2")
     assert "--coarse 2" in one_line_error(rc, err)
+
+
+def test_structure_term_is_added_to_the_loss(exemplar, trained, tmp_path):
+    """--structure W adds W x the crop's structure statistic (z-scored against real crop-sized
+    pieces) to every iteration's loss: at iteration 1, where the patch loss is the same (same
+    weights, noise and random stream), the loss grows by exactly the term."""
+    pytest.importorskip("plenoptic")
+    from train.structure import StructureLoss
+
+    first = {}
+    cfg = replace(TINY, iters=3, structure=0.05)
+    result = train(exemplar, cfg, on_step=lambda it, loss, image: first.setdefault(it, image))
+    term = float(StructureLoss(exemplar, cfg.size, cfg.structure)(first[1]))
+    assert term > 0
+    assert result.history[0] == pytest.approx(trained.history[0] + term, rel=1e-5)
+    assert result.meta["training"]["structure"] == 0.05
+
+    rc, _, err = cli("train", EXEMPLAR, "-o", tmp_path / "a.pt", "--structure", "-1", *TINY_CLI)
+    assert "--structure -1.0: use 0 (off) or a positive weight" in one_line_error(rc, err)
+    rc, _, err = cli("train", EXEMPLAR, "-o", tmp_path / "b.pt", "--structure", "0.01",
+                     *TINY_CLI[2:], "--size", "96")  # fmt: skip
+    assert "--structure: the exemplar (128x128) is too small" in one_line_error(rc, err)
+    assert not (tmp_path / "a.pt").exists() and not (tmp_path / "b.pt").exists()

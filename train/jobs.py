@@ -479,6 +479,7 @@ class TrainJob:
     ema: float | None = None
     psi_steps: int | None = None
     norm: str | None = None  # one of train.generator.NORMS
+    structure: float | None = None
     device: str = "auto"
     maps: list[str] | None = None  # a material: --map ROLE=PATH
     normal: str | None = None  # its normal map's convention (default: from the file name, or gl)

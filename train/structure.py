@@ -68,6 +68,21 @@ def scales_for(height: int, width: int, scales: int = SCALES) -> int:
     return n
 
 
+def check_room(exemplar_hw: tuple[int, int], height: int, width: int) -> None:
+    """A one-line UserError unless the exemplar holds distinct real height x width pieces:
+    pieces of nearly the whole exemplar overlap nearly whole, with no spread to read by."""
+    eh, ew = exemplar_hw
+    if eh * ew < 2 * height * width:
+        raise UserError(
+            f"the exemplar ({eh}x{ew}) is too small to cut distinct real {height}x{width} "
+            "pieces: it needs at least twice the image's area"
+        )
+    try:
+        import plenoptic  # noqa: F401
+    except ImportError:
+        raise UserError("the structure statistic needs plenoptic: pip install plenoptic")
+
+
 class PSStatistics:
     """Portilla-Simoncelli statistics of luminance images of one size, as rows (N, S)."""
 
@@ -117,13 +132,7 @@ class StructureScorer:
 
         if pieces < 3:
             raise UserError(f"the structure statistic needs at least 3 real pieces, not {pieces}")
-        eh, ew = np.asarray(exemplar).shape[:2]
-        if eh * ew < 2 * height * width:
-            # Pieces of nearly the whole exemplar overlap nearly whole: no spread to read by.
-            raise UserError(
-                f"the exemplar ({eh}x{ew}) is too small to cut distinct real {height}x{width} "
-                "pieces: it needs at least twice the image's area"
-            )
+        check_room(np.asarray(exemplar).shape[:2], height, width)
         self.stats = PSStatistics(height, width, scales)
         # Their own stream ([seed, 1]), so `evaluate --pieces`' patch pieces (from `seed`) are
         # other pieces, scored as an image is: what another real piece scores.
@@ -160,6 +169,26 @@ class StructureScorer:
 
     def many(self, images: list[np.ndarray]) -> list[float]:
         return [float(d) / self.unit for d in self.raw(self.stats.of_images(images))]
+
+
+class StructureLoss:
+    """`weight` x mean_k z_k^2, a training term: z the statistics of each training crop's
+    luminance, z-scored against real crop-sized pieces of the exemplar (their own stream, seed 7,
+    so the pieces `evaluate` scores against stay held out). Differentiable; float64 inside."""
+
+    SEED = 7
+
+    def __init__(self, exemplar: np.ndarray, size: int, weight: float):
+        self.scorer = StructureScorer(exemplar, size, size, seed=self.SEED)
+        self.weight = weight
+        self.luma = torch.tensor(_LUMA, dtype=torch.float64)
+
+    def __call__(self, image: torch.Tensor) -> torch.Tensor:
+        """image (B, C, H, W) in [0, 1] -> the term (a float32 scalar on the image's device)."""
+        x = image.cpu().double()
+        lum = x[:, :3].permute(0, 2, 3, 1) @ self.luma if x.shape[1] >= 3 else x[:, 0]
+        z = (self.scorer.stats(lum) - self.scorer.mean) / self.scorer.spread
+        return (self.weight * (z**2).mean()).float().to(image.device)
 
 
 def _moments(rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -104,6 +104,10 @@ class TrainConfig:
     projection_targets: int = 2000
     # Projections at coarser levels before the final one (CoarseStages): by default "auto".
     coarse_stages: CoarseStages = field(default_factory=lambda: CoarseStages((), auto=True))
+    # > 0: add this weight x the structure statistic of each training crop to the loss
+    # (train/structure.py StructureLoss): large layout the 4x4 patches cannot see, such as
+    # long grout lines (bench/RESULTS.md, "Structure"). Slower iterations.
+    structure: float = 0.0
     gen: GeneratorConfig = field(default_factory=GeneratorConfig)
     # 15 averaged psi steps plus the loss argmin's exact step, and the finest loss on a stride-2
     # grid: 15 steps keep psi closer to the moving generator (docs/GENERATOR.md, section 4).
@@ -174,6 +178,7 @@ class TrainConfig:
         "--projection": "projection_targets",
         "--coarse": "coarse_stages",
         "--psi-steps": "ot.psi_steps",
+        "--structure": "structure",
         "--norm": "gen.norm",
     }
 
@@ -302,6 +307,15 @@ def check_config(exemplar_hw: tuple[int, int], cfg: TrainConfig) -> None:
         raise UserError(f"--freeze {cfg.freeze}: use a fraction of the run between 0 and 1")
     if not 0.0 <= cfg.ema < 1.0:
         raise UserError(f"--ema {cfg.ema}: use 0 (keep the last weights) or a decay below 1")
+    if not (math.isfinite(cfg.structure) and cfg.structure >= 0):
+        raise UserError(f"--structure {cfg.structure}: use 0 (off) or a positive weight")
+    if cfg.structure:
+        from train.structure import check_room
+
+        try:
+            check_room(exemplar_hw, cfg.size, cfg.size)
+        except UserError as e:
+            raise UserError(f"--structure: {e}")
     p, n = cfg.ot.patch, cfg.ot.scales
     options.room("the exemplar", exemplar_hw, p, n, "use a larger image or fewer --scales")
     options.room(
@@ -381,6 +395,7 @@ def train(
     rng = torch.Generator().manual_seed(cfg.seed)  # the one training RNG stream
     model = new_generator(gcfg, cfg.seed, device)
     ot_loss = PatchOTLoss(to_tensor(exemplar, device), cfg.ot, periodic=False, generator=rng)
+    structure = structure_loss(exemplar, cfg)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     ema = average_weights(model) if cfg.ema else None
     start, history = 0, []
@@ -400,6 +415,8 @@ def train(
         image = crop_training(gcfg, model(*noise), cfg.size)
         ot_loss.fit_potentials(image.detach())
         loss = ot_loss.loss(image)
+        if structure is not None:
+            loss = loss + structure(image)
         value = float(loss.detach())
         if not math.isfinite(value):
             diverged(it, value, cfg, checkpoint, last_good)
@@ -426,6 +443,15 @@ def train(
     model, choice = attach_projection(model, exemplar, cfg, on_fit)
     meta = training_meta(exemplar, ex_hash, cfg, history, choice)
     return TrainResult(model, meta, history, train_sample, eval_sample)
+
+
+def structure_loss(exemplar: np.ndarray, cfg: TrainConfig):
+    """The structure term for `cfg.structure` > 0 (None: off; check_config checked its room)."""
+    if not cfg.structure:
+        return None
+    from train.structure import StructureLoss
+
+    return StructureLoss(exemplar, cfg.size, cfg.structure)
 
 
 def checkpoint_due(it: int, every: int, iters: int) -> bool:
