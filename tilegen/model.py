@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import os
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -286,17 +287,36 @@ def render_region(
     """Render a region of any size in evaluations of at most `tile` pixels per side: (C, h, w),
     float32 model values, or quantised piece by piece when `dtype` is "uint8"/"uint16" (so a
     shard never needs a float copy of itself). Setting `cancel` stops it between pieces."""
-    tile = tile or model.tile
-    out = np.empty((model.info.out_channels, h, w), dtype or np.float32)
+
+    def window(ty: int, tx: int, th: int, tw: int) -> np.ndarray:
+        return finish_planar(render_window(model, seed, ty, tx, th, tw, period), model.info)
+
+    return assemble(window, model.info, y0, x0, h, w, tile or model.tile, dtype, cancel)
+
+
+def assemble(
+    window: Callable[[int, int, int, int], np.ndarray],
+    info: ModelInfo,
+    y0: int,
+    x0: int,
+    h: int,
+    w: int,
+    tile: int,
+    dtype: str | None = None,
+    cancel: threading.Event | None = None,
+) -> np.ndarray:
+    """The region [y0, y0+h) x [x0, x0+w) from `window(y, x, h, w)` evaluations of at most
+    `tile` pixels per side on the global grid: (C, h, w) float32, or quantised piece by piece."""
+    out = np.empty((info.out_channels, h, w), dtype or np.float32)
     for _, _, ty, tx, th, tw in tiles(y0, x0, h, w, tile, aligned=True):
         if cancel is not None and cancel.is_set():
             raise Cancelled("cancelled")
-        piece = finish_planar(render_window(model, seed, ty, tx, th, tw, period), model.info)
+        piece = window(ty, tx, th, tw)
         dest = out[:, ty - y0 : ty - y0 + th, tx - x0 : tx - x0 + tw]
         if dtype is None:
             dest[...] = piece
         else:
-            quantize_planar(piece, model.info, dtype, out=dest)
+            quantize_planar(piece, info, dtype, out=dest)
     return out
 
 

@@ -27,7 +27,7 @@ from tilegen import mixing, options
 from tilegen.errors import UserError
 from tilegen.grid import tiles
 from tilegen.layout import Layout, Legend, parse_labels, read_layout
-from tilegen.model import Cancelled, file_sha256, finish_planar, open_model, quantize_planar
+from tilegen.model import assemble, file_sha256, finish_planar, open_model
 from tilegen.model import render_region as model_region
 from tilegen.warp import Field
 
@@ -284,15 +284,8 @@ def render_region(
 ) -> np.ndarray:
     """As tilegen.model.render_region, for a world: (C, h, w) float32, or quantised piece by
     piece; windows of `tile` on the global grid (any tiling gives the same bytes)."""
-    tile = tile or world.models[0].tile
-    out = np.empty((world.info.out_channels, h, w), dtype or np.float32)
-    for _, _, ty, tx, th, tw in tiles(y0, x0, h, w, tile, aligned=True):
-        if cancel is not None and cancel.is_set():
-            raise Cancelled("cancelled")
-        piece = world.window(seed, ty, tx, th, tw, period)
-        dest = out[:, ty - y0 : ty - y0 + th, tx - x0 : tx - x0 + tw]
-        if dtype is None:
-            dest[...] = piece
-        else:
-            quantize_planar(piece, world.info, dtype, out=dest)
-    return out
+
+    def window(ty: int, tx: int, th: int, tw: int) -> np.ndarray:
+        return world.window(seed, ty, tx, th, tw, period)
+
+    return assemble(window, world.info, y0, x0, h, w, tile or world.models[0].tile, dtype, cancel)
