@@ -143,7 +143,8 @@ def generate(
 @command("rerun the same command to finish (a .zarr store resumes where it stopped)")
 def world(
     layout: A(Path, "The layout: a PNG/TIFF whose colours (or palette indices, or grey values) "
-              "say which model paints where."),
+              "say which model paints where, or a Zarr array (.zarr) of integer labels, read "
+              "chunk by chunk, for layouts too large for memory."),
     label: O(list[str], "COLOUR=MODEL.onnx ('#3a7d2c=grass.onnx'), or VALUE=MODEL.onnx for a "
              "palette index or grey value; repeat for every label of the layout.", "--label",
              metavar="KEY=MODEL") = ...,

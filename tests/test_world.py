@@ -176,6 +176,7 @@ def test_transition_centres_leave_the_cell_edges(world_files):
         ("not an image", ["not a readable"]),
         ("blend", ["--blend 100", "at most"]),
         ("both sizes", ["--cell", "--size"]),
+        ("too large", ["reading the layout layout.png", "use a Zarr layout"]),
     ],
 )
 def test_bad_worlds_are_one_line(case, words, world_files, tmp_path, monkeypatch, capsys):
@@ -199,7 +200,125 @@ def test_bad_worlds_are_one_line(case, words, world_files, tmp_path, monkeypatch
         extra += ["--blend", 100]
     elif case == "both sizes":
         extra += ["--size", 384, 384]
+    elif case == "too large":
+        extra += ["--max-memory", 0.1]
     args = ["world", layout, *sum((["--label", s] for s in labels), []), *extra]
+    code, out, err = cli_inproc(monkeypatch, capsys, *args, "-o", tmp_path / "o.zarr")
+    assert code == 2, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and all(w in lines[0] for w in words), lines
+    assert not (tmp_path / "o.zarr").exists()
+
+
+def write_zarr(path: Path, values: np.ndarray, chunks: tuple[int, ...] = (5, 5)) -> Path:
+    import zarr
+
+    zarr.create_array(str(path), data=values, chunks=chunks)
+    return path
+
+
+def image_labels(layout: Path, models: list[Path]) -> np.ndarray:
+    from tilegen.layout import parse_labels, read_layout
+
+    return read_layout(layout, parse_labels(legend(models))).labels.array
+
+
+def test_a_zarr_layout_paints_the_same_world_as_the_image(world_files, tmp_path, monkeypatch,
+                                                          capsys):  # fmt: skip
+    """The layout's labels as integers in a Zarr array (5x5 chunks, ragged at the edges): the
+    same pixels, the store records the Zarr layout, and a worker refuses a changed one."""
+    layout, models = world_files
+    zlayout = write_zarr(tmp_path / "layout.zarr", image_labels(layout, models).astype(np.int16))
+    values = [f"{i}={m}" for i, m in enumerate(models)]
+    common = ["--cell", 32, "--blend", 16, "--seed", 3, "--device", "cpu", "--no-progress"]
+    for lay, labels, out in ((layout, legend(models), "w.png"), (zlayout, values, "z.zarr")):
+        args = ["world", lay, *sum((["--label", s] for s in labels), []), *common]
+        code, _, err = cli_inproc(monkeypatch, capsys, *args, "-o", tmp_path / out)
+        assert code == 0, err
+    from PIL import Image
+
+    png = np.moveaxis(np.asarray(Image.open(tmp_path / "w.png")), 2, 0)
+    assert np.array_equal(zarr_store.read_region(str(tmp_path / "z.zarr"), 0, 0, 0, 384, 384), png)
+    rec = zarr_store.read_attrs(tmp_path / "z.zarr")["world"]["layout"]
+    assert rec["file"] == "layout.zarr" and rec["shape"] == [12, 12] and len(rec["sha256"]) == 64
+    spec = plan_world(str(zlayout), values, cell=32, blend=16)
+    assert spec.layout_sha256 == rec["sha256"]
+    import zarr
+
+    zarr.open_array(str(zlayout), mode="r+")[0, 0] = 1  # changed after planning
+    with pytest.raises(UserError, match="not the layout the run started with"):
+        open_world(spec, 9)
+
+
+def test_a_zarr_layout_gives_the_image_layouts_weights(world_files, tmp_path):
+    from tilegen.layout import Legend, read_layout
+
+    layout, models = world_files
+    values = image_labels(layout, models)
+    zl = read_layout(
+        write_zarr(tmp_path / "l.zarr", values), Legend(("0", "1", "2"), ("a", "b", "c"))
+    )
+    for periodic in (False, True):
+        image, chunked = (Field(g, (384, 384), 4, 16.0, periodic) for g in (values, zl.labels))
+        for window in ((0, 0, 384, 384), (100, 37, 120, 90), (300, 290, 200, 150)):
+            (p, a), (q, b) = image.weights(*window), chunked.weights(*window)
+            assert p == q and a.tobytes() == b.tobytes(), (periodic, window)
+
+
+def test_a_zarr_layout_decodes_only_the_chunks_a_window_needs(tmp_path, monkeypatch):
+    from tilegen import zarr_layout
+    from tilegen.layout import Legend, read_layout
+
+    values = np.random.default_rng(0).integers(0, 2, (64, 64)).astype(np.uint8) * 7
+    lay = read_layout(
+        write_zarr(tmp_path / "l.zarr", values, (8, 8)), Legend(("0", "7"), ("a", "b"))
+    )
+    grid = lay.labels
+    assert lay.shape == (64, 64) and grid.decoded == 0  # the check streams, caching nothing
+    rows, cols = np.arange(10, 20), np.array([0, 1, 4])
+    assert np.array_equal(grid.cells(rows, cols), values[10:20][:, cols] // 7)
+    assert grid.decoded == 2  # chunks (1, 0) and (2, 0) of 8 x 8
+    grid.cells(rows, cols)
+    assert grid.decoded == 2  # cached
+    _, w = Field(grid, (512, 512), 1, 6.0).weights(0, 0, 64, 64)
+    # cells 0-11 of 64 reach the window: chunks (0-1, 0-1), three of them new
+    assert grid.decoded == 5 and w.shape[1:] == (64, 64)
+    assert set(grid._cache) == {(0, 0), (0, 1), (1, 0), (1, 1), (2, 0)}
+    monkeypatch.setattr(zarr_layout, "CACHE_BYTES", 2 * 64)  # two chunks
+    assert np.array_equal(grid.cells(np.arange(64), np.arange(64)), values // 7)
+    assert len(grid._cache) == 2
+
+
+@pytest.mark.parametrize(
+    "case, words",
+    [
+        ("unknown value", ["value 9 (first at row 4, column 11) has no model", "--label '9="]),
+        ("float", ["float32 values", "integer labels"]),
+        ("3-D", ["3-D array", "2-D"]),
+        ("group", ["a Zarr group, not an array", "labels", "GROUP.zarr/NAME"]),
+        ("unreadable", ["not a readable Zarr array"]),
+    ],
+)
+def test_bad_zarr_layouts_are_one_line(case, words, world_files, tmp_path, monkeypatch, capsys):
+    layout, models = world_files
+    values = image_labels(layout, models)
+    path = tmp_path / "layout.zarr"
+    if case == "unknown value":
+        values[6, 1], values[4, 11], values[9, 0] = 5, 9, 7  # chunks (1, 0), (0, 2), (1, 0)
+        write_zarr(path, values)
+    elif case == "float":
+        write_zarr(path, values.astype(np.float32))
+    elif case == "3-D":
+        write_zarr(path, values[None], (1, 5, 5))
+    elif case == "group":
+        import zarr
+
+        zarr.create_group(str(path)).create_array("labels", data=values)
+    else:
+        path.mkdir()
+        (path / "zarr.json").write_text("{not json")
+    labels = [f"{i}={m}" for i, m in enumerate(models)]
+    args = ["world", path, *sum((["--label", s] for s in labels), []), "--cell", 32]
     code, out, err = cli_inproc(monkeypatch, capsys, *args, "-o", tmp_path / "o.zarr")
     assert code == 2, err
     lines = err.strip().splitlines()

@@ -1,12 +1,15 @@
-"""A world's layout: an image whose pixels name which model paints where (tilegen world).
+"""A world's layout: an image or a Zarr array whose pixels name which model paints where.
 
     legend = parse_labels(["#3a7d2c=grass.onnx", "2=rock.onnx"])
-    layout = read_layout("map.png", legend)      # labels (H, W) uint8: index into layout.models
+    layout = read_layout("map.png", legend)      # layout.labels.cells(rows, cols): label indices
 
 A label is matched by exact colour (`#rrggbb`, RGB layouts and palette layouts), by palette index
-(palette layouts) or by value (greyscale layouts, 8 or 16 bit). Keys naming the same model file
-give one label, so there is no transition between them. Every layout pixel must be named by the
-legend: an unknown colour is a one-line error naming it and where it first appears.
+(palette layouts) or by value (greyscale layouts, 8 or 16 bit, and Zarr layouts). Keys naming the
+same model file give one label, so there is no transition between them. Every layout pixel must
+be named by the legend: an unknown colour is a one-line error naming it and where it first
+appears. An image is decoded whole; a Zarr array (tilegen/zarr_layout.py), for layouts too large
+for memory, is read chunk by chunk. Either way the field (tilegen/warp.py) reads label indices
+through `LabelGrid.cells`, a rectangle of cells at a time.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 
@@ -24,6 +28,8 @@ from tilegen.errors import UserError
 
 MAX_LABELS = 64  # a label map beyond this is noise, not a layout
 _COLOUR = re.compile(r"#?([0-9a-fA-F]{6})")
+ZARR_HINT = ("use a Zarr layout (a 2-D integer array, LAYOUT.zarr, read chunk by chunk: README, "
+             "'Worlds')")  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -39,15 +45,41 @@ class Legend:
         return tuple(dict.fromkeys(self.paths))
 
 
-@dataclass(frozen=True)
-class Layout:
-    labels: np.ndarray  # (H, W) uint8, index into `models`
-    models: tuple[str, ...]
-    sha256: str  # of the layout file's bytes
+class LabelGrid(Protocol):
+    """A layout's label indices (into Layout.models), read a rectangle of cells at a time."""
+
+    @property
+    def shape(self) -> tuple[int, int]: ...
+
+    def cells(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+        """(len(rows), len(cols)) uint8: the labels at rows x cols (indices inside the layout)."""
+        ...
+
+
+class ArrayLabels:
+    """A LabelGrid held whole in memory (an image layout's)."""
+
+    def __init__(self, array: np.ndarray) -> None:
+        self.array = array  # (H, W) uint8
 
     @property
     def shape(self) -> tuple[int, int]:
-        return int(self.labels.shape[0]), int(self.labels.shape[1])
+        return int(self.array.shape[0]), int(self.array.shape[1])
+
+    def cells(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+        return self.array[rows[:, None], cols[None, :]]
+
+
+@dataclass(frozen=True)
+class Layout:
+    labels: LabelGrid
+    models: tuple[str, ...]
+    sha256: str | None  # of the layout's content (read_layout says what); None: not checked
+    fingerprint: str  # what a worker compares with the plan's to know it reads the same layout
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.labels.shape
 
 
 def parse_labels(specs: list[str]) -> Legend:
@@ -91,35 +123,62 @@ def file_sha256(path: str | os.PathLike) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
-def read_layout(path: str | os.PathLike, legend: Legend) -> Layout:
+def is_zarr(path: str | os.PathLike) -> bool:
+    """A Zarr layout: a path ending in .zarr, or a folder (an array inside a Zarr group)."""
+    return Path(path).suffix.lower() == ".zarr" or Path(path).is_dir()
+
+
+def value_index(legend: Legend) -> dict[str, int]:
+    """Each legend key -> its label (index into legend.models)."""
+    return {k: legend.models.index(p) for k, p in zip(legend.keys, legend.paths)}
+
+
+def no_model(name: str, what: str, key: str, y: int, x: int) -> UserError:
+    """The one line for a layout colour or value (`key`, first at row y, column x) no --label
+    names."""
+    return UserError(f"layout {name}: {what} {key} (first at row {y}, column {x}) has no model: "
+                     f"add --label '{key}=MODEL.onnx'")  # fmt: skip
+
+
+def read_layout(path: str | os.PathLike, legend: Legend, check: bool = True) -> Layout:
     """The layout's labels (index into legend.models per pixel), every pixel checked against the
-    legend: one line for an unreadable image, an unknown colour or value, or one too large."""
+    legend: one line for an unreadable layout, an unknown colour or value, or one too large.
+
+    An image's sha256 and fingerprint are its file's. A Zarr layout's are tilegen/zarr_layout.py's;
+    `check=False` (a worker, after planning) skips its streamed check and sha256 (None)."""
+    if is_zarr(path):
+        from tilegen.zarr_layout import read_zarr_layout
+
+        return read_zarr_layout(Path(path), legend, check)
+    return _read_image_layout(Path(path), legend)
+
+
+def _read_image_layout(path: Path, legend: Legend) -> Layout:
     from PIL import Image
 
-    path = Path(path)
     try:
         with Image.open(path) as im:
             h, w = im.height, im.width
-            memory.require(16 * h * w, f"reading the layout {path.name} ({h}x{w})",
-                           "use a smaller layout and a larger --cell")  # fmt: skip
+            memory.require(16 * h * w, f"reading the layout {path.name} ({h}x{w}) whole",
+                           ZARR_HINT)  # fmt: skip
             keys, kind = _decoded(im)
+    except Image.DecompressionBombError:
+        raise UserError(f"layout {path}: more than {memory.MAX_PIXELS} pixels, too many for an "
+                        f"image layout; {ZARR_HINT}")  # fmt: skip
     except OSError as e:
         raise UserError(f"layout {path}: not a readable PNG/TIFF image ({e})")
-    index = {k: legend.models.index(p) for k, p in zip(legend.keys, legend.paths)}
+    index = value_index(legend)
     codes, inverse = np.unique(keys, return_inverse=True)
     lut = np.empty(len(codes), np.uint8)
     for i, code in enumerate(codes):
         names = [n for n in _names(int(code), kind) if n in index]
-        name = _names(int(code), kind)[0]
         if not names:
             y, x = np.argwhere(keys == code)[0]
-            raise UserError(
-                f"layout {path.name}: {_what(kind)} {name} (first at row {y}, column {x}) has "
-                f"no model: add --label '{name}=MODEL.onnx'"
-            )
+            raise no_model(path.name, _what(kind), _names(int(code), kind)[0], y, x)
         lut[i] = index[names[0]]
     labels = lut[inverse.reshape(keys.shape)]
-    return Layout(labels, legend.models, file_sha256(path))
+    sha = file_sha256(path)
+    return Layout(ArrayLabels(labels), legend.models, sha, sha)
 
 
 def _decoded(im) -> tuple[np.ndarray, str]:

@@ -1,6 +1,6 @@
 """Where each label of a world shows: the layout upsampled smoothly, displaced by seeded noise.
 
-    field = Field(labels, size, seed, blend, periodic)
+    field = Field(layout.labels, size, seed, blend, periodic)   # a LabelGrid (or an array)
     present, weights = field.weights(y0, x0, h, w)     # weights (n, h, w) float32, sum 1
 
 Every value is a pure function of (seed, global pixel coordinates, layout), so any window of
@@ -32,6 +32,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from tilegen.layout import ArrayLabels, LabelGrid
 from tilegen.noise import noise_window
 
 WARP_LEVEL = 0x57524C44  # "WRLD": the warp's noise levels, far from any model's (0 .. 15)
@@ -58,13 +59,15 @@ class Octave:
 
 @dataclass
 class Field:
-    labels: np.ndarray  # (Hl, Wl) uint8: label per layout cell
+    labels: LabelGrid  # (Hl, Wl) label per layout cell, read through `cells` (an array: wrapped)
     size: tuple[int, int]  # output pixels (H, W)
     seed: int
     blend: float  # transition width in pixels
     periodic: bool = False
 
     def __post_init__(self) -> None:
+        if isinstance(self.labels, np.ndarray):
+            self.labels = ArrayLabels(self.labels)
         hl, wl = self.labels.shape
         self.scale = (hl / self.size[0], wl / self.size[1])  # cells per pixel
         self.cell = math.sqrt(self.size[0] / hl * self.size[1] / wl)  # pixels per cell
@@ -150,7 +153,7 @@ class Field:
             ry, rx = np.mod(ry, hl), np.mod(rx, wl)
         else:
             ry, rx = np.clip(ry, 0, hl - 1), np.clip(rx, 0, wl - 1)
-        return self.labels[ry[:, None], rx[None, :]]
+        return self.labels.cells(ry, rx)
 
     def reaching(self, y0: int, x0: int, h: int, w: int) -> list[int]:
         """The labels whose indicator can be non-zero in the window, from the layout alone (no
@@ -160,10 +163,13 @@ class Field:
         y0, x0, h, w = y0 - GRID, x0 - GRID, h + 2 * GRID, w + 2 * GRID
         u0, u1 = (y0 + 0.5) * sy - r, (y0 + h - 0.5) * sy + r
         v0, v1 = (x0 + 0.5) * sx - r, (x0 + w - 0.5) * sx + r
-        if self.periodic and (u1 - u0 >= self.labels.shape[0] or v1 - v0 >= self.labels.shape[1]):
-            return [int(i) for i in np.unique(self.labels)]
         r0, c0 = math.floor(u0 - 0.5), math.floor(v0 - 0.5)
-        block = self._block(r0, c0, math.floor(u1) - r0 + 1, math.floor(v1) - c0 + 1)
+        rows, cols = math.floor(u1) - r0 + 1, math.floor(v1) - c0 + 1
+        hl, wl = self.labels.shape
+        if self.periodic:  # a span of a whole period reads each cell once
+            r0, rows = (0, hl) if rows >= hl else (r0, rows)
+            c0, cols = (0, wl) if cols >= wl else (c0, cols)
+        block = self._block(r0, c0, rows, cols)
         return [int(i) for i in np.unique(block)]
 
     # --- weights ------------------------------------------------------------------------------

@@ -3,11 +3,12 @@
     spec = plan_world(layout, labels, size=(H, W), blend=32, periodic=False)
     tiler.run(GenerateConfig(model=spec.models[0], ..., world=spec))   # the store, as generate
 
-A world is a layout image (tilegen/layout.py) whose labels each name a model, the field of
-tilegen/warp.py that says how much of each label shows at every pixel, and a mix of the models'
-outputs inside the transitions (tilegen/mixing.py). Every pixel is a pure function of (seed,
-global coordinates, layout, models), so the store, its ledger, resume, pyramid, `tiles` and
-`view` are `generate`'s own (tilegen/shard_tasks.py renders a world's shards with `render_region`).
+A world is a layout (an image or a Zarr array, tilegen/layout.py) whose labels each name a
+model, the field of tilegen/warp.py that says how much of each label shows at every pixel, and a
+mix of the models' outputs inside the transitions (tilegen/mixing.py). Every pixel is a pure
+function of (seed, global coordinates, layout, models), so the store, its ledger, resume,
+pyramid, `tiles` and `view` are `generate`'s own (tilegen/shard_tasks.py renders a world's shards
+with `render_region`).
 
 Cost: a window evaluates a model only on the 64-pixel blocks where its label's weight is
 non-zero (DESIGN.md section 9), so away from transitions a world costs one model's generate.
@@ -26,7 +27,7 @@ import numpy as np
 from tilegen import mixing, options
 from tilegen.errors import UserError
 from tilegen.grid import tiles
-from tilegen.layout import Layout, Legend, parse_labels, read_layout
+from tilegen.layout import Legend, parse_labels, read_layout
 from tilegen.model import assemble, file_sha256, finish_planar, open_model
 from tilegen.model import render_region as model_region
 from tilegen.warp import Field
@@ -43,8 +44,9 @@ WARP_SPEC = {"spec": "tilegen-warp", "version": 1}  # bump when warp.py's field 
 class WorldSpec:
     """Everything that decides a world's pixels besides the seed (picklable; workers open it)."""
 
-    layout: str  # path of the layout image
-    layout_sha256: str
+    layout: str  # path of the layout image or Zarr array
+    layout_sha256: str  # of its content (tilegen/layout.py read_layout)
+    layout_fingerprint: str  # what a worker compares to know it reads the planned layout
     layout_shape: tuple[int, int]
     keys: tuple[str, ...]  # the legend, as given: key -> model file
     key_models: tuple[str, ...]
@@ -99,7 +101,8 @@ def plan_world(
                         "use a larger --cell or a smaller --blend")  # fmt: skip
     mix = _mix(mix, infos[0].material)
     return WorldSpec(
-        layout=str(Path(layout).resolve()), layout_sha256=lay.sha256, layout_shape=lay.shape,
+        layout=str(Path(layout).resolve()), layout_sha256=lay.sha256,
+        layout_fingerprint=lay.fingerprint, layout_shape=lay.shape,
         keys=legend.keys, key_models=legend.paths, models=legend.models,
         model_sha256=tuple(file_sha256(p) for p in legend.models), size=size, blend=float(blend),
         mix=mix, means=tuple(_mean(p, device) for p in legend.models),
@@ -169,8 +172,9 @@ class World:
     def __init__(self, spec: WorldSpec, seed: int, threads: int, device: str):
         self.spec = spec
         legend = Legend(spec.keys, spec.key_models)
-        lay: Layout = read_layout(spec.layout, legend)
-        if lay.sha256 != spec.layout_sha256:
+        # Planning checked the layout; the fingerprint says this is the same one (cheap for Zarr).
+        lay = read_layout(spec.layout, legend, check=False)
+        if lay.fingerprint != spec.layout_fingerprint:
             raise UserError(f"{spec.layout} is not the layout the run started with (sha256 "
                             "differs): give every worker the same file")  # fmt: skip
         self.models = [open_model(p, threads, device, h)
