@@ -10,8 +10,9 @@ function of (seed, global coordinates, layout, models), so the store, its ledger
 pyramid, `tiles` and `view` are `generate`'s own (tilegen/shard_tasks.py renders a world's shards
 with `render_region`).
 
-Cost: a window evaluates a model only on the 64-pixel blocks where its label's weight is
-non-zero (DESIGN.md section 9), so away from transitions a world costs one model's generate.
+Cost: a window evaluates a model only on the blocks (of the models' stride) where its label's
+weight is non-zero (DESIGN.md section 9), so away from transitions a world costs one model's
+generate.
 """
 
 from __future__ import annotations
@@ -32,7 +33,6 @@ from tilegen.model import assemble, file_sha256, finish_planar, open_model
 from tilegen.model import render_region as model_region
 from tilegen.warp import Field
 
-BLOCK = 64  # pixels: the blocks on which a model is evaluated or skipped
 # Pixels one more evaluation costs as much as: the default model renders 64x64 at 13 us per
 # pixel, 512x512 at 6.8 (2-core CPU, onnxruntime 1 thread).
 EVAL_OVERHEAD = 4096
@@ -182,6 +182,9 @@ class World:
         self.field = Field(lay.labels, spec.size, seed, spec.blend, spec.periodic)
         self.rendered = [0] * len(self.models)
         self.info = self.models[0].info
+        # The blocks a model is evaluated or skipped on: its stride, the finest grid on which
+        # its evaluations stay aligned (a misaligned one computes a larger window).
+        self.block = self.info.arch.stride
         self.providers = self.models[0].providers
 
     def window(
@@ -201,7 +204,7 @@ class World:
         """The model of `label` on the window, evaluated only where `mask` is set (or
         everywhere for None): on the rectangles of `_cover`; zeros elsewhere."""
         model = self.models[label]
-        rects = [(y0, x0, h, w)] if mask is None else _cover(mask, y0, x0)
+        rects = [(y0, x0, h, w)] if mask is None else _cover(mask, y0, x0, self.block)
         if rects == [(y0, x0, h, w)]:
             self.rendered[label] += h * w
             return model_region(model, seed, y0, x0, h, w, period)
@@ -213,12 +216,14 @@ class World:
         return out
 
 
-def _cover(mask: np.ndarray, y0: int, x0: int) -> list[tuple[int, int, int, int]]:
+def _cover(
+    mask: np.ndarray, y0: int, x0: int, block: int
+) -> list[tuple[int, int, int, int]]:
     """Rectangles (y, x, h, w) covering the set pixels of `mask` (pixels [y0, y0+h) x
     [x0, x0+w)) at the least cost, an evaluation costing its area plus EVAL_OVERHEAD: each
-    block row's runs of BLOCK blocks (on the global grid) holding a set pixel, or the bounding
-    box of consecutive block rows (chosen by dynamic programming over the rows)."""
-    rows = list(_runs(mask, y0, x0))  # (y, h, runs)
+    block row's runs of `block`-pixel blocks (on the global grid) holding a set pixel, or the
+    bounding box of consecutive block rows (chosen by dynamic programming over the rows)."""
+    rows = list(_runs(mask, y0, x0, block))  # (y, h, runs)
     best: list[tuple[int, list]] = [(0, [])]  # best cover of the first i rows
 
     def box(i: int, j: int) -> tuple[int, int, int, int]:
@@ -241,15 +246,15 @@ def _cover(mask: np.ndarray, y0: int, x0: int) -> list[tuple[int, int, int, int]
     return best[-1][1]
 
 
-def _runs(mask: np.ndarray, y0: int, x0: int):
-    """(y, h, [(x, w), ...]) per row of global BLOCK blocks: the runs of blocks holding a set
-    pixel of `mask` (pixels [y0, y0+h) x [x0, x0+w))."""
+def _runs(mask: np.ndarray, y0: int, x0: int, block: int):
+    """(y, h, [(x, w), ...]) per row of global `block`-pixel blocks: the runs of blocks holding
+    a set pixel of `mask` (pixels [y0, y0+h) x [x0, x0+w))."""
     h, w = mask.shape
-    for row in tiles(y0, x0, h, w, BLOCK, aligned=True):
+    for row in tiles(y0, x0, h, w, block, aligned=True):
         if row.col:
             continue
         band = mask[row.y - y0 : row.y - y0 + row.h]
-        hits = [t for t in tiles(row.y, x0, row.h, w, BLOCK, aligned=True)
+        hits = [t for t in tiles(row.y, x0, row.h, w, block, aligned=True)
                 if band[:, t.x - x0 : t.x - x0 + t.w].any()]  # fmt: skip
         runs: list[tuple[int, int]] = []
         for t in hits:
