@@ -75,17 +75,14 @@ def float_scores(p: str, x: str, scores_of: str) -> list[onnx.NodeProto]:
     return [helper.make_node("MatMul", [x, scores_of], [p + "scores"])]
 
 
-def integer_scores(weights: str, bias: str):
-    """scores (C, J) = rows @ weights + bias for uint8 rows, int8 weights and int32 biases:
-    MatMulInteger's exact int32 sums and one int32 Add (the model's scores: train/quantize.py).
-    An Add in int32 costs less than onnxruntime's Cast + Mul + Add in float32, which it does not
-    fuse into MatMulIntegerToFloat for constant scales."""
+def integer_scores(weights: str):
+    """scores (C, J) = rows @ weights for uint8 rows and int8 weights: MatMulInteger's exact
+    int32 sums (the model's scores: train/quantize.py; the rows carry the bias's constant
+    columns, export/integer.py `bias_digits`). An int32 Add of the bias after the product
+    would cost about as much as the product itself ((C, J) written and read again)."""
 
     def nodes(p: str, x: str, _scores_of: str) -> list[onnx.NodeProto]:
-        return [
-            helper.make_node("MatMulInteger", [x, weights], [p + "sums"]),  # int32 (C, J)
-            helper.make_node("Add", [p + "sums", bias], [p + "scores"]),
-        ]
+        return [helper.make_node("MatMulInteger", [x, weights], [p + "scores"])]  # int32 (C, J)
 
     return nodes
 

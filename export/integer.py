@@ -17,9 +17,10 @@ The noise is quantised first (QuantizeLinear by 2^-8), the upsampling is Resize 
 uint8, the joins' residual is float32 on exact values (a Resize (linear) with weights 1/4, 3/4).
 
 The projection scores uint8 patch rows against int8 columns 127 - y_j with MatMulInteger (int32,
-exact) plus an int32 bias in a Loop over chunks of rows (export/chunked.py), takes the first
-argmin in blocks, and overlap-adds the chosen patches, divided by 1020 (a correctly rounded Div):
-the graph's output is float32 in [0, 1] as before.
+exact; the bias joins the product as a few constant columns, `bias_digits`) in a Loop over
+chunks of rows (export/chunked.py), takes the first argmin in blocks, and overlap-adds the
+chosen patches, divided by 1020 (a correctly rounded Div): the graph's output is float32 in
+[0, 1] as before.
 """
 
 from __future__ import annotations
@@ -34,7 +35,6 @@ from export.chunked import CHUNK_ROWS, _loop_nodes, integer_scores
 from tilegen.contract import ModelInfo
 from train.quantize import LEAK, IntegerGenerator, QConv, QParams
 
-PAD_SCORE = 2**30  # padding columns' score: above every real one (|real| < 3.2e6)
 ARITHMETIC_VERSION = 1
 
 
@@ -174,24 +174,33 @@ def _projection(g: _Graph, qg: IntegerGenerator, levels: str, chunk: int) -> str
     d = c * p * p
     if qg.crop:
         levels = g.crop(levels, qg.crop)
-    # rows (N, D): every 4x4 patch on the stride-2 grid, (channel, row, column) order; a QDQ
-    # convolution with one-hot filters (scale 1: onnxruntime copies the bytes in QLinearConv)
-    one = QParams(0, 0)
-    eye = np.eye(d, dtype=np.int8).reshape(d, c, p, p)
-    w = g.op("DequantizeLinear", g.const(eye, np.int8, "unfold"),
-             g.const(np.ones(d, np.float32), np.float32), g.const(np.zeros(d, np.int8), np.int8),
-             axis=0)  # fmt: skip
-    cols = g.quantize(g.op("Conv", g.dequantize(levels, one), w, strides=[s, s]), one)
-    rows = g.op("Reshape", g.op("Transpose", cols, perm=[0, 2, 3, 1]),
-                g.const([-1, d], np.int64))  # fmt: skip
-    # columns 127 - y_j (int8) and their int32 score bias, J padded to a multiple of `block`
-    # with columns that never win
+    # columns 127 - y_j (int8) and the bias as int8 digits (`bias_digits`), J padded to a
+    # multiple of `block` with columns that never win
     y = qg.targets.astype(np.int64)
     j = y.shape[0]
     pad = -j % block
-    weights = np.concatenate([127 - y.T, np.zeros((d, pad), np.int64)], 1).astype(np.int8)
-    bias = np.concatenate([qg.bias, np.full(pad, PAD_SCORE)]).astype(np.int32)
-    score = integer_scores(g.const(weights, np.int8, "columns"), g.const(bias, np.int32, "bias"))
+    # a padding column scores x.127 + (max bias + 1): above x.(127 - y_j) + e_j for every x
+    bias = np.concatenate([qg.bias, np.full(pad, qg.bias.max() + 1)])
+    constants, digits = bias_digits(bias)
+    weights = np.concatenate(
+        [np.concatenate([127 - y.T, np.full((d, pad), 127)], 1), digits], 0
+    ).astype(np.int8)
+    # rows (N, D + k): every 4x4 patch on the stride-2 grid, (channel, row, column) order, then
+    # the digits' constant multipliers; a QDQ convolution with one-hot filters (scale 1:
+    # onnxruntime copies the bytes in QLinearConv) whose int32 bias writes the constants
+    one = QParams(0, 0)
+    k = len(constants)
+    eye = np.concatenate([np.eye(d), np.zeros((k, d))]).astype(np.int8).reshape(d + k, c, p, p)
+    w = g.op("DequantizeLinear", g.const(eye, np.int8, "unfold"),
+             g.const(np.ones(d + k, np.float32), np.float32),
+             g.const(np.zeros(d + k, np.int8), np.int8), axis=0)  # fmt: skip
+    fill = g.op("DequantizeLinear", g.const(np.concatenate([np.zeros(d), constants]), np.int32,
+                "constants"), g.const(np.ones(d + k, np.float32), np.float32),
+                g.const(np.zeros(d + k, np.int32), np.int32), axis=0)  # fmt: skip
+    cols = g.quantize(g.op("Conv", g.dequantize(levels, one), w, fill, strides=[s, s]), one)
+    rows = g.op("Reshape", g.op("Transpose", cols, perm=[0, 2, 3, 1]),
+                g.const([-1, d + k], np.int64))  # fmt: skip
+    score = integer_scores(g.const(weights, np.int8, "columns"))
     index = g.name("chosen")
     g.nodes.extend(_loop_nodes("chunked0_", rows, "", index, chunk, block, score))
     chosen = g.op("Gather", g.const(y.astype(np.uint8), np.uint8, "targets"), index, axis=0)
@@ -204,6 +213,22 @@ def _projection(g: _Graph, qg: IntegerGenerator, levels: str, chunk: int) -> str
     summed = g.op("ConvTranspose", g.op("Cast", patches, to=TensorProto.FLOAT),
                   g.const(fold, np.float32, "fold"), strides=[s, s])  # fmt: skip
     return g.op("Div", g.crop(summed, t), g.const(4.0 * 255.0, np.float32))
+
+
+def bias_digits(bias: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(constants (k,), digits int8 (k, J)) with sum_i constants_i digits_ij = bias_j - centre
+    for every j: the score's bias as k more columns of MatMulInteger's product, so that its
+    int32 sums are the whole scores and no (N, J) Add follows (a shift by one constant leaves
+    each row's argmin unchanged). Digits of 255 (as many as the bias's range needs) and one
+    of 1 for the remainder, each in [-127, 127]."""
+    centre = (int(bias.max()) + int(bias.min())) // 2
+    e = bias.astype(np.int64) - centre
+    q = np.round(e / 255.0).astype(np.int64)  # e = 255 q + r, |r| <= 127
+    r = e - 255 * q
+    n = max(1, -(-int(np.abs(q).max()) // 127))  # digits of 255 splitting q, each |.| <= 127
+    parts = [np.sign(q) * np.minimum(np.maximum(np.abs(q) - 127 * i, 0), 127) for i in range(n)]
+    digits = np.stack([*parts, r]).astype(np.int8)
+    return np.array([255] * n + [1]), digits
 
 
 def integer_graph(

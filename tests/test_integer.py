@@ -5,6 +5,7 @@ integers, the CLI writes and checks it, and the self-contained form paints the t
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +13,7 @@ import pytest
 import torch
 from helpers import cli
 
-from export.integer import export_integer_verified, integer_graph, network_only
+from export.integer import bias_digits, export_integer_verified, integer_graph, network_only
 from export.onnx_export import model_info, save, session, wrap_verified
 from tilegen.contract import ModelInfo
 from tilegen.imageio import read_image
@@ -106,6 +107,46 @@ def test_graph_is_the_reference_arithmetic(quantised, exported):
         assert np.array_equal(got, quantised.image(*feeds.values()).numpy())
     kinds = {n.op_type for n in load(exported).proto.graph.node}
     assert {"QuantizeLinear", "DequantizeLinear", "Loop", "Cast"} <= kinds
+
+
+def test_the_bias_is_part_of_the_product():
+    """The projection's bias as int8 digits of constant columns: every range (the bundled
+    model's, the largest a 4x4 RGB patch allows, a constant, negatives) is reconstructed
+    exactly up to one shift, which no row's argmin sees."""
+    rng = np.random.default_rng(0)
+    for low, high in ((20136, 128585), (0, 3_200_000), (5, 5), (-900, 40)):
+        bias = rng.integers(low, high + 1, 1000)
+        constants, digits = bias_digits(bias)
+        assert digits.dtype == np.int8 and np.abs(digits).max() <= 127
+        assert set(constants[:-1].tolist()) <= {255} and constants[-1] == 1
+        total = (constants[:, None] * digits.astype(np.int64)).sum(0)
+        assert len(np.unique(bias - total)) == 1
+
+
+def test_padding_columns_never_win(model16, quantised, tmp_path):
+    """287 targets, padded to 300 columns for the argmin's blocks of 50: the graph's score
+    matrix (its int8 columns against rows carrying the bias's constants) picks the reference's
+    target for every patch, the darkest and the brightest included (a padding column scores
+    x.127 plus more than any bias), and the graph still computes the reference."""
+    from onnx import numpy_helper
+
+    qg = replace(quantised, targets=quantised.targets[:287], bias=quantised.bias[:287])
+    path = tmp_path / "padded.onnx"
+    save(integer_graph(qg, model_info(model16, {})), path)
+    inits = {i.name.rsplit("_", 1)[0]: numpy_helper.to_array(i)
+             for i in load(path).proto.graph.initializer}  # fmt: skip
+    columns, constants = inits["columns"].astype(np.int64), inits["constants"].astype(np.int64)
+    assert columns.shape[1] == 300
+    d = qg.targets.shape[1]
+    rng = np.random.default_rng(1)
+    x = np.concatenate([np.zeros((1, d)), np.full((1, d), 255), rng.integers(0, 256, (500, d)),
+                        qg.targets.astype(np.int64)])  # fmt: skip
+    rows = np.concatenate([x, np.broadcast_to(constants[d:], (len(x), len(constants) - d))], 1)
+    want = np.argmin(x @ (127 - qg.targets.astype(np.int64)).T + qg.bias[None], axis=1)
+    assert np.array_equal(np.argmin(rows @ columns, axis=1), want)
+    sess, info = session(path, 1), open_model(path).info
+    feeds, _ = noise_feeds(info, 7, -13, 29, 37, 53)
+    assert np.array_equal(sess.run(["image"], feeds)[0], qg.image(*feeds.values()).numpy())
 
 
 def test_onnxruntime_fuses_integer_kernels(exported):
