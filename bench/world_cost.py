@@ -2,12 +2,19 @@
 
     python bench/world_cost.py                     # the bundled example, a 16x16-cell crop at 128
     python bench/world_cost.py --crop 24 --cell 128 --threads 2 --repeat 3
+    python bench/world_cost.py --scale 2 --crop 32    # the layout at twice its resolution
 
 1. Cost. The top-left `--crop` x `--crop` cells of the layout (tilegen/assets/world/layout.png,
-   three labels) painted at `--cell` pixels per cell into a store, and the bundled default model's
-   `generate` of the same size, same shards, same threads, alternated `--repeat` times in this
-   process (the machine may be shared: the fastest of each is compared, in wall time and in
-   this process's CPU time). Also the pixels each model was evaluated on, over the output's.
+   three labels, 64x64; with `--scale S` each of its cells S x S cells: the same map at S times
+   its resolution, regions S times larger in cells) painted at `--cell` pixels per cell into a
+   store (no pyramid), beside `generate` of each of its three models at the same size, shards
+   and threads, and beside the same world with each label painted by a copy of the grass
+   model (what the world's machinery adds to one model), all alternated `--repeat` times in
+   this process (the machine may be shared: the fastest run of each is compared, in wall time
+   and in this process's CPU time). The models differ in cost (the grass model is an integer
+   export, the other two float), so the world is compared with its models' own `generate` at
+   the share of the output where each label's weight is the largest, and with the grass
+   model's. Also the pixels each model was evaluated on, over the output's.
 2. Edges. Over the whole layout at `--cell`, the share of transition-centre pixels (the two
    largest weights within 0.1 of each other) lying within 2 pixels of a layout cell edge, beside
    the share of all pixels lying there (chance), for the warped field and for the same field
@@ -45,11 +52,23 @@ def labels_arg() -> list[str]:
     return [f"{k}={v}" for k, v in LEGEND.items()]
 
 
-def crop_layout(cells: int) -> Path:
+def scaled_layout(scale: int = 1) -> Path:
+    """The bundled layout with each cell repeated scale x scale times (a palette PNG)."""
     from PIL import Image
 
+    if scale == 1:
+        return ASSETS / "world" / "layout.png"
     im = Image.open(ASSETS / "world" / "layout.png")
-    path = OUT / f"layout_{cells}.png"
+    path = OUT / f"layout_x{scale}.png"
+    im.resize((im.width * scale, im.height * scale), Image.Resampling.NEAREST).save(path)
+    return path
+
+
+def crop_layout(cells: int, scale: int = 1) -> Path:
+    from PIL import Image
+
+    im = Image.open(scaled_layout(scale))
+    path = OUT / f"layout_x{scale}_{cells}.png"
     im.crop((0, 0, cells, cells)).save(path)
     return path
 
@@ -65,26 +84,62 @@ def timed_store(cfg) -> tuple[float, float]:
     return time.perf_counter() - t, time.process_time() - cpu
 
 
+def dominant_shares(spec) -> list[float]:
+    """Per label, the share of the output's pixels where its weight is the largest."""
+    from tilegen.grid import tiles
+    from tilegen.layout import parse_labels, read_layout
+    from tilegen.warp import Field
+
+    lay = read_layout(spec.layout, parse_labels(labels_arg()))
+    field = Field(lay.labels, spec.size, 1, spec.blend, spec.periodic)
+    counts = np.zeros(len(spec.models))
+    for t in tiles(0, 0, *spec.size, 512):
+        present, w = field.weights(t.y, t.x, t.h, t.w)
+        top = w.argmax(axis=0)
+        for i, label in enumerate(present):
+            counts[label] += int((top == i).sum())
+    return (counts / counts.sum()).tolist()
+
+
+def copies_of_grass() -> list[str]:
+    """The legend with every label painted by its own copy of the grass model: a world that
+    costs what the world machinery adds to one model."""
+    out = []
+    for i, key in enumerate(LEGEND):
+        copy = OUT / f"grass_copy{i}.onnx"
+        shutil.copyfile(LEGEND["#3a7d2c"], copy)
+        out.append(f"{key}={copy}")
+    return out
+
+
 def cost(args) -> dict:
+    """Each model's own `generate`, the world, and the world of three grass copies, alternated
+    `--repeat` times: (wall, CPU) seconds per run."""
     from tilegen import world as worlds
     from tilegen.tiler import GenerateConfig
 
-    spec = worlds.plan_world(str(crop_layout(args.crop)), labels_arg(), cell=args.cell,
-                             blend=args.blend)  # fmt: skip
+    layout = str(crop_layout(args.crop, args.scale))
+    spec = worlds.plan_world(layout, labels_arg(), cell=args.cell, blend=args.blend)
+    copies = worlds.plan_world(layout, copies_of_grass(), cell=args.cell, blend=args.blend)
     common = dict(size=spec.size, seed=1, threads=args.threads, device="cpu", progress=False,
                   pyramid=False, log=lambda m: None)  # fmt: skip
-    single = GenerateConfig(model=str(LEGEND["#3a7d2c"]), output=str(OUT / "one.zarr"), **common)
-    world = GenerateConfig(model=spec.models[0], output=str(OUT / "world.zarr"), world=spec,
-                           **common)  # fmt: skip
-    times = {"generate": [], "world": []}
+    runs = {Path(m).name: GenerateConfig(model=m, output=str(OUT / "one.zarr"), **common)
+            for m in spec.models}  # fmt: skip
+    for name, s in (("world", spec), ("world of grass copies", copies)):
+        runs[name] = GenerateConfig(model=s.models[0], output=str(OUT / "world.zarr"), world=s,
+                                    **common)  # fmt: skip
+    times: dict[str, list] = {name: [] for name in runs}
+    rendered = None
     for _ in range(args.repeat):
-        times["generate"].append(timed_store(single))
-        worlds._WORLDS.clear()
-        times["world"].append(timed_store(world))
-    w = next(iter(worlds._WORLDS.values()))
+        for name, cfg in runs.items():
+            worlds._WORLDS.clear()
+            times[name].append(timed_store(cfg))
+            if name == "world":
+                rendered = next(iter(worlds._WORLDS.values())).rendered
     mp = spec.size[0] * spec.size[1] / 1e6
-    evaluated = [r / (mp * 1e6) for r in w.rendered]
-    return {"spec": spec, "mp": mp, "times": times, "evaluated": evaluated}
+    evaluated = [r / (mp * 1e6) for r in rendered]
+    return {"spec": spec, "mp": mp, "times": times, "evaluated": evaluated,
+            "shares": dominant_shares(spec)}  # fmt: skip
 
 
 def edge_share(labels: np.ndarray, cell: int, blend: float, window: int = 1024) -> tuple:
@@ -115,7 +170,7 @@ def edges(args) -> dict:
     from tilegen import warp
     from tilegen.layout import parse_labels, read_layout
 
-    labels = read_layout(ASSETS / "world" / "layout.png", parse_labels(labels_arg())).labels
+    labels = read_layout(scaled_layout(args.scale), parse_labels(labels_arg())).labels
     warped = edge_share(labels, args.cell, args.blend)
     keep = warp.AMPLITUDE
     warp.AMPLITUDE = 0.0
@@ -200,28 +255,36 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--crop", type=int, default=16, help="layout cells per side painted")
     p.add_argument("--cell", type=int, default=128)
+    p.add_argument("--scale", type=int, default=1, help="layout cells per bundled layout cell")
     p.add_argument("--blend", type=float, default=32.0)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--repeat", type=int, default=2)
     args = p.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
     c = cost(args)
-    g, w = min(t[0] for t in c["times"]["generate"]), min(t[0] for t in c["times"]["world"])
-    gc, wc = min(t[1] for t in c["times"]["generate"]), min(t[1] for t in c["times"]["world"])
     h, w_ = c["spec"].size
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; "
           f"{h}x{w_} ({c['mp']:.1f} MP), {args.threads} threads")  # fmt: skip
-    for name, (wall, cpu) in (("generate (default.onnx)", (g, gc)), ("world (3 labels)", (w, wc))):
-        runs = [f"{a:.1f}/{b:.1f}" for a, b in c["times"][name.split()[0]]]
-        print(
-            f"{name}: {wall / c['mp']:.2f} s/MP wall, {cpu / c['mp']:.2f} CPU s/MP; runs "
-            f"(wall/CPU s) {runs}"
-        )
-    print(f"CPU-time ratio world/generate: {wc / gc:.2f}")
-    print(
-        f"ratio world/generate: {w / g:.2f}; pixels evaluated per output pixel, per model: "
-        f"{[round(e, 3) for e in c['evaluated']]} (sum {sum(c['evaluated']):.3f})"
-    )
+    best = {}  # name -> (wall, CPU) of the fastest run of each
+    for name, runs in c["times"].items():
+        best[name] = (min(t[0] for t in runs), min(t[1] for t in runs))
+        shown = [f"{a:.1f}/{b:.1f}" for a, b in runs]
+        print(f"{name}: {best[name][0] / c['mp']:.2f} s/MP wall, {best[name][1] / c['mp']:.2f} "
+              f"CPU s/MP; runs (wall/CPU s) {shown}")  # fmt: skip
+    names = [Path(m).name for m in c["spec"].models]
+    mixture = [sum(s * best[n][k] for s, n in zip(c["shares"], names)) for k in (0, 1)]
+    print(f"labels' shares (largest weight): {[round(s, 3) for s in c['shares']]}; their "
+          f"models' own generate at those shares: {mixture[0] / c['mp']:.2f} s/MP wall, "
+          f"{mixture[1] / c['mp']:.2f} CPU s/MP")  # fmt: skip
+    world, grass, copies = best["world"], best[names[0]], best["world of grass copies"]
+    print(f"world / its models' own generate at their shares: wall {world[0] / mixture[0]:.2f}, "
+          f"CPU {world[1] / mixture[1]:.2f}")  # fmt: skip
+    print(f"world / the grass model's generate: wall {world[0] / grass[0]:.2f}, CPU "
+          f"{world[1] / grass[1]:.2f}")  # fmt: skip
+    print(f"world of three grass copies / the grass model's generate: wall "
+          f"{copies[0] / grass[0]:.2f}, CPU {copies[1] / grass[1]:.2f}")  # fmt: skip
+    print(f"pixels evaluated per output pixel, per model: "
+          f"{[round(e, 3) for e in c['evaluated']]} (sum {sum(c['evaluated']):.3f})")  # fmt: skip
     e = edges(args)
     for name in ("warped", "plain"):
         share, chance, n = e[name]
