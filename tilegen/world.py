@@ -216,9 +216,7 @@ class World:
         return out
 
 
-def _cover(
-    mask: np.ndarray, y0: int, x0: int, block: int
-) -> list[tuple[int, int, int, int]]:
+def _cover(mask: np.ndarray, y0: int, x0: int, block: int) -> list[tuple[int, int, int, int]]:
     """Rectangles (y, x, h, w) covering the set pixels of `mask` (pixels [y0, y0+h) x
     [x0, x0+w)) at the least cost, an evaluation costing its area plus EVAL_OVERHEAD: each
     block row's runs of `block`-pixel blocks (on the global grid) holding a set pixel, or the
