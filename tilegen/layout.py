@@ -14,7 +14,6 @@ through `LabelGrid.cells`, a rectangle of cells at a time.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 from dataclasses import dataclass
@@ -25,6 +24,7 @@ import numpy as np
 
 from tilegen import memory
 from tilegen.errors import UserError
+from tilegen.model import file_sha256
 
 MAX_LABELS = 64  # a label map beyond this is noise, not a layout
 _COLOUR = re.compile(r"#?([0-9a-fA-F]{6})")
@@ -117,10 +117,6 @@ def _key(text: str, spec: str) -> str:
     if m is None:
         raise UserError(f"--label {spec!r}: {text!r} is neither a colour #rrggbb nor an integer")
     return "#" + m.group(1).lower()
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 def is_zarr(path: str | os.PathLike) -> bool:
