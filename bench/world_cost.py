@@ -3,6 +3,7 @@
     python bench/world_cost.py                     # the bundled example, a 16x16-cell crop at 128
     python bench/world_cost.py --crop 24 --cell 128 --threads 2 --repeat 3
     python bench/world_cost.py --scale 2 --crop 32    # the layout at twice its resolution
+    python bench/world_cost.py --scale 2 --crop 128 --repeat 1 --cost-only   # all of it: 16384^2
 
 1. Cost. The top-left `--crop` x `--crop` cells of the layout (tilegen/assets/world/layout.png,
    three labels, 64x64; with `--scale S` each of its cells S x S cells: the same map at S times
@@ -11,10 +12,9 @@
    and threads, and beside the same world with each label painted by a copy of the grass
    model (what the world's machinery adds to one model), all alternated `--repeat` times in
    this process (the machine may be shared: the fastest run of each is compared, in wall time
-   and in this process's CPU time). The models differ in cost (the grass model is an integer
-   export, the other two float), so the world is compared with its models' own `generate` at
-   the share of the output where each label's weight is the largest, and with the grass
-   model's. Also the pixels each model was evaluated on, over the output's.
+   and in this process's CPU time). Models may differ in cost, so the world is compared with
+   its models' own `generate` at the share of the output where each label's weight is the
+   largest, and with the grass model's. Also the pixels each model was evaluated on, over the output's.
 2. Edges. Over the whole layout at `--cell`, the share of transition-centre pixels (the two
    largest weights within 0.1 of each other) lying within 2 pixels of a layout cell edge, beside
    the share of all pixels lying there (chance), for the warped field and for the same field
@@ -259,6 +259,7 @@ def main() -> None:
     p.add_argument("--blend", type=float, default=32.0)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--repeat", type=int, default=2)
+    p.add_argument("--cost-only", action="store_true", help="only part 1 (for whole layouts)")
     args = p.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
     c = cost(args)
@@ -285,6 +286,8 @@ def main() -> None:
           f"{copies[0] / grass[0]:.2f}, CPU {copies[1] / grass[1]:.2f}")  # fmt: skip
     print(f"pixels evaluated per output pixel, per model: "
           f"{[round(e, 3) for e in c['evaluated']]} (sum {sum(c['evaluated']):.3f})")  # fmt: skip
+    if args.cost_only:
+        return
     e = edges(args)
     for name in ("warped", "plain"):
         share, chance, n = e[name]
