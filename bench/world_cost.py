@@ -14,7 +14,8 @@
    this process (the machine may be shared: the fastest run of each is compared, in wall time
    and in this process's CPU time). Models may differ in cost, so the world is compared with
    its models' own `generate` at the share of the output where each label's weight is the
-   largest, and with the grass model's. Also the pixels each model was evaluated on, over the output's.
+   largest, and with the grass model's. Also the pixels each model was evaluated on, over the
+   output's.
 2. Edges. Over the whole layout at `--cell`, the share of transition-centre pixels (the two
    largest weights within 0.1 of each other) lying within 2 pixels of a layout cell edge, beside
    the share of all pixels lying there (chance), for the warped field and for the same field

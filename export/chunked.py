@@ -93,7 +93,8 @@ def _argmin_body(
     """The Loop body: chunk k's rows (`chunk`: [C], from the graph around it), their scores
     (`score`: float_scores, or integer_scores' nodes), and the first argmin in blocks of
     columns, as train's first_argmin."""
-    nodes = _consts(p, axis0=[0], axis2=[2], minus1=[-1], one=[1], block=[block])
+    nodes = _consts(p, axis0=[0], axis2=[2], minus1=[-1], block=[block], rows_of_block=[-1, block],
+                    zero=0, one=1)  # fmt: skip
     nodes += [
         helper.make_node("Mul", [p + "k", chunk], [p + "start"]),  # [1]
         helper.make_node("Add", [p + "start", chunk], [p + "end"]),
@@ -104,15 +105,20 @@ def _argmin_body(
         # The minimum of each block, the first block holding the row's minimum, then the first
         # column of that block holding it: the lowest index of the row's minimum.
         helper.make_node("ReduceMin", [p + "s3", p + "axis2"], [p + "mins"], keepdims=0),
-        helper.make_node("ArgMin", [p + "mins"], [p + "b"], axis=1, keepdims=1),  # (C, 1)
-        helper.make_node("Unsqueeze", [p + "b", p + "axis2"], [p + "b3"]),
-        helper.make_node("Concat", [chunk, p + "one", p + "block"], [p + "spread"], axis=0),
-        helper.make_node("Expand", [p + "b3", p + "spread"], [p + "where"]),
-        helper.make_node("GatherElements", [p + "s3", p + "where"], [p + "blk"], axis=1),
-        helper.make_node("ArgMin", [p + "blk"], [p + "col"], axis=2, keepdims=0),  # (C, 1)
+        helper.make_node("ArgMin", [p + "mins"], [p + "b"], axis=1, keepdims=0),  # (C,)
+        # Row i's block b_i is row i * J/B + b_i of the scores seen as (C * J/B, B): one Gather
+        # of C rows, where an Expand of the index and a GatherElements made a whole 512^2
+        # window 1.08x slower (bench/RESULTS.md, "Integer model").
+        helper.make_node("Shape", [p + "s3"], [p + "per_row"], start=1, end=2),  # [J/B]
+        helper.make_node("Squeeze", [chunk], [p + "c"]),
+        helper.make_node("Range", [p + "zero", p + "c", p + "one"], [p + "row"]),
+        helper.make_node("Mul", [p + "row", p + "per_row"], [p + "row_start"]),
+        helper.make_node("Add", [p + "row_start", p + "b"], [p + "which"]),
+        helper.make_node("Reshape", [p + "scores", p + "rows_of_block"], [p + "s2"]),
+        helper.make_node("Gather", [p + "s2", p + "which"], [p + "blk"], axis=0),  # (C, B)
+        helper.make_node("ArgMin", [p + "blk"], [p + "col"], axis=1, keepdims=0),  # (C,)
         helper.make_node("Mul", [p + "b", p + "block"], [p + "first"]),
-        helper.make_node("Add", [p + "first", p + "col"], [p + "idx2"]),
-        helper.make_node("Reshape", [p + "idx2", chunk], [p + "idx"]),  # (C,)
+        helper.make_node("Add", [p + "first", p + "col"], [p + "idx"]),  # (C,)
         helper.make_node("Identity", [p + "cond"], [p + "cond_out"]),
     ]
     i64, flag = TensorProto.INT64, TensorProto.BOOL

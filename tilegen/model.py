@@ -150,12 +150,23 @@ def open_model(
         # A failed CUDA provider is reported by us (below), not by onnxruntime's log.
         so.log_severity_level = 4 if wanted[0] == CUDA and device == "auto" else 3
         options = [{"cudnn_conv_algo_search": "DEFAULT"} if w == CUDA else {} for w in wanted]
-        try:
-            sess = ort.InferenceSession(str(p), so, providers=wanted, provider_options=options)
-        except Exception as e:  # onnxruntime raises its own types (InvalidProtobuf, Fail, ...)
-            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise UserError(f"{p} is not a readable ONNX model ({first[:200]})")
+
+        def start():
+            try:
+                return ort.InferenceSession(str(p), so, providers=wanted, provider_options=options)
+            except Exception as e:  # onnxruntime raises its own types (InvalidProtobuf, Fail, ..)
+                first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+                raise UserError(f"{p} is not a readable ONNX model ({first[:200]})")
+
+        sess = start()
         info = from_metadata(sess.get_modelmeta().custom_metadata_map, source=str(p))
+        if info.arithmetic is not None and wanted[0] == CPU:
+            # An integer model's float convolutions hold exact integers, so no layout changes
+            # its bytes; without the blocked-channel layout's reorders it runs 1.05-1.08x
+            # faster on the CPU (bench/RESULTS.md, "Integer model"). A float model keeps the
+            # full level: it is faster there, and its bytes depend on the layout.
+            so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
+            sess = start()
         names = [i.name for i in sess.get_inputs()]
         if info.form not in ("windowed", "self-contained"):
             raise UserError(f"{p}: unknown tilegen model form {info.form!r}: upgrade tilegen")
