@@ -177,6 +177,26 @@ def test_integer_tiles_are_exact_and_periodic(exported):
     assert np.array_equal(per[:, :, :64], per[:, :, 64:])
 
 
+def test_integer_models_skip_the_layout_reorders_with_the_same_bytes(exported, onnx_model):
+    """tilegen opens an integer model at onnxruntime's extended level (no NCHWc reorders, which
+    cannot change exact integers) and a float model at the full level; the integer model's
+    window is the full level's, byte for byte."""
+    import onnxruntime as ort
+
+    level = ort.GraphOptimizationLevel
+    model = open_model(exported)
+    assert model.session.get_session_options().graph_optimization_level == level.ORT_ENABLE_EXTENDED
+    float_model = open_model(onnx_model)
+    assert (
+        float_model.session.get_session_options().graph_optimization_level == level.ORT_ENABLE_ALL
+    )
+    so = ort.SessionOptions()
+    so.log_severity_level = 3
+    full = ort.InferenceSession(str(exported), so, providers=["CPUExecutionProvider"])
+    feeds, _ = noise_feeds(model.info, 3, -70, 41, 96, 80)
+    assert np.array_equal(full.run(None, feeds)[0], model.session.run(None, feeds)[0])
+
+
 def test_close_to_the_float_model(model16, quantised):
     """Quantisation moves the network a few levels; the projection still paints exemplar
     patches (every output pixel the average of four whole-level patches)."""
