@@ -37,10 +37,11 @@ LEVELS = {"all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
 
 
 def level_of(path: str, level: str) -> str:
-    """`level`, or for `auto` the one tilegen's own session uses for this model."""
+    """`level`, or for `auto` the one tilegen's own session took for this model."""
     if level != "auto":
         return level
-    return "extended" if open_model(path, 1, "cpu").info.arithmetic is not None else "all"
+    used = open_model(path, 1, "cpu").session.get_session_options().graph_optimization_level
+    return next(name for name, value in LEVELS.items() if value == used)
 
 
 def session(
