@@ -15,7 +15,10 @@ exemplar patch argmin_j ||x_i - y_j||^2 - psi_j) changes, in this script:
 - weighted: per-pixel weights [1, 3, 3, 1] x [1, 3, 3, 1] inside each patch, normalised over
             the overlapping patches (per axis the two weights sum to 4 everywhere);
 - iterT:    today's projection, then T - 1 more on its output with the fitted psi;
-- iterT_psi0: the same with psi = 0 after the first (plain nearest patches).
+- iterT_psi0: the same with psi = 0 after the first (plain nearest patches);
+- coarse_only, mix50: not variants, yardsticks: the final stage's input (the network after the
+            coarse stages, in 8-bit levels; results.jsonl's "network alone" has no coarse
+            stages), and that input averaged half and half with today's output.
 
 Each model samples seeds 0-2 at 256^2 (hashed noise, as generator_quality's `generator_row`),
 writes 8-bit PNGs to out/projection_aggregation/MODEL/, reads them back and scores them with
@@ -26,7 +29,7 @@ prints them as markdown. `--diagnose`: for the network alone, today's projection
 variant, the excess z^2 of the Portilla-Simoncelli statistics by group (`GROUPS`) and by scale,
 against what a real piece scores (leave-one-out over the scorer's 24 pieces). `--picture`:
 docs/images/generator/projection_aggregation.jpg, 128^2 crops per texture: a real piece |
-today's projection | the variant given by --best.
+the network alone | today's projection | the variant given by --best.
 """
 
 from __future__ import annotations
@@ -63,6 +66,11 @@ VARIANTS = {
     "iter3": ((1, 1, 1, 1), 3, "fitted"),
     "iter2_psi0": ((1, 1, 1, 1), 2, "zero"),
     "iter3_psi0": ((1, 1, 1, 1), 3, "zero"),
+    # Not projection changes but yardsticks for them (passes <= 0 marks them): the final
+    # stage's input, i.e. the network after the coarse stages ("network alone" in results.jsonl
+    # has no coarse stages either), and that input averaged half and half with today's output.
+    "coarse_only": ((1, 1, 1, 1), -1, "fitted"),
+    "mix50": ((1, 1, 1, 1), 0, "fitted"),
 }
 # plenoptic's PortillaSimoncelli.convert_to_dict keys, grouped as issue #32 reads them.
 GROUPS = {
@@ -128,7 +136,14 @@ class FinalVariant(nn.Module):
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         c = self.p.crop
         x = image[:, :, c:-c, c:-c] if c else image
-        out = self.aggregate(torch.round(x.clamp(0.0, 1.0) * self.p.LEVELS))
+        levels = torch.round(x.clamp(0.0, 1.0) * self.p.LEVELS)
+        t = self.p.TRIM
+        before = levels[:, :, t:-t, t:-t] / self.p.LEVELS  # the input at the output's pixels
+        if self.passes < 0:
+            return before
+        out = self.aggregate(levels)
+        if self.passes == 0:
+            return 0.5 * (out + before)
         for _ in range(1, self.passes):  # each later pass trims TRIM more (even: grid aligned)
             out = self.later(out)
         return out
@@ -141,7 +156,7 @@ def variant_model(model, name: str):
         return model
     out = copy.deepcopy(model)
     fields = {k: getattr(model.cfg, k) for k in model.cfg.__dataclass_fields__}
-    out.cfg = _Config(**fields, extra=PatchProjection.TRIM * (passes - 1))
+    out.cfg = _Config(**fields, extra=PatchProjection.TRIM * max(passes - 1, 0))
     out.project = FinalVariant(out.project, weights, passes, psi)
     return out.eval()
 
@@ -361,21 +376,23 @@ def diagnose_table(rows: list[dict]) -> str:
 
 
 def picture(model_name: str, textures: list[str], best: str, side: int = 128) -> Path:
-    """a real piece | today's projection | `best`, seed 0, the top-left side^2 of each."""
+    """a real piece | the network alone | today's projection | `best`, seed 0, the top-left
+    side^2 of each (the network alone: what the structure figure prefers, to compare)."""
     from PIL import Image
 
     from tilegen.baselines import real_pieces
     from tilegen.imageio import read_image
 
-    out = Image.new("RGB", (3 * (side + 4) - 4, len(textures) * (side + 4) - 4), "white")
+    out = Image.new("RGB", (4 * (side + 4) - 4, len(textures) * (side + 4) - 4), "white")
     for row, t in enumerate(textures):
         piece = real_pieces(read_image(gq.exemplar_path(t)), side, side, 1, seed=0)[0]
         piece = np.clip(np.round(piece[..., :3] * 255), 0, 255).astype(np.uint8)
         if piece.shape[-1] == 1:
             piece = piece[..., 0]
-        cells = [Image.fromarray(piece).convert("RGB")] + [
-            Image.open(sample_paths(model_name, t, v)[0]).convert("RGB") for v in ("today", best)
-        ]
+        cells = [
+            Image.fromarray(piece).convert("RGB"),
+            Image.open(gq.OUT / model_name / f"{t}_0.png").convert("RGB"),
+        ] + [Image.open(sample_paths(model_name, t, v)[0]).convert("RGB") for v in ("today", best)]
         for col, im in enumerate(cells):
             out.paste(im.crop((0, 0, side, side)), (col * (side + 4), row * (side + 4)))
     dest = ROOT / "docs/images/generator/projection_aggregation.jpg"
@@ -391,7 +408,7 @@ def main() -> None:
     p.add_argument("--table", action="store_true", help="only print the table of every row")
     p.add_argument("--diagnose", nargs="*", metavar="VARIANT", help="(e) for these variants")
     p.add_argument("--picture", nargs="+", metavar="TEXTURE", help="the picture of these")
-    p.add_argument("--best", default="centre", help="the picture's third column")
+    p.add_argument("--best", default="iter2", help="the picture's third column")
     args = p.parse_args()
     gq._threads(1)  # one torch thread: the machine is shared
     OUT.mkdir(parents=True, exist_ok=True)
