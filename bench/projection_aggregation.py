@@ -18,7 +18,9 @@ exemplar patch argmin_j ||x_i - y_j||^2 - psi_j) changes, in this script:
 - iterT_psi0: the same with psi = 0 after the first (plain nearest patches);
 - coarse_only, mix50: not variants, yardsticks: the final stage's input (the network after the
             coarse stages, in 8-bit levels; results.jsonl's "network alone" has no coarse
-            stages), and that input averaged half and half with today's output.
+            stages), and that input averaged half and half with today's output;
+- final_only: a yardstick too: the final projection as fitted, on the network alone (no coarse
+            stages).
 
 Each model samples seeds 0-2 at 256^2 (hashed noise, as generator_quality's `generator_row`),
 writes 8-bit PNGs to out/projection_aggregation/MODEL/, reads them back and scores them with
@@ -28,8 +30,8 @@ Rows go to out/projection_aggregation/results.jsonl (a rerun skips what is there
 prints them as markdown. `--diagnose`: for the network alone, today's projection and each
 variant, the excess z^2 of the Portilla-Simoncelli statistics by group (`GROUPS`) and by scale,
 against what a real piece scores (leave-one-out over the scorer's 24 pieces). `--picture`:
-docs/images/generator/projection_aggregation.jpg, 128^2 crops per texture: a real piece |
-the network alone | today's projection | the variant given by --best.
+docs/images/generator/projection_aggregation.jpg, 128^2 crops (seed 0) per texture: a real
+piece, then the --columns (default today | iter2 | final_only).
 """
 
 from __future__ import annotations
@@ -52,7 +54,7 @@ import torch  # noqa: E402
 import torch.nn as nn  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
-from train.generator import GeneratorConfig, PatchProjection  # noqa: E402
+from train.generator import GeneratorConfig, PatchProjection, with_projection  # noqa: E402
 
 OUT = ROOT / "out" / "projection_aggregation"
 FIRST = ["bark", "dirt_pebbles", "wood_grain", "white_tiles"]
@@ -71,6 +73,8 @@ VARIANTS = {
     # has no coarse stages either), and that input averaged half and half with today's output.
     "coarse_only": ((1, 1, 1, 1), -1, "fitted"),
     "mix50": ((1, 1, 1, 1), 0, "fitted"),
+    # and the final projection (as fitted: after the coarse stages) on the network alone
+    "final_only": ((1, 1, 1, 1), 1, "fitted"),
 }
 # plenoptic's PortillaSimoncelli.convert_to_dict keys, grouped as issue #32 reads them.
 GROUPS = {
@@ -154,6 +158,10 @@ def variant_model(model, name: str):
     weights, passes, psi = VARIANTS[name]
     if name == "today":
         return model
+    if name == "final_only":  # the window arithmetic of a model without coarse stages
+        out = with_projection(model, model.cfg.projection, None)
+        out.project.load_state_dict(model.project.state_dict())
+        return out.eval()
     out = copy.deepcopy(model)
     fields = {k: getattr(model.cfg, k) for k in model.cfg.__dataclass_fields__}
     out.cfg = _Config(**fields, extra=PatchProjection.TRIM * max(passes - 1, 0))
@@ -375,24 +383,25 @@ def diagnose_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def picture(model_name: str, textures: list[str], best: str, side: int = 128) -> Path:
-    """a real piece | the network alone | today's projection | `best`, seed 0, the top-left
-    side^2 of each (the network alone: what the structure figure prefers, to compare)."""
+def picture(model_name: str, textures: list[str], columns: list[str], side: int = 128) -> Path:
+    """a real piece | each of `columns` (variants, or "network": the network alone), seed 0,
+    the top-left side^2 of each."""
     from PIL import Image
 
     from tilegen.baselines import real_pieces
     from tilegen.imageio import read_image
 
-    out = Image.new("RGB", (4 * (side + 4) - 4, len(textures) * (side + 4) - 4), "white")
+    n = 1 + len(columns)
+    out = Image.new("RGB", (n * (side + 4) - 4, len(textures) * (side + 4) - 4), "white")
     for row, t in enumerate(textures):
         piece = real_pieces(read_image(gq.exemplar_path(t)), side, side, 1, seed=0)[0]
         piece = np.clip(np.round(piece[..., :3] * 255), 0, 255).astype(np.uint8)
         if piece.shape[-1] == 1:
             piece = piece[..., 0]
-        cells = [
-            Image.fromarray(piece).convert("RGB"),
-            Image.open(gq.OUT / model_name / f"{t}_0.png").convert("RGB"),
-        ] + [Image.open(sample_paths(model_name, t, v)[0]).convert("RGB") for v in ("today", best)]
+        cells = [Image.fromarray(piece).convert("RGB")]
+        for v in columns:
+            path = gq.OUT / model_name / f"{t}_0.png" if v == "network" else None
+            cells.append(Image.open(path or sample_paths(model_name, t, v)[0]).convert("RGB"))
         for col, im in enumerate(cells):
             out.paste(im.crop((0, 0, side, side)), (col * (side + 4), row * (side + 4)))
     dest = ROOT / "docs/images/generator/projection_aggregation.jpg"
@@ -408,12 +417,17 @@ def main() -> None:
     p.add_argument("--table", action="store_true", help="only print the table of every row")
     p.add_argument("--diagnose", nargs="*", metavar="VARIANT", help="(e) for these variants")
     p.add_argument("--picture", nargs="+", metavar="TEXTURE", help="the picture of these")
-    p.add_argument("--best", default="iter2", help="the picture's third column")
+    p.add_argument(
+        "--columns",
+        nargs="+",
+        default=["today", "iter2", "final_only"],
+        help="the picture's columns after the real piece (variants, or network)",
+    )
     args = p.parse_args()
     gq._threads(1)  # one torch thread: the machine is shared
     OUT.mkdir(parents=True, exist_ok=True)
     if args.picture:
-        print(picture(args.models[0], args.picture, args.best))
+        print(picture(args.models[0], args.picture, args.columns))
         return
     if args.diagnose is not None:
         rows = [
