@@ -1,7 +1,7 @@
 """Where a projecting model's time goes: one tiler window through onnxruntime, models side by side.
 
     python bench/projection_speed.py OLD.onnx NEW.onnx [--size 256] [--repeat 12] [--threads 1]
-                                     [--levels auto all extended]
+                                     [--levels auto all extended] [--pairs]
 
 Each model renders the same output window (--size^2 at the origin, seed 1: the CPU tile the
 tiler uses for a model with a patch projection, tilegen/model.py) with `--threads` intra-op
@@ -9,7 +9,10 @@ threads. The models take turns, `--repeat` rounds, so a busy machine slows them 
 table gives the fastest and the median round and the ratio to the first model. `--levels`
 gives onnxruntime's graph optimisation level per session (`auto`: the tilegen session's, i.e.
 `extended` for an integer model and `all` otherwise, tilegen/model.py); several levels make a
-row per model and level. Then one profiled session per row splits its time by operator type
+row per model and level. `--pairs`: each round runs two sessions of the model at once, on two
+neighbouring windows in two threads, as the tiler's two one-thread tasks do on two cores (they
+share the caches and the memory bandwidth); a round's time is the pair's wall time, and MP/s
+counts both windows. Then one profiled session per row splits its time by operator type
 (onnxruntime's profiler, `--repeat` runs; a Loop's body nodes are counted, not the Loop):
 MatMul/Gemm and ArgMin/ReduceMin are the projection's score product and its argmin.
 """
@@ -23,6 +26,7 @@ import os
 import platform
 import statistics
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -79,24 +83,38 @@ def main() -> None:
     p.add_argument("--repeat", type=int, default=12)
     p.add_argument("--threads", type=int, default=1, help="onnxruntime intra-op threads")
     p.add_argument("--levels", nargs="+", default=["auto"], choices=["auto", *LEVELS])
+    p.add_argument("--pairs", action="store_true", help="two sessions at once, as the tiler")
     args = p.parse_args()
 
     info = open_model(args.models[0], 1, "cpu").info
     feeds, _ = noise_feeds(info, 1, 0, 0, args.size, args.size)
     rows = [(m, level_of(m, lv)) for m in args.models for lv in args.levels]
-    sessions = [session(m, args.threads, level=lv) for m, lv in rows]
+    windows = [feeds]
+    if args.pairs:
+        windows.append(noise_feeds(info, 1, 0, args.size, args.size, args.size)[0])
+    work = [[(session(m, args.threads, level=lv), f) for f in windows] for m, lv in rows]
     times: list[list[float]] = [[] for _ in rows]
-    for s in sessions:
-        s.run(None, feeds)  # warm-up
-    for _ in range(args.repeat):
-        for s, t in zip(sessions, times):
-            start = time.perf_counter()
-            s.run(None, feeds)
-            t.append(time.perf_counter() - start)
 
-    mp = args.size**2 / 1e6
+    def round_of(runs) -> float:
+        """Wall seconds for the sessions of one row, run at once (one thread each)."""
+        threads = [threading.Thread(target=s.run, args=(None, f)) for s, f in runs]
+        start = time.perf_counter()
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        return time.perf_counter() - start
+
+    for runs in work:
+        round_of(runs)  # warm-up
+    for _ in range(args.repeat):
+        for runs, t in zip(work, times):
+            t.append(round_of(runs))
+
+    mp = args.size**2 / 1e6 * (2 if args.pairs else 1)
     print(f"# {platform.machine()}, {os.cpu_count()} cores, onnxruntime {ort.__version__}")
-    print(f"# {args.size}^2 window, {args.threads} thread(s), {args.repeat} rounds\n")
+    pairs = ", two sessions at once" if args.pairs else ""
+    print(f"# {args.size}^2 window, {args.threads} thread(s){pairs}, {args.repeat} rounds\n")
     print("| model | level | fastest ms | median ms | MP/s (fastest) | median vs first |")
     print("|---|---|---:|---:|---:|---:|")
     base = statistics.median(times[0])

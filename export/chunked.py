@@ -13,8 +13,8 @@ ONNX has no loop over a dynamic size but `Loop`, so the rewrite is a graph pass 
                                                     -> first argmin in blocks (as torch's)
                    -->  (K, C) indices  -->  flattened, the first N kept
 
-At most MAX_TRIPS trips: a GPU's 2048^2 window (a million rows) runs 64 chunks of 16k rows, not a
-thousand small products with a launch and a sync each.
+At most MAX_TRIPS trips: a GPU's 2048^2 window (a million rows) runs 128 chunks of 8k rows, not
+thousands of small products with a launch and a sync each.
 
 It replaces, for every projection, the nodes from its score product to the index the targets
 are gathered with. Each row's argmin depends on that row alone, so the indices, and every pixel,
@@ -27,8 +27,10 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-CHUNK_ROWS = 1024  # rows per chunk at least: 1024 x 2000 scores = 8 MB
-MAX_TRIPS = 64  # chunks per window at most (a big GPU window takes bigger chunks)
+# Rows per chunk at least: 512 x 2000 int32 scores = 4 MB. Two one-thread sessions side by side,
+# as the tiler runs them, took 0.96-0.99x the time with 1024 (bench/RESULTS.md, "Integer model").
+CHUNK_ROWS = 512
+MAX_TRIPS = 128  # chunks per window at most (a big GPU window takes bigger chunks)
 
 
 def _producers(graph: onnx.GraphProto) -> dict[str, onnx.NodeProto]:

@@ -291,7 +291,7 @@ def test_chunked_scores_paint_the_same_pixels(tmp_path, either):
     cfg = either.cfg
     info = ModelInfo(arch=cfg.arch, noise_channels=cfg.noise_channels, out_channels=3)
     paths = {}
-    for rows in (0, 1, 64, 1024):  # 0: one product, as before; 1: chunks of ceil(N / 64) rows
+    for rows in (0, 1, 64, 1024):  # 0: one product, as before; 1: chunks of ceil(N / 128) rows
         proto = torch_to_onnx(either, info, chunk_rows=rows)
         ops = [n.op_type for n in proto.graph.node]
         stages = 1 + len(cfg.coarse or [])

@@ -56,7 +56,7 @@ class LoadedModel:
     def tile(self) -> int:
         """The largest output tile one evaluation renders (memory bound). A projection exported
         without chunks (scores_whole) holds a (tile/2)^2 x J score matrix (131 MB for 256^2,
-        J = 2000): those get half the tile; a chunked one holds 1024 x J (export/chunked.py)."""
+        J = 2000): those get half the tile; a chunked one holds 512 x J (export/chunked.py)."""
         tile = GPU_TILE if self.device == "cuda" else CPU_TILE
         return tile // 2 if self.scores_whole else tile
 
