@@ -20,7 +20,9 @@ The projection scores uint8 patch rows against int8 columns 127 - y_j with MatMu
 exact; the bias joins the product as a few constant columns, `bias_digits`) in a Loop over
 chunks of rows (export/chunked.py), takes the first argmin in blocks, and overlap-adds the
 chosen patches, divided by 1020 (a correctly rounded Div): the graph's output is float32 in
-[0, 1] as before.
+[0, 1] as before. Coarse projection stages before it (`_coarse_stage`) use the same projection
+(`_project`) on block means rounded to whole levels, and add the change back upsampled by a
+transposed convolution with whole-number weights, rounded to whole levels again.
 """
 
 from __future__ import annotations

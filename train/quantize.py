@@ -21,7 +21,10 @@ the 0.2 the network was trained with: a slope with a 14-bit numerator keeps ever
 8-bit value exact), and is requantised the same way. Joins add `residual` (0.5) x the coarser level
 upsampled bilinearly (weights 1/4 and 3/4: exact) before requantising. The last convolution's
 scale is one 8-bit level (2^0, zero point 0): the network's output *is* the projection's input in
-whole levels, and the projection (train/generator.py) is exact on whole levels already.
+whole levels, and the projection (train/generator.py) is exact on whole levels already. Coarse
+projection stages (`coarse_levels`) sum blocks of levels, project the rounded block means and
+add the change back upsampled, all in integer units with power-of-two denominators, rounded to
+whole levels for the next stage.
 
 `calibrate` chooses every scale and zero point from the float network's ranges on training noise
 and rounds the weights (post-training quantisation); `IntegerGenerator.levels` is the reference
