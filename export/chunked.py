@@ -87,40 +87,81 @@ def integer_scores(weights: str):
     return nodes
 
 
+POSITION_BITS = 6  # a block's position in a key: blocks per row and columns per block < 64
+
+
+def keyed_fits(bound: int, columns: int, block: int) -> bool:
+    """Whether the keyed argmin applies: int32 scores of magnitude at most `bound` leave room
+    for a position in the low POSITION_BITS of score * 2^POSITION_BITS + position, and both
+    positions (a block in a row of `columns`, a column in a block) fit those bits."""
+    positions = max(columns // block, block)
+    return bound < 2 ** (31 - POSITION_BITS) and positions <= 2**POSITION_BITS
+
+
+def _first_min_position(p: str, values: str, axis: str, n: int) -> list[onnx.NodeProto]:
+    """p + "pos" (int32): the first position of each row's minimum in the last axis (of size
+    `n`) of int32 `values`, as one ReduceMin of the keys v * 2^POSITION_BITS + position. A key
+    orders by value, then by position (position < 2^POSITION_BITS), and its low bits are the
+    position (two's complement: also for negative values). onnxruntime's ArgMin is several
+    times slower per element than its ReduceMin."""
+    node = helper.make_node
+    return [
+        *_consts(
+            p,
+            shift=np.int32(2**POSITION_BITS),
+            low=np.int32(2**POSITION_BITS - 1),
+            at=np.arange(n, dtype=np.int32),
+        ),  # fmt: skip
+        node("Mul", [values, p + "shift"], [p + "shifted"]),
+        node("Add", [p + "shifted", p + "at"], [p + "keys"]),
+        node("ReduceMin", [p + "keys", axis], [p + "key"], keepdims=0),
+        node("BitwiseAnd", [p + "key", p + "low"], [p + "pos"]),
+    ]
+
+
 def _argmin_body(
-    p: str, rows: str, scores_of: str, chunk: str, block: int, score=float_scores
+    p: str,
+    rows: str,
+    scores_of: str,
+    outer: str,
+    block: int,
+    score=float_scores,
+    keyed: int = 0,
 ) -> onnx.GraphProto:
-    """The Loop body: chunk k's rows (`chunk`: [C], from the graph around it), their scores
-    (`score`: float_scores, or integer_scores' nodes), and the first argmin in blocks of
-    columns, as train's first_argmin."""
-    nodes = _consts(p, axis0=[0], axis2=[2], minus1=[-1], block=[block], rows_of_block=[-1, block],
-                    zero=0, one=1)  # fmt: skip
+    """The Loop body: chunk k's rows, their scores (`score`: float_scores, or integer_scores'
+    nodes), and the first argmin in blocks of columns, as train's first_argmin. It reads from
+    the graph around it (prefix `outer`, `_loop_nodes`): "c" ([C]), "blocks" ([C, -1, block])
+    and "row_start" (i * J/B for each row i of a chunk). `keyed` (J, or 0): int32 scores whose
+    keys fit (`keyed_fits`) find both first minima by ReduceMin of keys
+    (`_first_min_position`) instead of ArgMin, in a body of fewer nodes (each costs a few
+    microseconds a trip)."""
+    nodes = _consts(p, axis0=[0], axis1=[1], axis2=[2], block=[block], rows_of_block=[-1, block],
+                    block32=np.int32(block))  # fmt: skip
+    node, chunk = helper.make_node, outer + "c"
     nodes += [
-        helper.make_node("Mul", [p + "k", chunk], [p + "start"]),  # [1]
-        helper.make_node("Add", [p + "start", chunk], [p + "end"]),
-        helper.make_node("Slice", [rows, p + "start", p + "end", p + "axis0"], [p + "x"]),
+        node("Mul", [p + "k", chunk], [p + "start"]),  # [1]
+        node("Add", [p + "start", chunk], [p + "end"]),
+        node("Slice", [rows, p + "start", p + "end", p + "axis0"], [p + "x"]),
         *score(p, p + "x", scores_of),  # (C, J)
-        helper.make_node("Concat", [chunk, p + "minus1", p + "block"], [p + "blocks"], axis=0),
-        helper.make_node("Reshape", [p + "scores", p + "blocks"], [p + "s3"]),  # (C, J/B, B)
+        node("Reshape", [p + "scores", outer + "blocks"], [p + "s3"]),  # (C, J/B, B)
         # The minimum of each block, the first block holding the row's minimum, then the first
         # column of that block holding it: the lowest index of the row's minimum.
-        helper.make_node("ReduceMin", [p + "s3", p + "axis2"], [p + "mins"], keepdims=0),
-        helper.make_node("ArgMin", [p + "mins"], [p + "b"], axis=1, keepdims=0),  # (C,)
+        node("ReduceMin", [p + "s3", p + "axis2"], [p + "mins"], keepdims=0),
+        *(_first_min_position(p + "b_", p + "mins", p + "axis1", keyed // block) if keyed else
+          [node("ArgMin", [p + "mins"], [p + "b_pos"], axis=1, keepdims=0)]),  # (C,)
         # Row i's block b_i is row i * J/B + b_i of the scores seen as (C * J/B, B): one Gather
         # of C rows, where an Expand of the index and a GatherElements made a whole 512^2
         # window 1.08x slower (bench/RESULTS.md, "Integer model").
-        helper.make_node("Shape", [p + "s3"], [p + "per_row"], start=1, end=2),  # [J/B]
-        helper.make_node("Squeeze", [chunk], [p + "c"]),
-        helper.make_node("Range", [p + "zero", p + "c", p + "one"], [p + "row"]),
-        helper.make_node("Mul", [p + "row", p + "per_row"], [p + "row_start"]),
-        helper.make_node("Add", [p + "row_start", p + "b"], [p + "which"]),
-        helper.make_node("Reshape", [p + "scores", p + "rows_of_block"], [p + "s2"]),
-        helper.make_node("Gather", [p + "s2", p + "which"], [p + "blk"], axis=0),  # (C, B)
-        helper.make_node("ArgMin", [p + "blk"], [p + "col"], axis=1, keepdims=0),  # (C,)
-        helper.make_node("Mul", [p + "b", p + "block"], [p + "first"]),
-        helper.make_node("Add", [p + "first", p + "col"], [p + "idx"]),  # (C,)
-        helper.make_node("Identity", [p + "cond"], [p + "cond_out"]),
-    ]
+        node("Add", [outer + "row_start", p + "b_pos"], [p + "which"]),
+        node("Reshape", [p + "scores", p + "rows_of_block"], [p + "s2"]),
+        node("Gather", [p + "s2", p + "which"], [p + "blk"], axis=0),  # (C, B)
+        *(_first_min_position(p + "col_", p + "blk", p + "axis1", block) if keyed else
+          [node("ArgMin", [p + "blk"], [p + "col_pos"], axis=1, keepdims=0)]),  # (C,)
+        node("Mul", [p + "b_pos", p + ("block32" if keyed else "block")], [p + "first"]),
+        node("Add", [p + "first", p + "col_pos"], [p + "idx_" if keyed else p + "idx"]),
+        *([node("Cast", [p + "idx_"], [p + "idx"], to=TensorProto.INT64)] if keyed else []),
+        node("Identity", [p + "cond"], [p + "cond_out"]),
+    ]  # fmt: skip
     i64, flag = TensorProto.INT64, TensorProto.BOOL
     return helper.make_graph(
         nodes,
@@ -133,14 +174,26 @@ def _argmin_body(
 
 
 def _loop_nodes(
-    p: str, rows: str, scores_of: str, index: str, chunk: int, block: int, score=float_scores
+    p: str,
+    rows: str,
+    scores_of: str,
+    index: str,
+    chunk: int,
+    block: int,
+    score=float_scores,
+    keyed: int = 0,
 ):
     """Nodes computing `index` (N,) from rows (N, D+1) in K chunks of C rows:
-    C = max(chunk, ceil(N / MAX_TRIPS)), K = ceil(N / C)."""
+    C = max(chunk, ceil(N / MAX_TRIPS)), K = ceil(N / C); `keyed`: see `_argmin_body`."""
     nodes = _consts(p, rows=[chunk], trips=[MAX_TRIPS], trips_m1=[MAX_TRIPS - 1], zeros=[0],
-                    one=[1], true=True, minus1=[-1])  # fmt: skip
-    body = _argmin_body(p + "in_", p + "padded", scores_of, p + "c", block, score)
+                    one=[1], true=True, minus1=[-1], block=[block], zero=0, one_=1)  # fmt: skip
+    body = _argmin_body(p + "in_", p + "padded", scores_of, p, block, score, keyed)
     node = helper.make_node
+    if keyed:
+        nodes += _consts(p, per_row=[keyed // block])
+    else:  # J / B from the score matrix's shape
+        nodes += [node("Shape", [scores_of], [p + "j"], start=1, end=2),
+                  node("Div", [p + "j", p + "block"], [p + "per_row"])]  # fmt: skip
     nodes += [
         node("Shape", [rows], [p + "n"], start=0, end=1),  # [N]
         node("Add", [p + "n", p + "trips_m1"], [p + "n_up"]),
@@ -153,6 +206,16 @@ def _loop_nodes(
         node("Sub", [p + "n_pad", p + "n"], [p + "extra"]),
         node("Concat", [p + "zeros", p + "zeros", p + "extra", p + "zeros"], [p + "pads"], axis=0),
         node("Pad", [rows, p + "pads"], [p + "padded"]),  # zero rows at the end, cut below
+        # what every trip reads: the (C, J/B, B) shape, and each row's first block in (C*J/B, B)
+        node("Concat", [p + "c", p + "minus1", p + "block"], [p + "blocks"], axis=0),
+        node("Squeeze", [p + "c", p + "zeros"], [p + "c0"]),
+        node("Range", [p + "zero", p + "c0", p + "one_"], [p + "row"]),
+        node("Mul", [p + "row", p + "per_row"], [p + "row_start" + ("64" if keyed else "")]),
+        *(
+            [node("Cast", [p + "row_start64"], [p + "row_start"], to=TensorProto.INT32)]
+            if keyed
+            else []
+        ),
         node("Squeeze", [p + "k", p + "zeros"], [p + "trips_k"]),
         node("Loop", [p + "trips_k", p + "true"], [p + "chunks"], body=body),  # (K, C)
         node("Reshape", [p + "chunks", p + "minus1"], [p + "all"]),

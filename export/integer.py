@@ -33,7 +33,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from export.chunked import CHUNK_ROWS, _loop_nodes, integer_scores
+from export.chunked import CHUNK_ROWS, _loop_nodes, integer_scores, keyed_fits
 from tilegen.contract import ModelInfo
 from train.generator import PatchProjection
 from train.quantize import LEAK, IntegerGenerator, IntegerStage, QConv, QParams, upsample_kernel
@@ -212,7 +212,7 @@ def _project(
     """A patch projection of whole levels (uint8), every stage's (train.quantize's
     `projected_sums`): the chosen patches overlap-added, TRIM cut: float32 (1, C, H - 4, W - 4)
     sums of 4 whole levels. `prefix` names its Loop's nodes."""
-    p, s, t, block = PatchProjection.PATCH, PatchProjection.STRIDE, PatchProjection.TRIM, 50
+    p, block = PatchProjection.PATCH, 50
     d = targets.shape[1]
     c = d // (p * p)
     # columns 127 - y_j (int8) and the bias as int8 digits (`bias_digits`), J padded to a
@@ -226,34 +226,82 @@ def _project(
     weights = np.concatenate(
         [np.concatenate([127 - y.T, np.full((d, pad), 127)], 1), digits], 0
     ).astype(np.int8)
-    # rows (N, D + k): every 4x4 patch on the stride-2 grid, (channel, row, column) order, then
-    # the digits' constant multipliers; a QDQ convolution with one-hot filters (scale 1:
-    # onnxruntime copies the bytes in QLinearConv) whose int32 bias writes the constants
-    one = QParams(0, 0)
-    k = len(constants)
-    eye = np.concatenate([np.eye(d), np.zeros((k, d))]).astype(np.int8).reshape(d + k, c, p, p)
-    w = g.op("DequantizeLinear", g.const(eye, np.int8, "unfold"),
-             g.const(np.ones(d + k, np.float32), np.float32),
-             g.const(np.zeros(d + k, np.int8), np.int8), axis=0)  # fmt: skip
-    fill = g.op("DequantizeLinear", g.const(np.concatenate([np.zeros(d), constants]), np.int32,
-                "constants"), g.const(np.ones(d + k, np.float32), np.float32),
-                g.const(np.zeros(d + k, np.int32), np.int32), axis=0)  # fmt: skip
-    cols = g.quantize(g.op("Conv", g.dequantize(levels, one), w, fill, strides=[s, s]), one)
-    rows = g.op("Reshape", g.op("Transpose", cols, perm=[0, 2, 3, 1]),
-                g.const([-1, d + k], np.int64))  # fmt: skip
+    # rows (N, D + k): every 4x4 patch on the stride-2 grid, then the digits' constant
+    # multipliers; the weights' first D rows follow the rows' order of patch values
+    rows, hw, order = _patch_rows(g, levels, c, constants)
+    weights = np.concatenate([weights[order], weights[d:]])
     score = integer_scores(g.const(weights, np.int8, "columns"))
+    bound = 255 * int(np.abs(weights.astype(np.int64)).sum(0).max())  # rows are uint8
+    keyed = weights.shape[1] if keyed_fits(bound, weights.shape[1], block) else 0
     index = g.name("chosen")
-    g.nodes.extend(_loop_nodes(prefix, rows, "", index, chunk, block, score))
-    chosen = g.op("Gather", g.const(y.astype(np.uint8), np.uint8, "targets"), index, axis=0)
-    # back to (1, D, h, w) and overlap-added: sums of 4 whole levels (ConvTranspose: exact)
-    shape = g.op("Shape", cols)
-    grid = g.op("Concat", g.op("Gather", shape, g.const([0, 2, 3], np.int64)),
-                g.const([d], np.int64), axis=0)  # fmt: skip
-    patches = g.op("Transpose", g.op("Reshape", chosen, grid), perm=[0, 3, 1, 2])
-    fold = np.eye(d, dtype=np.float32).reshape(d, c, p, p)
-    summed = g.op("ConvTranspose", g.op("Cast", patches, to=TensorProto.FLOAT),
-                  g.const(fold, np.float32, "fold"), strides=[s, s])  # fmt: skip
-    return g.crop(summed, t)
+    g.nodes.extend(_loop_nodes(prefix, rows, "", index, chunk, block, score, keyed))
+    return _overlap_add(g, y, c, g.op("Reshape", index, hw))
+
+
+def _patch_rows(g: _Graph, levels: str, c: int, constants: np.ndarray):
+    """(rows, hw, order): rows (N, 16C + k) uint8, every 4x4 patch of `levels` (1, C, H, W)
+    on the stride-2 grid and then the k `constants`; hw, the patch grid (h, w) = (H/2 - 1,
+    W/2 - 1), N = h w; order, the (channel, row, column) unfold index of each patch column.
+
+    Patch (i, j) is the 2x2 cells (i, j), (i, j + 1), (i + 1, j), (i + 1, j + 1) of the image
+    cut into 2x2 cells: one Transpose into cells, four Slices and a Concat, only moving bytes
+    (a convolution with one-hot filters took 6x longer)."""
+    i64 = np.int64
+    half = g.op("Div", g.op("Gather", g.op("Shape", levels), g.const([2, 3], i64)),
+                g.const([2], i64))  # fmt: skip
+    first = g.op("Slice", half, g.const([0], i64), g.const([1], i64))
+    second = g.op("Slice", half, g.const([1], i64), g.const([2], i64))
+    split = g.op("Concat", g.const([c], i64), first, g.const([2], i64), second,
+                 g.const([2], i64), axis=0)  # (C, H/2, 2, W/2, 2)  # fmt: skip
+    cells = g.op("Reshape", g.op("Transpose", g.op("Reshape", levels, split), perm=[1, 3, 0, 2, 4]),
+                 g.const([0, 0, 4 * c], i64))  # (H/2, W/2, C x 2 x 2)  # fmt: skip
+    big = np.iinfo(i64).max
+    parts = [
+        g.op("Slice", cells, g.const([a, b], i64),
+             g.const([big if a else -1, big if b else -1], i64))
+        for a in (0, 1) for b in (0, 1)
+    ]  # fmt: skip
+    hw = g.op("Sub", half, g.const([1], i64))
+    k = len(constants)
+    parts.append(g.op("Expand", g.const(constants, np.uint8, "constants"),
+                      g.op("Concat", hw, g.const([k], i64), axis=0)))  # fmt: skip
+    rows = g.op("Reshape", g.op("Concat", *parts, axis=2), g.const([-1, 16 * c + k], i64))
+    return rows, hw, patch_order(c)
+
+
+def patch_order(c: int) -> np.ndarray:
+    """The (channel, row, column) unfold index of each patch value in `_patch_rows`' order:
+    cells (0, 0), (0, 1), (1, 0), (1, 1), each (channel, row, column) of its 2x2 pixels."""
+    return np.array([ch * 16 + (2 * a + r) * 4 + 2 * b + t
+                     for a in (0, 1) for b in (0, 1)
+                     for ch in range(c) for r in (0, 1) for t in (0, 1)])  # fmt: skip
+
+
+def _overlap_add(g: _Graph, targets: np.ndarray, c: int, chosen: str) -> str:
+    """The sum of the 4 chosen patches over each pixel, TRIM cut: float32 (1, C, 2h - 2,
+    2w - 2) of whole levels (sums of 4 at most 1020: exact), from `chosen` (h, w), the index of
+    the target patch on each point of the stride-2 grid.
+
+    With 4x4 patches on a stride-2 grid, the 2x2 cell (I, J) of the cut output is covered by
+    quadrant (a, b) of the patch at (I + 1 - a, J + 1 - b) for a, b in {0, 1}: four Gathers of
+    the targets' uint8 quadrants (4C values each), cast and added on the patch grid, then one
+    Transpose into pixels. The same sums as a Transpose of all 16C values to channels and a
+    ConvTranspose with one-hot filters, in less time (bench/RESULTS.md, "Integer model")."""
+    y = targets.reshape(len(targets), c, 4, 4).astype(np.uint8)
+    summed, big = None, np.iinfo(np.int64).max
+    for a in (0, 1):
+        for b in (0, 1):
+            quadrant = y[:, :, 2 * a : 2 * a + 2, 2 * b : 2 * b + 2].reshape(len(targets), -1)
+            at = g.op("Slice", chosen, g.const([1 - a, 1 - b], np.int64),
+                      g.const([-a or big, -b or big], np.int64))  # fmt: skip
+            table = g.const(quadrant, np.uint8, "quadrant")
+            part = g.op("Cast", g.op("Gather", table, at, axis=0), to=TensorProto.FLOAT)
+            summed = part if summed is None else g.op("Add", summed, part)
+    # (h-1, w-1, C*4) -> (h-1, w-1, C, 2, 2) -> (C, h-1, 2, w-1, 2) -> (1, C, 2h-2, 2w-2)
+    cells = g.op("Reshape", summed, g.const([0, 0, c, 2, 2], np.int64))
+    pixels = g.op("Transpose", cells, perm=[2, 0, 3, 1, 4])
+    size = g.op("Mul", g.op("Shape", summed, end=2), g.const([2], np.int64))
+    return g.op("Reshape", pixels, g.op("Concat", g.const([1, c], np.int64), size, axis=0))
 
 
 def bias_digits(bias: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -13,7 +13,13 @@ import pytest
 import torch
 from helpers import cli
 
-from export.integer import bias_digits, export_integer_verified, integer_graph, network_only
+from export.integer import (
+    bias_digits,
+    export_integer_verified,
+    integer_graph,
+    network_only,
+    patch_order,
+)
 from export.onnx_export import model_info, save, session, wrap_verified
 from tilegen.contract import ModelInfo
 from tilegen.imageio import read_image
@@ -128,6 +134,40 @@ def test_the_bias_is_part_of_the_product():
         assert len(np.unique(bias - total)) == 1
 
 
+def test_keyed_argmin_picks_the_first_minimum_on_ties():
+    """The integer projection's argmin (ReduceMin of score * 64 + position, in blocks of 50)
+    is numpy's argmin on int32 scores full of ties, negative ones included, over chunks of
+    rows (the last one padded); keys that could overflow int32 fall back to ArgMin."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    from export.chunked import _loop_nodes, integer_scores, keyed_fits
+
+    rng = np.random.default_rng(3)
+    k, j, n = 51, 300, 2500
+    # 60 distinct columns, each at 5 places: every row's minimum is tied, across blocks too
+    distinct = rng.integers(-128, 128, (k, 60)).astype(np.int8)
+    weights = distinct[:, rng.permutation(np.arange(j) % 60)]
+    rows = rng.integers(0, 256, (n, k)).astype(np.uint8)
+    rows[:40] = 0  # every column scores 0: the first wins
+    bound = 255 * int(np.abs(weights.astype(np.int64)).sum(0).max())
+    assert keyed_fits(bound, j, 50) and not keyed_fits(2**25, j, 50)
+    assert not keyed_fits(bound, 4000, 50)  # 80 blocks: more positions than 6 bits hold
+    w = helper.make_tensor("w", TensorProto.INT8, weights.shape, weights.tobytes(), raw=True)
+    nodes = _loop_nodes("t_", "rows", "", "index", 1024, 50, integer_scores("w"), keyed=j)
+    graph = helper.make_graph(
+        nodes, "argmin", [helper.make_tensor_value_info("rows", TensorProto.UINT8, [None, k])],
+        [helper.make_tensor_value_info("index", TensorProto.INT64, [None])], [w],
+    )  # fmt: skip
+    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    proto.ir_version = 8
+    onnx.checker.check_model(proto)
+    got = session(proto, 1).run(None, {"rows": rows})[0]
+    scores = rows.astype(np.int64) @ weights.astype(np.int64)
+    assert (scores.min(1) < 0).any() and (scores.min(1) == 0).any()
+    assert np.array_equal(got, np.argmin(scores, axis=1))
+
+
 def test_padding_columns_never_win(model16, quantised, tmp_path):
     """287 targets, padded to 300 columns for the argmin's blocks of 50: the graph's score
     matrix (its int8 columns against rows carrying the bias's constants) picks the reference's
@@ -146,7 +186,10 @@ def test_padding_columns_never_win(model16, quantised, tmp_path):
     rng = np.random.default_rng(1)
     x = np.concatenate([np.zeros((1, d)), np.full((1, d), 255), rng.integers(0, 256, (500, d)),
                         qg.targets.astype(np.int64)])  # fmt: skip
-    rows = np.concatenate([x, np.broadcast_to(constants[d:], (len(x), len(constants) - d))], 1)
+    # the graph's rows: patch values in its order, then the bias digits' constant multipliers
+    rows = np.concatenate(
+        [x[:, patch_order(3)], np.broadcast_to(constants, (len(x), len(constants)))], 1
+    )
     want = np.argmin(x @ (127 - qg.targets.astype(np.int64)).T + qg.bias[None], axis=1)
     assert np.array_equal(np.argmin(rows @ columns, axis=1), want)
     sess, info = session(path, 1), open_model(path).info

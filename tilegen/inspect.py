@@ -192,15 +192,22 @@ def projection_cost(inspected: Inspected) -> dict | None:
         None,
     )  # patches -> pixels: D values a patch
     # The chosen patches are gathered from each stage's (J, D) table of exemplar patches, in
-    # stage order; each coarse stage pools its input once (AveragePool, kernel f x f).
+    # stage order; an integer model (no ConvTranspose) gathers four (J, D/4) quadrant tables a
+    # stage (export/integer.py, `_overlap_add`). Each coarse stage pools its input once
+    # (AveragePool, kernel f x f).
     tables = [
-        init[n.input[0]][0]
+        init[n.input[0]]
         for n in nodes
-        if n.op_type in ("Gather", "GatherND")
-        and init.get(n.input[0], [0])[-1:] == [d]
-        and len(init[n.input[0]]) == 2
+        if n.op_type in ("Gather", "GatherND") and len(init.get(n.input[0], [])) == 2
     ]
+    quads = [tables[i : i + 4] for i in range(0, len(tables), 4)]
+    if d is None and tables and all(len(q) == 4 and q.count(q[0]) == 4 for q in quads):
+        d, tables = 4 * tables[0][1], [q[0][0] for q in quads]
+    else:
+        tables = [t[0] for t in tables if t[-1] == d]
     pools = [_attr(n, "kernel_shape", [1])[0] for n in nodes if n.op_type == "AveragePool"]
+    if not pools:  # an integer model sums its coarse stages' blocks by a Conv
+        pools = list((inspected.info.arithmetic or {}).get("coarse_stages") or [])
     if d and tables and len(tables) == len(pools) + 1:
         factors = pools + [1]
         macs = sum(j * d * 1e6 / 4 / f**2 for j, f in zip(tables, factors))
