@@ -20,7 +20,9 @@ The projection scores uint8 patch rows against int8 columns 127 - y_j with MatMu
 exact; the bias joins the product as a few constant columns, `bias_digits`) in a Loop over
 chunks of rows (export/chunked.py), takes the first argmin in blocks, and overlap-adds the
 chosen patches, divided by 1020 (a correctly rounded Div): the graph's output is float32 in
-[0, 1] as before.
+[0, 1] as before. Coarse projection stages before it (`_coarse_stage`) use the same projection
+(`_project`) on block means rounded to whole levels, and add the change back upsampled by a
+transposed convolution with whole-number weights, rounded to whole levels again.
 """
 
 from __future__ import annotations
@@ -33,7 +35,8 @@ from onnx import TensorProto, helper, numpy_helper
 
 from export.chunked import CHUNK_ROWS, _loop_nodes, integer_scores, keyed_fits
 from tilegen.contract import ModelInfo
-from train.quantize import LEAK, IntegerGenerator, QConv, QParams
+from train.generator import PatchProjection
+from train.quantize import LEAK, IntegerGenerator, IntegerStage, QConv, QParams, upsample_kernel
 
 ARITHMETIC_VERSION = 1
 
@@ -49,6 +52,8 @@ def arithmetic(qg: IntegerGenerator) -> dict:
         "noise": "QuantizeLinear(z, 2^-8, 0)",
         "levels": "the last convolution's output: whole 8-bit levels",
         "projection": "MatMulInteger scores" if qg.targets is not None else None,
+        # the pooling factors of the coarse projection stages before the final one
+        "coarse_stages": [stage.factor for stage in qg.stages],
     }
 
 
@@ -166,21 +171,57 @@ def _network(g: _Graph, qg: IntegerGenerator, inputs: list[str]) -> str:
 
 
 def _projection(g: _Graph, qg: IntegerGenerator, levels: str, chunk: int) -> str:
-    """The final patch projection of whole levels: float32 (1, C, H - 4, W - 4) in [0, 1]."""
-    from train.generator import PatchProjection
-
-    p, block = PatchProjection.PATCH, 50
-    c = qg.cfg.out_channels
-    d = c * p * p
+    """The projection stages of whole levels, coarse ones first (`_coarse_stage`), then the
+    final one: float32 (1, C, H - 2 tr, W - 2 tr) in [0, 1]."""
+    for k, stage in enumerate(qg.stages):
+        levels = _coarse_stage(g, stage, levels, chunk, f"chunked{k}_")
     if qg.crop:
         levels = g.crop(levels, qg.crop)
+    summed = _project(g, qg.targets, qg.bias, levels, chunk, f"chunked{len(qg.stages)}_")
+    return g.op("Div", summed, g.const(4.0 * 255.0, np.float32))
+
+
+def _coarse_stage(g: _Graph, stage: IntegerStage, levels: str, chunk: int, prefix: str) -> str:
+    """A coarse stage of whole levels (uint8) to whole levels (uint8), train.quantize's
+    `coarse_levels`: float32 on integers below 2^22 (exact in any order), and power-of-two
+    QuantizeLinear scales that round halves to even and saturate as torch's round and clamp."""
+    f, t = stage.factor, PatchProjection.TRIM
+    c = stage.targets.shape[1] // (PatchProjection.PATCH**2)
+    x = g.crop(levels, stage.crop_in) if stage.crop_in else levels
+    sums = g.op("Conv", g.op("Cast", x, to=TensorProto.FLOAT),
+                g.const(np.ones((c, 1, f, f)), np.float32, "block"), group=c,
+                strides=[f, f])  # fmt: skip
+    pooled = g.quantize(sums, QParams(-2 * (f.bit_length() - 1), 0))  # rint(S / f^2)
+    summed = _project(g, stage.targets, stage.bias, pooled, chunk, prefix)
+    # the change P(d) - d in units of 1/(4 f^2): f^2 Q - 4 S
+    change = g.op("Sub", g.op("Mul", summed, g.const(f * f, np.float32)),
+                  g.op("Mul", g.crop(sums, t), g.const(4.0, np.float32)))  # fmt: skip
+    kernel = np.broadcast_to(upsample_kernel(f), (c, 1, 2 * f, 2 * f))
+    up = g.op("ConvTranspose", change, g.const(kernel, np.float32, "bilinear"), group=c,
+              strides=[f, f])  # fmt: skip
+    unit = 16 * f**4  # the upsampled change's unit: 1/(4 f^2) x 1/(2f)^2
+    base = g.op("Mul", g.op("Cast", g.crop(levels, stage.crop_out), to=TensorProto.FLOAT),
+                g.const(unit, np.float32))  # fmt: skip
+    total = g.op("Add", base, g.crop(up, f))
+    return g.quantize(total, QParams(-(unit.bit_length() - 1), 0))
+
+
+def _project(
+    g: _Graph, targets: np.ndarray, bias: np.ndarray, levels: str, chunk: int, prefix: str
+) -> str:
+    """A patch projection of whole levels (uint8), every stage's (train.quantize's
+    `projected_sums`): the chosen patches overlap-added, TRIM cut: float32 (1, C, H - 4, W - 4)
+    sums of 4 whole levels. `prefix` names its Loop's nodes."""
+    p, block = PatchProjection.PATCH, 50
+    d = targets.shape[1]
+    c = d // (p * p)
     # columns 127 - y_j (int8) and the bias as int8 digits (`bias_digits`), J padded to a
     # multiple of `block` with columns that never win
-    y = qg.targets.astype(np.int64)
+    y = targets.astype(np.int64)
     j = y.shape[0]
     pad = -j % block
     # a padding column scores x.127 + (max bias + 1): above x.(127 - y_j) + e_j for every x
-    bias = np.concatenate([qg.bias, np.full(pad, qg.bias.max() + 1)])
+    bias = np.concatenate([bias, np.full(pad, bias.max() + 1)])
     constants, digits = bias_digits(bias)
     weights = np.concatenate(
         [np.concatenate([127 - y.T, np.full((d, pad), 127)], 1), digits], 0
@@ -193,9 +234,8 @@ def _projection(g: _Graph, qg: IntegerGenerator, levels: str, chunk: int) -> str
     bound = 255 * int(np.abs(weights.astype(np.int64)).sum(0).max())  # rows are uint8
     keyed = weights.shape[1] if keyed_fits(bound, weights.shape[1], block) else 0
     index = g.name("chosen")
-    g.nodes.extend(_loop_nodes("chunked0_", rows, "", index, chunk, block, score, keyed))
-    return g.op("Div", _overlap_add(g, y, c, g.op("Reshape", index, hw)),
-                g.const(4.0 * 255.0, np.float32))  # fmt: skip
+    g.nodes.extend(_loop_nodes(prefix, rows, "", index, chunk, block, score, keyed))
+    return _overlap_add(g, y, c, g.op("Reshape", index, hw))
 
 
 def _patch_rows(g: _Graph, levels: str, c: int, constants: np.ndarray):
@@ -325,7 +365,7 @@ def network_only(qg: IntegerGenerator) -> IntegerGenerator:
     """The same integer network without its projection (its output: the levels / 255)."""
     from dataclasses import replace
 
-    return replace(qg, cfg=replace(qg.cfg, projection=0), targets=None, bias=None)
+    return replace(qg, cfg=replace(qg.cfg, projection=0), targets=None, bias=None, stages=[])
 
 
 def levels_session(qg: IntegerGenerator, threads: int = 1):

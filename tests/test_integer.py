@@ -31,6 +31,8 @@ from train.quantize import (
     LEAK,
     MAX_SUM,
     calibrate,
+    coarse_levels,
+    quantize_generator,
     range_params,
     refit_potentials,
     sample_tile_integer,
@@ -41,15 +43,18 @@ ROOT = Path(__file__).resolve().parents[1]
 EXEMPLAR = ROOT / "tests" / "data" / "grass_128.png"
 
 
-def small_model(width: int, residual: float = 0.5, levels: int = 3):
-    """A random network (outputs spread over [0, 1]) with a projection fitted to it."""
+def small_model(width: int, residual: float = 0.5, levels: int = 3, coarse=None):
+    """A random network (outputs spread over [0, 1]) with a projection fitted to it (after
+    coarse stages at levels `coarse`, if given)."""
     torch.manual_seed(0)
     cfg = GeneratorConfig(levels=levels, width=width, residual=residual)
     net = fold(new_generator(cfg, 0, torch.device("cpu")))
     with torch.no_grad():
         net.to_image.weight.mul_(0.75)  # outputs spread over [0, 1], few saturated
         net.to_image.bias.fill_(0.5)
-    return fit_projection(net, read_image(EXEMPLAR), n_targets=300, samples=4, size=48)
+    return fit_projection(
+        net, read_image(EXEMPLAR), n_targets=300, samples=4, size=48, coarse=coarse
+    )
 
 
 @pytest.fixture(scope="module")
@@ -309,3 +314,107 @@ def test_cli_export_integer(model16, tmp_path):
     a = quantize_planar(render_tile(out, 3, -5, 9, 40, 40), info, "uint8")
     b = quantize_planar(render_tile(web, 3, -5, 9, 40, 40), info, "uint8")
     assert np.array_equal(a, b)
+
+
+# --- coarse projection stages ------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def coarse_model():
+    """Stride 8, so both yardstick levels fit: pooled by 4, then by 2, then the final stage."""
+    return small_model(8, levels=4, coarse=[2, 1])
+
+
+@pytest.fixture(scope="module")
+def coarse_quantised(coarse_model):
+    """What `tilegen export --integer` does (calibration, then every stage's potentials refitted
+    to the integer network with onnxruntime), on few windows."""
+    qg = quantize_generator(coarse_model, fit_samples=4)
+    assert [s.factor for s in qg.stages] == [4, 2]
+    return qg
+
+
+@pytest.fixture(scope="module")
+def coarse_exported(coarse_model, coarse_quantised, tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("integer") / "coarse.onnx"
+    save(integer_graph(coarse_quantised, model_info(coarse_model, {})), path)
+    return path
+
+
+def test_coarse_stage_is_the_float_stage_in_levels(coarse_model, coarse_quantised):
+    """On an image of whole levels a coarse stage's integer form is CoarseProjection's output
+    rounded to levels, but where a rounding or an argmin tie goes the other way (its change is
+    in quarter levels, the float stage's divided by 1020), by one level at most."""
+    float_stage, stage = coarse_model.coarse[0], coarse_quantised.stages[0]
+    stage = replace(stage, bias=calibrate(coarse_model, samples=1, size=32).stages[0].bias)
+    g = torch.Generator().manual_seed(0)
+    x = torch.nn.functional.interpolate(torch.rand(1, 3, 10, 10, generator=g), size=(100, 100),
+                                        mode="bilinear")  # fmt: skip
+    lv = torch.round(x.double() * 255)
+    with torch.no_grad():
+        want = torch.round(float_stage(lv.float() / 255).double().clamp(0, 1) * 255)
+    got = coarse_levels(lv, stage)
+    assert got.shape == want.shape
+    differ = (got != want).double()
+    assert (got - want).abs().max() <= 1 and differ.mean() < 0.01
+
+
+def test_coarse_stages_graph_is_the_reference_arithmetic(coarse_quantised, coarse_exported):
+    """Coarse stages in the graph (block sums, QuantizeLinear to whole levels, the projection's
+    MatMulInteger Loop, the change upsampled by a transposed convolution): every output value
+    equals the reference's, at negative, unaligned and past-2^31 origins, periodic too."""
+    sess = session(coarse_exported, 1)
+    info = open_model(coarse_exported).info
+    for seed, y0, x0, h, w, period in CASES:
+        feeds, _ = noise_feeds(info, seed, y0, x0, h, w, period)
+        got = sess.run(["image"], feeds)[0]
+        want = coarse_quantised.image(*feeds.values()).numpy()
+        assert got.shape == want.shape and np.abs(got - want).max() == 0
+        tile = sample_tile_integer(coarse_quantised, seed, y0, x0, h, w, period)
+        assert np.array_equal(render_tile(coarse_exported, seed, y0, x0, h, w, period),
+                              tile[0].numpy())  # fmt: skip
+    loops = [n for n in load(coarse_exported).proto.graph.node if n.op_type == "Loop"]
+    assert len(loops) == 3  # one argmin per stage
+
+
+def test_coarse_integer_tiles_are_exact_and_periodic(coarse_exported):
+    """A tile is the matching crop of a larger render, and the periodic texture wraps."""
+    big = render_tile(coarse_exported, 5, -40, 17, 96, 128)
+    for y, x, h, w in ((-40, 17, 50, 61), (10, 78, 46, 67), (-33, 50, 29, 31)):
+        part = render_tile(coarse_exported, 5, y, x, h, w)
+        assert np.array_equal(part, big[:, y + 40 : y + 40 + h, x - 17 : x - 17 + w])
+    per = render_tile(coarse_exported, 2, -64, 0, 64, 128, (32, 64))
+    assert np.array_equal(per[:, :32], per[:, 32:])
+    assert np.array_equal(per[:, :, :64], per[:, :, 64:])
+
+
+def test_coarse_integer_metadata(coarse_model, coarse_exported):
+    """The contract describes it: the float model's window (its stages' trims), and
+    tilegen.arithmetic says it is integer and which coarse stages come first."""
+    info = open_model(coarse_exported).info
+    assert info.arch == coarse_model.arch and info.arch.tr == coarse_model.cfg.arch.tr > 2
+    assert info.arithmetic["kind"] == "integer"
+    assert info.arithmetic["coarse_stages"] == [4, 2]
+    assert info.arithmetic["projection"] == "MatMulInteger scores"
+
+
+def test_coarse_integer_close_to_the_float_model(coarse_model, coarse_quantised):
+    """The stages keep the integer model near the float one: output pixels are still averages
+    of four whole-level patches of the final stage."""
+    f = sample_tile(coarse_model, 1, 0, 0, 64, 64).numpy()
+    i = sample_tile_integer(coarse_quantised, 1, 0, 0, 64, 64).numpy()
+    assert np.abs(f - i).mean() < 0.08
+    assert np.allclose(np.rint(i * 1020), i * 1020, atol=1e-3)
+
+
+def test_export_integer_with_coarse_stages(coarse_model, tmp_path):
+    """`export_integer_verified` on a model with coarse stages (no longer refused): the graph
+    equals the reference on the export's parity windows and the self-contained form paints the
+    tiler's bytes, both checked exactly before writing."""
+    info = model_info(coarse_model, {"exemplar_sha256": "ef" * 32})
+    out = tmp_path / "coarse_sc.onnx"
+    _, report, deviation = export_integer_verified(
+        coarse_model, replace(info, form="self-contained"), out, fit_samples=4
+    )
+    assert report.cases and all(d == 0 for _, d in report.cases) and 0 < deviation < 20
+    assert open_model(out).info.arithmetic["coarse_stages"] == [4, 2]

@@ -83,3 +83,45 @@ def test_onnxruntime_web_in_node(web_model, want):
 def test_onnxruntime_web_in_chromium(browser, web_model, want):
     got = browser_tiles(browser, web_model, CASES)
     _assert_identical(got, want, "the view page (onnxruntime-web, wasm) in headless Chromium")
+
+
+# A small integer model with coarse projection stages (pooled by 4, then by 2): the stages' block
+# sums, rounding QuantizeLinear and transposed-convolution upsampling are the same bytes in
+# onnxruntime-node and onnxruntime-web as in onnxruntime for Python.
+COARSE_CASES: list[Case] = [
+    (1, 0, 0, 96, 128, None),
+    (4, -517, -33, 64, 96, None),
+    (2**32 - 1, 2**31 + 3, -(2**31) - 21, 64, 80, None),
+    (6, -40, 8, 64, 128, (32, 64)),
+]
+
+
+@pytest.fixture(scope="module")
+def coarse_integer(tmp_path_factory) -> tuple[Path, Path]:
+    """(windowed, self-contained) integer files of test_integer's small coarse-stage model."""
+    from test_integer import small_model
+
+    from export.integer import integer_graph
+    from export.onnx_export import model_info, save, wrap_verified
+    from train.quantize import quantize_generator
+
+    model = small_model(8, levels=4, coarse=[2, 1])
+    folder = tmp_path_factory.mktemp("parity_coarse")
+    windowed, web = folder / "coarse.onnx", folder / "coarse_web.onnx"
+    save(integer_graph(quantize_generator(model, fit_samples=4), model_info(model, {})), windowed)
+    wrap_verified(windowed, web, None)
+    return windowed, web
+
+
+@pytest.mark.skipif(no_node() is not None, reason=str(no_node()))
+def test_coarse_stages_onnxruntime_node(coarse_integer):
+    windowed, web = coarse_integer
+    got, _ = js_tiles("node", web, COARSE_CASES)
+    _assert_identical(got, python_tiles(windowed, COARSE_CASES), "onnxruntime-node")
+
+
+@pytest.mark.skipif(no_ort_web_node() is not None, reason=str(no_ort_web_node()))
+def test_coarse_stages_onnxruntime_web_in_node(coarse_integer):
+    windowed, web = coarse_integer
+    got, _ = js_tiles("web", web, COARSE_CASES)
+    _assert_identical(got, python_tiles(windowed, COARSE_CASES), "onnxruntime-web in Node")

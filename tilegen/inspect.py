@@ -200,11 +200,14 @@ def projection_cost(inspected: Inspected) -> dict | None:
         for n in nodes
         if n.op_type in ("Gather", "GatherND") and len(init.get(n.input[0], [])) == 2
     ]
-    if d is None and tables and len(tables) % 4 == 0 and len({tuple(t) for t in tables}) == 1:
-        d, tables = 4 * tables[0][1], [t[0] for t in tables[::4]]
+    quads = [tables[i : i + 4] for i in range(0, len(tables), 4)]
+    if d is None and tables and all(len(q) == 4 and q.count(q[0]) == 4 for q in quads):
+        d, tables = 4 * tables[0][1], [q[0][0] for q in quads]
     else:
         tables = [t[0] for t in tables if t[-1] == d]
     pools = [_attr(n, "kernel_shape", [1])[0] for n in nodes if n.op_type == "AveragePool"]
+    if not pools:  # an integer model sums its coarse stages' blocks by a Conv
+        pools = list((inspected.info.arithmetic or {}).get("coarse_stages") or [])
     if d and tables and len(tables) == len(pools) + 1:
         factors = pools + [1]
         macs = sum(j * d * 1e6 / 4 / f**2 for j, f in zip(tables, factors))

@@ -21,7 +21,10 @@ the 0.2 the network was trained with: a slope with a 14-bit numerator keeps ever
 8-bit value exact), and is requantised the same way. Joins add `residual` (0.5) x the coarser level
 upsampled bilinearly (weights 1/4 and 3/4: exact) before requantising. The last convolution's
 scale is one 8-bit level (2^0, zero point 0): the network's output *is* the projection's input in
-whole levels, and the projection (train/generator.py) is exact on whole levels already.
+whole levels, and the projection (train/generator.py) is exact on whole levels already. Coarse
+projection stages (`coarse_levels`) sum blocks of levels, project the rounded block means and
+add the change back upsampled, all in integer units with power-of-two denominators, rounded to
+whole levels for the next stage.
 
 `calibrate` chooses every scale and zero point from the float network's ranges on training noise
 and rounds the weights (post-training quantisation); `IntegerGenerator.levels` is the reference
@@ -95,6 +98,20 @@ class QConv:
 
 
 @dataclass
+class IntegerStage:
+    """A coarse projection stage (train/generator.py, CoarseProjection) in whole levels: the
+    input (cut by crop_in) summed over factor x factor blocks, the block means rounded to whole
+    levels and projected onto `targets` with scores `bias` (as the final projection), and the
+    change added back upsampled bilinearly, the sum rounded to whole levels (`coarse_levels`)."""
+
+    factor: int
+    crop_in: int
+    crop_out: int
+    targets: np.ndarray  # (J, C*16) uint8 levels of the exemplar pooled by `factor`
+    bias: np.ndarray  # (J,) int64: e_j, as IntegerGenerator.bias
+
+
+@dataclass
 class IntegerGenerator:
     """A TextureGenerator's network in integer arithmetic, and its final patch projection."""
 
@@ -106,8 +123,9 @@ class IntegerGenerator:
     residual: float
     targets: np.ndarray | None = None  # (J, C*16) uint8 levels: the projection's y_j
     bias: np.ndarray | None = None  # (J,) int64: e_j ~ (||y_j||^2 - psi_j) / 2 (project_levels)
-    crop: int = 0  # pixels the projection cuts first (coarse stages' alignment; 0 here)
+    crop: int = 0  # pixels the final projection cuts first (the coarse stages' alignment)
     noise_q: QParams = field(default_factory=lambda: QParams(NOISE_EXP, 0))
+    stages: list[IntegerStage] = field(default_factory=list)  # coarse stages, coarse first
 
     @property
     def arch(self):
@@ -143,10 +161,13 @@ class IntegerGenerator:
     @torch.no_grad()
     def image(self, *noises) -> torch.Tensor:
         """The model's output image in [0, 1] (float32), as the ONNX graph returns it: the
-        projection of the levels, or the levels / 255 without a projection."""
+        projection of the levels after the coarse stages, or the levels / 255 without a
+        projection."""
         lv = self.levels(*noises)
         if self.targets is None:
             return (lv / 255.0).float()
+        for stage in self.stages:
+            lv = coarse_levels(lv, stage)
         return project_levels(lv, self.targets, self.bias, self.crop)
 
 
@@ -186,17 +207,23 @@ def _run_block(layers: list[QConv], x: torch.Tensor, extra: torch.Tensor | None 
 def project_levels(
     levels: torch.Tensor, targets: np.ndarray, bias: np.ndarray, crop: int = 0
 ) -> torch.Tensor:
-    """The final patch projection on whole levels: each 4x4 patch x_i on the stride-2 grid
-    (uint8) takes the target y_j with the first minimal integer score
+    """The final patch projection on whole levels (`projected_sums`), divided by 4 x 255 in
+    float32 (correctly rounded): the output image in [0, 1]."""
+    if crop:
+        levels = levels[:, :, crop:-crop, crop:-crop]
+    return projected_sums(levels, targets, bias).float() / 1020.0
+
+
+def projected_sums(levels: torch.Tensor, targets: np.ndarray, bias: np.ndarray) -> torch.Tensor:
+    """A patch projection of whole levels, every stage's: each 4x4 patch x_i on the stride-2
+    grid (uint8) takes the target y_j with the first minimal integer score
 
         s_ij = <x_i, 127 - y_j> + e_j,    e_j ~ (||y_j||^2 - psi_j) / 2
 
     which is (||x_i - y_j||^2 - psi_j) / 2 up to a constant of the row (||x_i||^2 / 2 - 127
     sum(x_i)): PatchProjection's argmin with psi rounded to whole levels^2 of the parity of
-    ||y_j||^2. |s_ij| < 2^22. The chosen patches are overlap-added and divided by 4 x 255 in
-    float32 (correctly rounded)."""
-    if crop:
-        levels = levels[:, :, crop:-crop, crop:-crop]
+    ||y_j||^2. |s_ij| < 2^22. Returns the chosen patches overlap-added, TRIM cut: sums of 4 whole
+    levels (float64 integers)."""
     p, s, t = PatchProjection.PATCH, PatchProjection.STRIDE, PatchProjection.TRIM
     b, c = levels.shape[:2]
     rows = F.unfold(levels, p, stride=s)  # (B, C*16, L)
@@ -207,7 +234,43 @@ def project_levels(
     chosen = y[scores.argmin(dim=1)]  # exact integer scores: the first minimum, as ONNX's
     patches = chosen.reshape(b, h * w, c * p * p).permute(0, 2, 1)
     summed = F.fold(patches, (levels.shape[2], levels.shape[3]), p, stride=s)
-    return summed[:, :, t:-t, t:-t].float() / 1020.0
+    return summed[:, :, t:-t, t:-t]
+
+
+def upsample_kernel(f: int) -> np.ndarray:
+    """The 2f x 2f kernel of bilinear x f upsampling (pixel centres (u + 1/2) / f - 1/2) as a
+    transposed convolution of stride f, in units of 1/(2f)^2: the outer product of
+    2f - |2m + 1 - 2f| (f = 2: 1 3 3 1), whole numbers, so every sum is exact."""
+    m = np.arange(2 * f)
+    tent = 2 * f - np.abs(2 * m + 1 - 2 * f)
+    return np.outer(tent, tent).astype(np.int64)
+
+
+def coarse_levels(levels: torch.Tensor, stage: IntegerStage) -> torch.Tensor:
+    """A coarse stage on whole levels (B, C, H, W), in integers, as the ONNX graph computes it:
+
+        S = the sums of f x f blocks of the input cut by crop_in     (integers <= 255 f^2)
+        r = rint(S / f^2)                                            (whole levels, halves even)
+        Q = projected_sums(r)                                        (sums of 4 levels, TRIM cut)
+        c = f^2 Q - 4 S                       the change P(d) - d in units of 1/(4 f^2)
+        u = c upsampled by f (upsample_kernel, then f cut per side)   units of 1/(16 f^4)
+        out = rint((16 f^4 x + u) / (16 f^4))  saturated to 0..255   (x: the input cut by crop_out)
+
+    CoarseProjection's arithmetic with the projected image in quarter levels instead of
+    Div-rounded floats, and the sum rounded to whole levels, which every later stage scores
+    anyway. Every intermediate is an integer below 2^22: exact in float32 in any order."""
+    f, t = stage.factor, PatchProjection.TRIM
+    c, o = stage.crop_in, stage.crop_out
+    x = levels[:, :, c:-c, c:-c] if c else levels
+    ch = x.shape[1]
+    sums = F.avg_pool2d(x, f) * (f * f)  # float64: means of integers, exact
+    pooled = torch.clamp(torch.round(sums / (f * f)), 0, 255)
+    change = projected_sums(pooled, stage.targets, stage.bias) * (f * f) - 4 * sums[..., t:-t, t:-t]
+    k = torch.from_numpy(upsample_kernel(f).astype(np.float64)).expand(ch, 1, 2 * f, 2 * f)
+    up = F.conv_transpose2d(change, k, stride=f, groups=ch)[:, :, f:-f, f:-f]
+    unit = 16 * f**4
+    total = levels[:, :, o:-o, o:-o] * unit + up
+    return torch.clamp(torch.round(total / unit), 0, 255)
 
 
 def half_bias(y2: np.ndarray, psi_levels2: np.ndarray) -> np.ndarray:
@@ -306,8 +369,9 @@ def calibrate(
     """Post-training quantisation of a trained generator (folded first): every tensor's
     power-of-two scale and zero point from the float network's range on `samples` windows of
     training noise (size^2 outputs; `quantile` < 1 clips that fraction of outliers), weights
-    rounded per filter. The projection's targets and bias are taken as they are (whole levels).
-    Coarse projection stages and re-levelling are not supported yet (ValueError)."""
+    rounded per filter. The projections' targets and bias (the coarse stages' and the final
+    one's) are taken as they are (whole levels). Re-levelling is not supported yet
+    (ValueError)."""
     m = _float_copy(model)
     cfg = m.cfg
     g = torch.Generator().manual_seed(seed)
@@ -349,9 +413,13 @@ def calibrate(
     ]
     to_image = quantize_conv(m.to_image, level_q[-1], QParams(0, 0), None, scale_out=255.0)
     targets, bias = _integer_projection(m.project) if m.project is not None else (None, None)
+    stages = [
+        IntegerStage(st.factor, st.crop_in, st.crop_out, *_integer_projection(st.project))
+        for st in m.coarse
+    ]
     return IntegerGenerator(
         cfg, blocks, joins, level_q, to_image, float(cfg.residual), targets, bias,
-        m.project.crop if m.project is not None else 0, noise_q,
+        m.project.crop if m.project is not None else 0, noise_q, stages,
     )  # fmt: skip
 
 
@@ -360,8 +428,6 @@ def _float_copy(model: TextureGenerator) -> TextureGenerator:
     form cannot express."""
     import copy
 
-    if model.coarse and len(model.coarse):
-        raise ValueError("the integer form does not support coarse projection stages yet")
     if model.project is not None and model.project.relevel is not None:
         raise ValueError("the integer form does not support a re-levelled projection yet")
     m = copy.deepcopy(model).cpu().double().eval()
@@ -409,31 +475,49 @@ def refit_potentials(
     seed: int = 0,
     levels_of=None,
 ) -> IntegerGenerator:
-    """The projection's potentials psi fitted again, warm-started from the float model's, to
-    the integer network's own output (the same targets): psi makes the projection the optimal
-    transport map from the distribution of the patches it receives, and the quantised network's
-    patches are not quite the float network's. As train.train_generator.fit_projection does it
-    (averaged ascent, `samples` windows of size^2 at noise seeds far from users'), in place.
-    `levels_of(noises)` computes the network's levels (default: `qg.levels`, the reference;
-    export/integer.py passes onnxruntime on the integer graph, the same numbers faster)."""
+    """Every projection stage's potentials psi fitted again, warm-started from the float
+    model's, to the integer network's own output as the stages before it leave it (the same
+    targets): psi makes a projection the optimal transport map from the distribution of the
+    patches it receives, and the quantised network's patches are not quite the float network's.
+    As train.train_generator.fit_projection does it (averaged ascent, `samples` windows of
+    size^2 at noise seeds far from users', coarse stages first: each on its rounded block means,
+    then applied to the windows), in place. `levels_of(noises)` computes the network's levels
+    (default: `qg.levels`, the reference; export/integer.py passes onnxruntime on the integer
+    graph, the same numbers faster)."""
     from tilegen.noise import tile_noise
     from train.patch_ot import SemiDiscreteOT, extract_patches
 
     if qg.targets is None:
         return qg
     gen = torch.Generator().manual_seed(seed)
-    y = torch.from_numpy(qg.targets.astype(np.float32)) / 255.0
-    ot = SemiDiscreteOT(y)
-    y2 = (qg.targets.astype(np.int64) ** 2).sum(1)
-    ot.psi = torch.from_numpy((y2 - 2 * qg.bias).astype(np.float32)) / 255.0**2
+    windows = []
     for s in torch.randint(2**20, 2**31, (samples,), generator=gen).tolist():
         noises, (at, _) = tile_noise(qg.arch, qg.cfg.noise_channels, s, 0, 0, size, size)
-        a = at + qg.arch.tr
         lv = torch.as_tensor(levels_of(noises)) if levels_of else qg.levels(*noises)
-        image = (lv[:, :, a : a + size, a : a + size] / 255.0).float()
-        ot.ascend(extract_patches(image, PatchProjection.PATCH, periodic=False), steps, 1.0,
-                  4096, gen)  # fmt: skip
-    qg.bias = half_bias(y2, ot.psi.double().numpy() * 255.0**2)
+        windows.append((lv.double(), at + qg.arch.tr))
+
+    def refit(targets: np.ndarray, bias: np.ndarray, images) -> np.ndarray:
+        y = torch.from_numpy(targets.astype(np.float32)) / 255.0
+        ot = SemiDiscreteOT(y)
+        y2 = (targets.astype(np.int64) ** 2).sum(1)
+        ot.psi = torch.from_numpy((y2 - 2 * bias).astype(np.float32)) / 255.0**2
+        for image in images:
+            patches = extract_patches((image / 255.0).float(), PatchProjection.PATCH,
+                                      periodic=False)  # fmt: skip
+            ot.ascend(patches, steps, 1.0, 4096, gen)
+        return half_bias(y2, ot.psi.double().numpy() * 255.0**2)
+
+    for stage in qg.stages:
+        f, c = stage.factor, stage.crop_in
+        pooled = (
+            torch.round(F.avg_pool2d(lv[:, :, c:-c, c:-c] if c else lv, f)) for lv, _ in windows
+        )
+        stage.bias = refit(stage.targets, stage.bias, pooled)
+        windows = [(coarse_levels(lv, stage), at - stage.crop_out) for lv, at in windows]
+    # the final stage sees output pixels [0, size)^2
+    qg.bias = refit(
+        qg.targets, qg.bias, (lv[:, :, a : a + size, a : a + size] for lv, a in windows)
+    )
     return qg
 
 
