@@ -244,8 +244,9 @@ def _patch_rows(g: _Graph, levels: str, c: int, constants: np.ndarray):
     W/2 - 1), N = h w; order, the (channel, row, column) unfold index of each patch column.
 
     Patch (i, j) is the 2x2 cells (i, j), (i, j + 1), (i + 1, j), (i + 1, j + 1) of the image
-    cut into 2x2 cells: one Transpose into cells, four Slices and a Concat, only moving bytes
-    (a convolution with one-hot filters took 6x longer)."""
+    cut into 2x2 cells: one Transpose into cells, four Slices and a Concat, only moving bytes,
+    where a convolution with one-hot filters multiplied every value (bench/RESULTS.md, "Integer
+    model")."""
     i64 = np.int64
     half = g.op("Div", g.op("Gather", g.op("Shape", levels), g.const([2, 3], i64)),
                 g.const([2], i64))  # fmt: skip
