@@ -246,6 +246,15 @@ def upsample_kernel(f: int) -> np.ndarray:
     return np.outer(tent, tent).astype(np.int64)
 
 
+def block_sums(levels: torch.Tensor, stage: IntegerStage) -> tuple[torch.Tensor, torch.Tensor]:
+    """(S, r): the sums of the stage's f x f blocks of whole levels (cut by crop_in first) and
+    their means rounded to whole levels (halves to even), the levels the stage projects."""
+    f, c = stage.factor, stage.crop_in
+    x = levels[:, :, c:-c, c:-c] if c else levels
+    sums = F.avg_pool2d(x, f) * (f * f)  # float64: means of integers, exact
+    return sums, torch.round(sums / (f * f))
+
+
 def coarse_levels(levels: torch.Tensor, stage: IntegerStage) -> torch.Tensor:
     """A coarse stage on whole levels (B, C, H, W), in integers, as the ONNX graph computes it:
 
@@ -259,12 +268,9 @@ def coarse_levels(levels: torch.Tensor, stage: IntegerStage) -> torch.Tensor:
     CoarseProjection's arithmetic with the projected image in quarter levels instead of
     Div-rounded floats, and the sum rounded to whole levels, which every later stage scores
     anyway. Every intermediate is an integer below 2^22: exact in float32 in any order."""
-    f, t = stage.factor, PatchProjection.TRIM
-    c, o = stage.crop_in, stage.crop_out
-    x = levels[:, :, c:-c, c:-c] if c else levels
-    ch = x.shape[1]
-    sums = F.avg_pool2d(x, f) * (f * f)  # float64: means of integers, exact
-    pooled = torch.clamp(torch.round(sums / (f * f)), 0, 255)
+    f, t, o = stage.factor, PatchProjection.TRIM, stage.crop_out
+    ch = levels.shape[1]
+    sums, pooled = block_sums(levels, stage)
     change = projected_sums(pooled, stage.targets, stage.bias) * (f * f) - 4 * sums[..., t:-t, t:-t]
     k = torch.from_numpy(upsample_kernel(f).astype(np.float64)).expand(ch, 1, 2 * f, 2 * f)
     up = F.conv_transpose2d(change, k, stride=f, groups=ch)[:, :, f:-f, f:-f]
@@ -508,10 +514,7 @@ def refit_potentials(
         return half_bias(y2, ot.psi.double().numpy() * 255.0**2)
 
     for stage in qg.stages:
-        f, c = stage.factor, stage.crop_in
-        pooled = (
-            torch.round(F.avg_pool2d(lv[:, :, c:-c, c:-c] if c else lv, f)) for lv, _ in windows
-        )
+        pooled = (block_sums(lv, stage)[1] for lv, _ in windows)
         stage.bias = refit(stage.targets, stage.bias, pooled)
         windows = [(coarse_levels(lv, stage), at - stage.crop_out) for lv, at in windows]
     # the final stage sees output pixels [0, size)^2
