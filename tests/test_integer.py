@@ -30,6 +30,7 @@ from train.generator import GeneratorConfig, fold, sample_tile
 from train.quantize import (
     LEAK,
     MAX_SUM,
+    activation_grid,
     calibrate,
     coarse_levels,
     quantize_generator,
@@ -96,6 +97,23 @@ def test_activation_grids_cover_their_ranges():
         q = range_params(lo, hi)
         assert -q.zero * q.scale <= min(lo, 0) and (255 - q.zero) * q.scale >= max(hi, 0)
         assert 255 * q.scale <= 4 * (max(hi, 0) - min(lo, 0))
+
+
+def test_calibration_grids_leave_out_rare_extremes():
+    """A few extreme values do not coarsen a tensor's grid: it holds all but the 0.1% most
+    extreme values at either end of each window (those saturate); with quantile 1 it holds
+    every value."""
+    g = torch.Generator().manual_seed(0)
+    windows = [torch.rand(8, 64, 64, generator=g, dtype=torch.float64) for _ in range(2)]
+    windows[0][0, 0, :3] = torch.tensor([-5.0, 40.0, 41.0])  # three of 32,768 values
+
+    def held(q, w: torch.Tensor) -> float:
+        return float(((w >= -q.zero * q.scale) & (w <= (255 - q.zero) * q.scale)).double().mean())
+
+    clipped, whole = activation_grid(windows), activation_grid(windows, 1.0)
+    assert whole.exp + 5 <= clipped.exp  # a grid 32 times finer
+    assert all(held(whole, w) == 1.0 for w in windows)
+    assert 0.998 <= held(clipped, windows[0]) < 1.0 and held(clipped, windows[1]) >= 0.998
 
 
 CASES = [  # (seed, y0, x0, h, w, period)
